@@ -1,0 +1,203 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/connetd/connetd/backoff"
+	"github.com/connetd/connetd/quicconf"
+	"github.com/connetd/connetd/wire"
+)
+
+// controlStream is the live session's stream; writes from endpoint changes
+// and from the session itself are serialized here.
+type controlStream struct {
+	mu sync.Mutex
+	st *quic.Stream
+}
+
+func (s *controlStream) write(m *wire.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return wire.Write(s.st, m)
+}
+
+// runControl keeps a session with the control server until ctx ends,
+// reconnecting with backoff. Peer connections do not depend on it: they keep
+// carrying traffic while control is away.
+func (c *Client) runControl(ctx context.Context) {
+	bo := backoff.New(100*time.Millisecond, time.Second)
+	refusedBo := backoff.New(time.Second, 30*time.Second)
+	for ctx.Err() == nil {
+		started := time.Now()
+		err := c.controlSession(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		var werr *wire.Error
+		if errors.As(err, &werr) {
+			c.log.Error("control server refused this client; check the token", "server", c.cfg.ServerAddr, "err", err)
+			if !refusedBo.Sleep(ctx) {
+				return
+			}
+			continue
+		}
+		refusedBo.Reset()
+		if time.Since(started) > 10*time.Second {
+			bo.Reset()
+		}
+		c.log.Warn("control server unreachable, retrying", "server", c.cfg.ServerAddr, "err", err)
+		if !bo.Sleep(ctx) {
+			return
+		}
+	}
+}
+
+func (c *Client) dialControl(ctx context.Context) (*quic.Conn, error) {
+	addr, err := net.ResolveUDPAddr("udp", c.cfg.ServerAddr)
+	if err != nil {
+		return nil, fmt.Errorf("resolve control %s: %w", c.cfg.ServerAddr, err)
+	}
+	tlsConf := c.cfg.ServerTLS.Clone()
+	tlsConf.MinVersion = tls.VersionTLS13
+	tlsConf.Certificates = []tls.Certificate{c.id.Cert}
+	tlsConf.NextProtos = []string{wire.ALPNClientControl}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := c.direct.Dial(dctx, addr, tlsConf, quicconf.Control())
+	if err != nil {
+		return nil, fmt.Errorf("dial control %s: %w", c.cfg.ServerAddr, err)
+	}
+	return conn, nil
+}
+
+func (c *Client) controlSession(ctx context.Context) error {
+	conn, err := c.dialControl(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.CloseWithError(wire.ConnNormal, "")
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return fmt.Errorf("open control stream: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.CloseWithError(wire.ConnNormal, "client stopping") })
+	defer stop()
+	cs := &controlStream{st: st}
+	if err := cs.write(&wire.Message{Hello: &wire.Hello{Token: c.cfg.Token, Version: c.cfg.Version, Direct: c.localCandidates()}}); err != nil {
+		return err
+	}
+	_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	m, err := wire.Read(st)
+	if err != nil {
+		return fmt.Errorf("read welcome: %w", err)
+	}
+	_ = st.SetReadDeadline(time.Time{})
+	if m.Error != nil {
+		return m.Error
+	}
+	if m.Welcome == nil {
+		return fmt.Errorf("control answered hello with something other than welcome")
+	}
+	c.log.Info("connected to control", "server", c.cfg.ServerAddr, "observed", m.Welcome.Observed)
+
+	// Announce under the lock so that an endpoint added concurrently is
+	// announced exactly once: either here or by AddSource/AddDestination.
+	c.mu.Lock()
+	c.observed = m.Welcome.Observed
+	c.ctl = cs
+	var announceErr error
+	for _, s := range c.sources {
+		if err := cs.write(s.announce()); err != nil {
+			announceErr = err
+		}
+	}
+	for _, d := range c.destinations {
+		if err := cs.write(d.announce()); err != nil {
+			announceErr = err
+		}
+	}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.ctl == cs {
+			c.ctl = nil
+		}
+		c.mu.Unlock()
+	}()
+	if announceErr != nil {
+		return announceErr
+	}
+	for {
+		m, err := wire.Read(st)
+		if err != nil {
+			return fmt.Errorf("control session: %w", err)
+		}
+		switch {
+		case m.Peers != nil:
+			c.updatePeers(m.Peers)
+		case m.Relays != nil:
+			c.updateRelays(ctx, m.Relays)
+		case m.Error != nil:
+			c.endpointRefused(m.Error)
+		default:
+			return fmt.Errorf("unexpected message from control")
+		}
+	}
+}
+
+// sendLocked sends m on the live session, if any; a failure ends that
+// session, which re-announces everything on reconnect.
+func (c *Client) sendLocked(m *wire.Message) {
+	if c.ctl == nil {
+		return
+	}
+	if err := c.ctl.write(m); err != nil {
+		c.log.Debug("control write failed", "err", err)
+	}
+}
+
+func (c *Client) endpointRefused(e *wire.Error) {
+	c.log.Error("control refused endpoint", "endpoint", e.Endpoint, "role", e.Role, "code", e.Code, "reason", e.Message)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.sources[e.Endpoint]; s != nil && e.Role == "source" {
+		s.refused = e.Message
+	}
+	if d := c.destinations[e.Endpoint]; d != nil && e.Role == "destination" {
+		d.refused = e.Message
+	}
+}
+
+// localCandidates are the addresses of this host's interfaces at the
+// direct socket's port. Loopback is left out: the observed address covers
+// peers on the same host.
+func (c *Client) localCandidates() []string {
+	la, ok := c.cfg.DirectConn.LocalAddr().(*net.UDPAddr)
+	if !ok {
+		return nil
+	}
+	if !la.IP.IsUnspecified() {
+		return []string{la.String()}
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || ipn.IP.IsLoopback() || ipn.IP.IsLinkLocalUnicast() || ipn.IP.IsMulticast() {
+			continue
+		}
+		out = append(out, (&net.UDPAddr{IP: ipn.IP, Port: la.Port}).String())
+	}
+	return out
+}

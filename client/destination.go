@@ -1,0 +1,205 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/proxyproto"
+	"github.com/connetd/connetd/restrict"
+	"github.com/connetd/connetd/wire"
+)
+
+// DestinationConfig describes a destination: a local service that sources
+// of the same name reach.
+type DestinationConfig struct {
+	Addr           string
+	Route          string
+	ProxyProto     string // "", "v1" or "v2"
+	FileServerRoot string // when set, serve this directory over HTTP at Addr
+}
+
+type destination struct {
+	name       string
+	addr       string
+	route      string
+	proxyProto string
+	fileServer *http.Server
+	refused    string
+	traffic    traffic
+}
+
+func (d *destination) announce() *wire.Message {
+	return &wire.Message{Announce: &wire.Announce{Endpoint: d.name, Role: restrict.RoleDestination, Route: d.route}}
+}
+
+// AddDestination starts offering a destination.
+func (c *Client) AddDestination(name string, cfg DestinationConfig) error {
+	if cfg.Route == "" {
+		cfg.Route = wire.RouteAny
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.destinations[name] != nil {
+		return fmt.Errorf("destination %q: %w", name, ErrExists)
+	}
+	d := &destination{name: name, addr: cfg.Addr, route: cfg.Route, proxyProto: cfg.ProxyProto}
+	if cfg.FileServerRoot != "" {
+		ln, err := net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return fmt.Errorf("destination %q: file server listen %s: %w", name, cfg.Addr, err)
+		}
+		d.addr = ln.Addr().String()
+		d.fileServer = &http.Server{Handler: http.FileServer(http.Dir(cfg.FileServerRoot)), ReadHeaderTimeout: 10 * time.Second}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			_ = d.fileServer.Serve(ln)
+		}()
+	}
+	c.destinations[name] = d
+	if c.runCtx != nil {
+		c.startDestinationLocked(d)
+	}
+	c.sendLocked(d.announce())
+	return nil
+}
+
+func (c *Client) startDestinationLocked(d *destination) {
+	c.log.Info("destination offered", "endpoint", d.name, "addr", d.addr, "route", d.route)
+}
+
+// RemoveDestination stops offering a destination; flows already open end.
+func (c *Client) RemoveDestination(name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.destinations[name]
+	if d == nil {
+		return fmt.Errorf("destination %q: %w", name, ErrNotFound)
+	}
+	delete(c.destinations, name)
+	if d.fileServer != nil {
+		_ = d.fileServer.Close()
+	}
+	c.sendLocked(&wire.Message{Withdraw: &wire.Withdraw{Endpoint: name, Role: restrict.RoleDestination}})
+	return nil
+}
+
+// acceptPeers accepts connections from sources on one of our sockets.
+func (c *Client) acceptPeers(ctx context.Context, ln *quic.Listener, pa path) {
+	for {
+		conn, err := ln.Accept(ctx)
+		if err != nil {
+			return
+		}
+		id, _ := identity.PeerIDOf(conn.ConnectionState().TLS)
+		c.mu.Lock()
+		p := c.peers[id]
+		if p == nil || !p.isSourceOfUs() {
+			c.mu.Unlock()
+			_ = conn.CloseWithError(wire.ConnUnauthorized, "not a source of this client")
+			continue
+		}
+		p.inbound[conn] = pa
+		c.mu.Unlock()
+		c.log.Info("peer connected", "peer", id.Short(), "path", pa.String(), "remote", conn.RemoteAddr().String())
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.serveInbound(ctx, p, conn, pa)
+		}()
+	}
+}
+
+func (c *Client) serveInbound(ctx context.Context, p *peer, conn *quic.Conn, pa path) {
+	defer func() {
+		c.mu.Lock()
+		delete(p.inbound, conn)
+		c.mu.Unlock()
+	}()
+	stop := context.AfterFunc(ctx, func() { _ = conn.CloseWithError(wire.ConnShutdown, "client stopping") })
+	defer stop()
+	for {
+		st, err := conn.AcceptStream(ctx)
+		if err != nil {
+			c.log.Debug("peer disconnected", "peer", p.id.Short(), "path", pa.String(), "err", err)
+			return
+		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.serveStream(p, st, pa)
+		}()
+	}
+}
+
+func abort(st *quic.Stream, code quic.StreamErrorCode) {
+	st.CancelRead(code)
+	st.CancelWrite(code)
+}
+
+func (c *Client) serveStream(p *peer, st *quic.Stream, pa path) {
+	_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	m, err := wire.Read(st)
+	if err != nil || m.Connect == nil {
+		abort(st, wire.StreamBadRequest)
+		return
+	}
+	_ = st.SetReadDeadline(time.Time{})
+	name := m.Connect.Endpoint
+	log := c.log.With("endpoint", name, "peer", p.id.Short(), "route", pa.String())
+	c.mu.Lock()
+	d := c.destinations[name]
+	theirs, authorized := p.asSource[name]
+	c.mu.Unlock()
+	if d == nil || !authorized {
+		log.Warn("refusing stream for an endpoint this peer may not use")
+		abort(st, wire.StreamUnknownEndpoint)
+		return
+	}
+	if !allows(d.route, pa) || !allows(theirs, pa) {
+		log.Warn("refusing stream on a path the routes do not allow")
+		abort(st, wire.StreamBadRequest)
+		return
+	}
+	tc, err := net.DialTimeout("tcp", d.addr, 10*time.Second)
+	if err != nil {
+		log.Warn("destination service unreachable", "addr", d.addr, "err", err)
+		abort(st, wire.StreamDialFailed)
+		return
+	}
+	if d.proxyProto != "" {
+		if err := writeProxyHeader(tc, d.proxyProto, m.Connect.From); err != nil {
+			log.Warn("proxy protocol header", "err", err)
+			abort(st, wire.StreamDialFailed)
+			_ = tc.Close()
+			return
+		}
+	}
+	log.Debug("connection routed", "from", m.Connect.From)
+	proxy(tc.(*net.TCPConn), st, &d.traffic, &p.traffic)
+}
+
+func writeProxyHeader(tc net.Conn, version, from string) error {
+	src, err := netip.ParseAddrPort(from)
+	if err != nil {
+		return fmt.Errorf("source address %q: %w", from, err)
+	}
+	dst, ok := tc.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return errors.New("destination is not a TCP address")
+	}
+	h, err := proxyproto.Header(version, src, dst.AddrPort())
+	if err != nil {
+		return err
+	}
+	_, err = tc.Write(h)
+	return err
+}

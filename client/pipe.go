@@ -1,0 +1,91 @@
+package client
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/connetd/connetd/wire"
+)
+
+// Buffers start small so that thousands of idle connections cost little,
+// and grow for connections that move bulk data.
+const (
+	smallBuf = 4 << 10
+	largeBuf = 64 << 10
+)
+
+var (
+	smallPool = sync.Pool{New: func() any { b := make([]byte, smallBuf); return &b }}
+	largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}
+)
+
+// copyAdaptive copies until EOF (nil error) or a failure.
+func copyAdaptive(dst io.Writer, src io.Reader, counts []*atomic.Int64) error {
+	bp := smallPool.Get().(*[]byte)
+	pool := &smallPool
+	defer func() { pool.Put(bp) }()
+	for {
+		buf := *bp
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			for _, c := range counts {
+				c.Add(int64(n))
+			}
+			if n == len(buf) && pool == &smallPool {
+				smallPool.Put(bp)
+				bp, pool = largePool.Get().(*[]byte), &largePool
+			}
+		}
+		if rerr != nil {
+			if errors.Is(rerr, io.EOF) {
+				return nil
+			}
+			return rerr
+		}
+	}
+}
+
+// traffic counts bytes in each direction; out is TCP→peer.
+type traffic struct {
+	in, out atomic.Int64
+}
+
+// proxy moves bytes both ways between a TCP connection and a peer stream
+// and carries half-closes across: EOF from TCP becomes FIN on the stream and
+// FIN from the stream becomes shutdown(SHUT_WR) on TCP. A failure on either
+// side aborts both.
+func proxy(tcp *net.TCPConn, st *quic.Stream, counters ...*traffic) {
+	var out, in []*atomic.Int64
+	for _, c := range counters {
+		out, in = append(out, &c.out), append(in, &c.in)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := copyAdaptive(st, tcp, out); err != nil {
+			st.CancelWrite(wire.StreamAborted)
+			st.CancelRead(wire.StreamAborted)
+			return
+		}
+		_ = st.Close()
+	}()
+	if err := copyAdaptive(tcp, st, in); err != nil {
+		st.CancelRead(wire.StreamAborted)
+		st.CancelWrite(wire.StreamAborted)
+		_ = tcp.SetLinger(0)
+		_ = tcp.Close() // unblocks the other direction's read
+	} else {
+		_ = tcp.CloseWrite()
+	}
+	wg.Wait()
+	_ = tcp.Close()
+}

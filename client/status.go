@@ -1,0 +1,122 @@
+package client
+
+import (
+	"sort"
+)
+
+// Status is the client's JSON status.
+type Status struct {
+	ID           string           `json:"id"`
+	ServerAddr   string           `json:"server_addr"`
+	Control      string           `json:"control"` // "connected" or "connecting"
+	Observed     string           `json:"observed,omitempty"`
+	Sources      []EndpointStatus `json:"sources"`
+	Destinations []EndpointStatus `json:"destinations"`
+	Relays       []RelayStatus    `json:"relays"`
+}
+
+// EndpointStatus is one source or destination.
+type EndpointStatus struct {
+	Name     string       `json:"name"`
+	Addr     string       `json:"addr"`
+	Route    string       `json:"route"`
+	Refused  string       `json:"refused,omitempty"` // why control refused it
+	BytesIn  int64        `json:"bytes_in"`          // from the peer
+	BytesOut int64        `json:"bytes_out"`         // to the peer
+	Peers    []PeerStatus `json:"peers"`
+}
+
+// PeerStatus is one peer of an endpoint and the path in use to it.
+type PeerStatus struct {
+	ID       string `json:"id"`
+	Route    string `json:"route"` // the peer's route setting
+	Path     string `json:"path"`  // direct, relay or none
+	Remote   string `json:"remote,omitempty"`
+	RTTMicro int64  `json:"rtt_us,omitempty"`
+	Error    string `json:"error,omitempty"` // last direct connection error
+	BytesIn  int64  `json:"bytes_in"`
+	BytesOut int64  `json:"bytes_out"`
+}
+
+// RelayStatus is one relay and whether the client is connected to it.
+type RelayStatus struct {
+	ID        string `json:"id"`
+	Addr      string `json:"addr"`
+	Connected bool   `json:"connected"`
+}
+
+// Status reports the client.
+func (c *Client) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := Status{ID: c.id.ID.String(), ServerAddr: c.cfg.ServerAddr, Control: "connecting",
+		Sources: []EndpointStatus{}, Destinations: []EndpointStatus{}, Relays: []RelayStatus{}}
+	if c.ctl != nil {
+		st.Control, st.Observed = "connected", c.observed
+	}
+	for _, s := range c.sources {
+		es := EndpointStatus{Name: s.name, Addr: s.ln.Addr().String(), Route: s.route, Refused: s.refused,
+			BytesIn: s.traffic.in.Load(), BytesOut: s.traffic.out.Load(), Peers: []PeerStatus{}}
+		for _, p := range c.peers {
+			theirs, ok := p.asDestination[s.name]
+			if !ok {
+				continue
+			}
+			ps := PeerStatus{ID: p.id.String(), Route: theirs, Path: "none", Error: p.lastDirectErr,
+				BytesIn: p.traffic.in.Load(), BytesOut: p.traffic.out.Load()}
+			for _, cand := range []struct {
+				ok bool
+				pa path
+			}{{p.directConn != nil && allows(s.route, pathDirect) && allows(theirs, pathDirect), pathDirect},
+				{p.relayConn != nil && allows(s.route, pathRelay) && allows(theirs, pathRelay), pathRelay}} {
+				if !cand.ok {
+					continue
+				}
+				conn := p.directConn
+				if cand.pa == pathRelay {
+					conn = p.relayConn
+				}
+				ps.Path, ps.Remote = cand.pa.String(), conn.RemoteAddr().String()
+				ps.RTTMicro = conn.ConnectionStats().SmoothedRTT.Microseconds()
+				break
+			}
+			es.Peers = append(es.Peers, ps)
+		}
+		sortPeers(es.Peers)
+		st.Sources = append(st.Sources, es)
+	}
+	for _, d := range c.destinations {
+		es := EndpointStatus{Name: d.name, Addr: d.addr, Route: d.route, Refused: d.refused,
+			BytesIn: d.traffic.in.Load(), BytesOut: d.traffic.out.Load(), Peers: []PeerStatus{}}
+		for _, p := range c.peers {
+			theirs, ok := p.asSource[d.name]
+			if !ok {
+				continue
+			}
+			ps := PeerStatus{ID: p.id.String(), Route: theirs, Path: "none",
+				BytesIn: p.traffic.in.Load(), BytesOut: p.traffic.out.Load()}
+			best := pathNone
+			for conn, pa := range p.inbound {
+				if best == pathNone || pa < best {
+					best = pa
+					ps.Path, ps.Remote = pa.String(), conn.RemoteAddr().String()
+					ps.RTTMicro = conn.ConnectionStats().SmoothedRTT.Microseconds()
+				}
+			}
+			es.Peers = append(es.Peers, ps)
+		}
+		sortPeers(es.Peers)
+		st.Destinations = append(st.Destinations, es)
+	}
+	for id, l := range c.relays {
+		st.Relays = append(st.Relays, RelayStatus{ID: id.String(), Addr: l.info.Addr, Connected: l.conn != nil})
+	}
+	sort.Slice(st.Sources, func(i, j int) bool { return st.Sources[i].Name < st.Sources[j].Name })
+	sort.Slice(st.Destinations, func(i, j int) bool { return st.Destinations[i].Name < st.Destinations[j].Name })
+	sort.Slice(st.Relays, func(i, j int) bool { return st.Relays[i].ID < st.Relays[j].ID })
+	return st
+}
+
+func sortPeers(ps []PeerStatus) {
+	sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })
+}

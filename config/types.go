@@ -1,0 +1,137 @@
+// Package config reads connetd's TOML configuration, which follows connet's
+// documented format, and the command-line flags that override it.
+package config
+
+import "github.com/connetd/connetd/restrict"
+
+// File is one configuration file. Exactly one of the role tables is set.
+type File struct {
+	LogLevel  string `toml:"log-level"`
+	LogFormat string `toml:"log-format"`
+
+	Client  *Client  `toml:"client"`
+	Server  *Server  `toml:"server"`
+	Control *Control `toml:"control"`
+	Relay   *Relay   `toml:"relay"`
+
+	// Path is the file this was read from ("" when built from flags only).
+	Path string `toml:"-"`
+}
+
+// Client is the [client] table.
+type Client struct {
+	Token     string `toml:"token"`
+	TokenFile string `toml:"token-file"`
+
+	ServerAddr string `toml:"server-addr"`
+	ServerCAs  string `toml:"server-cas"`
+
+	DirectAddr string `toml:"direct-addr"`
+	StatusAddr string `toml:"status-addr"`
+
+	Destinations map[string]Destination `toml:"destinations"`
+	Sources      map[string]Source      `toml:"sources"`
+
+	// Resolved by validation.
+	TokenValue string `toml:"-"` // from token or token-file
+}
+
+// Destination is one [client.destinations.NAME] table.
+type Destination struct {
+	Addr              string `toml:"addr"`
+	Route             string `toml:"route"`
+	ProxyProtoVersion string `toml:"proxy-proto-version"`
+	FileServerRoot    string `toml:"file-server-root"`
+}
+
+// Source is one [client.sources.NAME] table.
+type Source struct {
+	Addr  string `toml:"addr"`
+	Route string `toml:"route"`
+}
+
+// Server is the [server] table: control and relay in one process.
+type Server struct {
+	Addr     string `toml:"addr"`
+	CertFile string `toml:"cert-file"`
+	KeyFile  string `toml:"key-file"`
+
+	Tokens     []string `toml:"tokens"`
+	TokensFile string   `toml:"tokens-file"`
+
+	RelayAddr     string `toml:"relay-addr"`
+	RelayHostname string `toml:"relay-hostname"`
+
+	StatusAddr string `toml:"status-addr"`
+	StoreDir   string `toml:"store-dir"`
+
+	IPRestriction     IPRestriction      `toml:"ip-restriction"`
+	TokenRestrictions []TokenRestriction `toml:"token-restriction"`
+
+	// Resolved by validation.
+	TokenValues    []string         `toml:"-"` // tokens plus tokens-file
+	IPRestrict     restrict.IP      `toml:"-"`
+	TokenRestricts []restrict.Token `toml:"-"` // empty, or one per token
+}
+
+// Control is the [control] table.
+type Control struct {
+	CertFile string `toml:"cert-file"`
+	KeyFile  string `toml:"key-file"`
+
+	ClientsAddr       string   `toml:"clients-addr"`
+	ClientsTokens     []string `toml:"clients-tokens"`
+	ClientsTokensFile string   `toml:"clients-tokens-file"`
+
+	RelaysAddr       string   `toml:"relays-addr"`
+	RelaysTokens     []string `toml:"relays-tokens"`
+	RelaysTokensFile string   `toml:"relays-tokens-file"`
+
+	StatusAddr string `toml:"status-addr"`
+	StoreDir   string `toml:"store-dir"`
+
+	ClientsIPRestriction     IPRestriction      `toml:"clients-ip-restriction"`
+	ClientsTokenRestrictions []TokenRestriction `toml:"clients-token-restriction"`
+	RelaysIPRestriction      IPRestriction      `toml:"relays-ip-restriction"`
+	RelaysTokenRestrictions  []TokenRestriction `toml:"relays-token-ip-restriction"`
+
+	// Resolved by validation.
+	ClientsTokenValues    []string         `toml:"-"`
+	ClientsIPRestrict     restrict.IP      `toml:"-"`
+	ClientsTokenRestricts []restrict.Token `toml:"-"`
+	RelaysTokenValues     []string         `toml:"-"`
+	RelaysIPRestrict      restrict.IP      `toml:"-"`
+	RelaysTokenRestricts  []restrict.Token `toml:"-"`
+}
+
+// Relay is the [relay] table.
+type Relay struct {
+	Token     string `toml:"token"`
+	TokenFile string `toml:"token-file"`
+
+	Addr     string `toml:"addr"`
+	Hostname string `toml:"hostname"`
+
+	ControlAddr string `toml:"control-addr"`
+	ControlCAs  string `toml:"control-cas"`
+
+	StatusAddr string `toml:"status-addr"`
+	StoreDir   string `toml:"store-dir"`
+
+	// Resolved by validation.
+	TokenValue string `toml:"-"`
+}
+
+// IPRestriction is an allow/deny list of networks.
+type IPRestriction struct {
+	AllowCIDRs []string `toml:"allow-cidrs"`
+	DenyCIDRs  []string `toml:"deny-cidrs"`
+}
+
+// TokenRestriction applies to the token at the same index.
+type TokenRestriction struct {
+	AllowCIDRs  []string `toml:"allow-cidrs"`
+	DenyCIDRs   []string `toml:"deny-cidrs"`
+	NameMatches string   `toml:"name-matches"`
+	RoleMatches string   `toml:"role-matches"`
+}

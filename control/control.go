@@ -1,0 +1,178 @@
+// Package control is the control server: it authenticates clients and relays
+// by token, keeps the registry of endpoints, and tells every client who its
+// peers are (their certificates and candidate addresses) and which relays to
+// use, and every relay which clients it may splice.
+package control
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/connetd/connetd/quicconf"
+	"github.com/connetd/connetd/restrict"
+	"github.com/connetd/connetd/wire"
+)
+
+// Config is what a control server needs; the daemon builds it from the
+// config file.
+type Config struct {
+	Cert tls.Certificate // presented to clients and relays
+
+	ClientTokens         []string
+	ClientIP             restrict.IP
+	ClientTokenRestricts []restrict.Token // empty, or one per token
+
+	RelayTokens         []string
+	RelayIP             restrict.IP
+	RelayTokenRestricts []restrict.Token
+
+	Version string
+	Logger  *slog.Logger
+}
+
+// Server is a running control server. Its methods are safe for concurrent use.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	reg *registry
+	wg  sync.WaitGroup
+}
+
+// New returns a server; call ServeClients (and ServeRelays or AttachRelay).
+func New(cfg Config) *Server {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{cfg: cfg, log: log, reg: newRegistry()}
+}
+
+// tokenIndex finds token among tokens in constant time per candidate, so the
+// time taken does not reveal how much of a token matched.
+func tokenIndex(tokens []string, token string) int {
+	found := -1
+	for i, t := range tokens {
+		if subtle.ConstantTimeCompare([]byte(t), []byte(token)) == 1 && found < 0 {
+			found = i
+		}
+	}
+	return found
+}
+
+func (s *Server) tlsConfig(alpn string) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{s.cfg.Cert},
+		// Clients and relays present self-signed certificates: the token
+		// authenticates them; the certificate is what peers get pinned to.
+		ClientAuth: tls.RequireAnyClientCert,
+		NextProtos: []string{alpn},
+	}
+}
+
+// ServeClients accepts client connections on tr until ctx ends.
+func (s *Server) ServeClients(ctx context.Context, tr *quic.Transport) error {
+	ln, err := tr.Listen(s.tlsConfig(wire.ALPNClientControl), quicconf.Control())
+	if err != nil {
+		return fmt.Errorf("listen for clients on %s: %w", tr.Conn.LocalAddr(), err)
+	}
+	s.log.Info("control listening for clients", "addr", tr.Conn.LocalAddr().String())
+	return s.acceptLoop(ctx, ln, s.cfg.ClientIP, s.serveClient)
+}
+
+// ServeRelays accepts relay connections on tr until ctx ends.
+func (s *Server) ServeRelays(ctx context.Context, tr *quic.Transport) error {
+	ln, err := tr.Listen(s.tlsConfig(wire.ALPNRelayControl), quicconf.Control())
+	if err != nil {
+		return fmt.Errorf("listen for relays on %s: %w", tr.Conn.LocalAddr(), err)
+	}
+	s.log.Info("control listening for relays", "addr", tr.Conn.LocalAddr().String())
+	return s.acceptLoop(ctx, ln, s.cfg.RelayIP, s.serveRelayConn)
+}
+
+func (s *Server) acceptLoop(ctx context.Context, ln *quic.Listener, ipr restrict.IP, serve func(context.Context, *quic.Conn)) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer ln.Close()
+	go func() { <-ctx.Done(); ln.Close() }()
+	for {
+		conn, err := ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		if !ipr.Accepts(addrOf(conn.RemoteAddr())) {
+			s.log.Warn("refused connection by ip-restriction", "remote", conn.RemoteAddr().String())
+			_ = conn.CloseWithError(wire.ConnUnauthorized, "address not allowed")
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serve(ctx, conn)
+		}()
+	}
+}
+
+func addrOf(a net.Addr) netip.Addr {
+	if u, ok := a.(*net.UDPAddr); ok {
+		ap := u.AddrPort()
+		return ap.Addr().Unmap()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// refuse writes an Error and closes the connection.
+func refuse(conn *quic.Conn, st *quic.Stream, code, msg string) {
+	_ = wire.Write(st, &wire.Message{Error: &wire.Error{Code: code, Message: msg}})
+	_ = st.Close()
+	_ = conn.CloseWithError(wire.ConnUnauthorized, msg)
+}
+
+// errClosed marks a session that ended because the server stopped.
+var errClosed = errors.New("control server stopped")
+
+// Status is the JSON status of a control server.
+type Status struct {
+	Clients   []ClientStatus   `json:"clients"`
+	Endpoints []EndpointStatus `json:"endpoints"`
+	Relays    []RelayStatus    `json:"relays"`
+}
+
+// ClientStatus describes one connected client.
+type ClientStatus struct {
+	ID        string   `json:"id"`
+	Addr      string   `json:"addr"`
+	Endpoints []string `json:"endpoints"`
+}
+
+// EndpointStatus describes one endpoint name.
+type EndpointStatus struct {
+	Name         string `json:"name"`
+	Sources      int    `json:"sources"`
+	Destinations int    `json:"destinations"`
+}
+
+// RelayStatus describes one connected relay.
+type RelayStatus struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+}
+
+// Status reports the registry.
+func (s *Server) Status() Status { return s.reg.status() }

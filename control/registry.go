@@ -1,0 +1,276 @@
+package control
+
+import (
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/restrict"
+	"github.com/connetd/connetd/wire"
+)
+
+type epKey struct {
+	name, role string
+}
+
+// session is the registry's view of a connected client or relay. notify is
+// poked (never blocking) when what the session should be told has changed;
+// the session's writer then sends a fresh snapshot.
+type session struct {
+	id       identity.ID
+	cert     []byte
+	observed string
+	notify   chan struct{}
+	close    func() // ends the session's connection
+
+	// guarded by registry.mu
+	direct    []string
+	endpoints map[epKey]string // route by endpoint
+	relayAddr string           // relays only
+}
+
+func newSession(id identity.ID, cert []byte, observed string) *session {
+	return &session{id: id, cert: cert, observed: observed, notify: make(chan struct{}, 1), endpoints: map[epKey]string{}}
+}
+
+func (s *session) poke() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// registry is the control server's state: who is connected and what they
+// announced.
+type registry struct {
+	mu        sync.Mutex
+	clients   map[identity.ID]*session
+	endpoints map[string]map[epKey]map[identity.ID]*session // name → (name, role) → clients
+	relays    map[identity.ID]*session
+}
+
+func newRegistry() *registry {
+	return &registry{
+		clients:   map[identity.ID]*session{},
+		endpoints: map[string]map[epKey]map[identity.ID]*session{},
+		relays:    map[identity.ID]*session{},
+	}
+}
+
+// addClient registers s, returning a previous session of the same client
+// (a reconnect racing its old connection), which the caller closes.
+func (r *registry) addClient(s *session) *session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.clients[s.id]
+	if old != nil {
+		r.dropEndpointsLocked(old)
+	}
+	r.clients[s.id] = s
+	s.poke()
+	return old
+}
+
+func (r *registry) removeClient(s *session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.clients[s.id] != s {
+		return
+	}
+	delete(r.clients, s.id)
+	r.dropEndpointsLocked(s)
+}
+
+func (r *registry) dropEndpointsLocked(s *session) {
+	for k := range s.endpoints {
+		r.withdrawLocked(s, k)
+	}
+}
+
+func (r *registry) announce(s *session, name, role, route string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := epKey{name, role}
+	s.endpoints[k] = route
+	byRole := r.endpoints[name]
+	if byRole == nil {
+		byRole = map[epKey]map[identity.ID]*session{}
+		r.endpoints[name] = byRole
+	}
+	if byRole[k] == nil {
+		byRole[k] = map[identity.ID]*session{}
+	}
+	byRole[k][s.id] = s
+	r.pokeEndpointLocked(name)
+}
+
+func (r *registry) withdraw(s *session, name, role string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.withdrawLocked(s, epKey{name, role})
+}
+
+func (r *registry) withdrawLocked(s *session, k epKey) {
+	delete(s.endpoints, k)
+	if byRole := r.endpoints[k.name]; byRole != nil {
+		if m := byRole[k]; m != nil && m[s.id] == s {
+			delete(m, s.id)
+			if len(m) == 0 {
+				delete(byRole, k)
+			}
+		}
+		if len(byRole) == 0 {
+			delete(r.endpoints, k.name)
+		}
+	}
+	r.pokeEndpointLocked(k.name)
+}
+
+func (r *registry) setDirect(s *session, direct []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s.direct = direct
+	for k := range s.endpoints {
+		r.pokeEndpointLocked(k.name)
+	}
+}
+
+// pokeEndpointLocked tells everyone whose view of endpoint name may have
+// changed: its clients and all relays.
+func (r *registry) pokeEndpointLocked(name string) {
+	for _, m := range r.endpoints[name] {
+		for _, s := range m {
+			s.poke()
+		}
+	}
+	for _, rs := range r.relays {
+		rs.poke()
+	}
+}
+
+func (r *registry) addRelay(s *session, addr string) *session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.relays[s.id]
+	s.relayAddr = addr
+	r.relays[s.id] = s
+	r.pokeAllLocked()
+	return old
+}
+
+func (r *registry) removeRelay(s *session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.relays[s.id] != s {
+		return
+	}
+	delete(r.relays, s.id)
+	r.pokeAllLocked()
+}
+
+func (r *registry) pokeAllLocked() {
+	for _, s := range r.clients {
+		s.poke()
+	}
+	for _, s := range r.relays {
+		s.poke()
+	}
+}
+
+func counterpart(role string) string {
+	if role == restrict.RoleSource {
+		return restrict.RoleDestination
+	}
+	return restrict.RoleSource
+}
+
+// clientView is everything a client should currently know.
+func (r *registry) clientView(s *session) (peers []wire.Peers, relays wire.Relays) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range s.endpoints {
+		p := wire.Peers{Endpoint: k.name, Role: k.role, Peers: []wire.Peer{}}
+		other := epKey{k.name, counterpart(k.role)}
+		for id, o := range r.endpoints[k.name][other] {
+			if id == s.id {
+				continue // a client never peers with itself
+			}
+			p.Peers = append(p.Peers, wire.Peer{ID: id, Cert: o.cert, Direct: o.direct, Route: o.endpoints[other]})
+		}
+		sort.Slice(p.Peers, func(i, j int) bool { return p.Peers[i].ID.String() < p.Peers[j].ID.String() })
+		peers = append(peers, p)
+	}
+	sort.Slice(peers, func(i, j int) bool {
+		if peers[i].Endpoint != peers[j].Endpoint {
+			return peers[i].Endpoint < peers[j].Endpoint
+		}
+		return peers[i].Role < peers[j].Role
+	})
+	relays.Relays = []wire.Relay{}
+	for id, rs := range r.relays {
+		relays.Relays = append(relays.Relays, wire.Relay{ID: id, Addr: rs.relayAddr, Cert: rs.cert})
+	}
+	sort.Slice(relays.Relays, func(i, j int) bool { return relays.Relays[i].ID.String() < relays.Relays[j].ID.String() })
+	return peers, relays
+}
+
+func usesRelay(route string) bool { return route == wire.RouteAny || route == wire.RouteRelay }
+
+// relayView is the authorization table every relay gets: for each endpoint,
+// the sources and destinations that allow the relay route.
+func (r *registry) relayView() wire.RelayAuth {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	auth := wire.RelayAuth{Endpoints: []wire.RelayEndpoint{}}
+	for name, byRole := range r.endpoints {
+		ep := wire.RelayEndpoint{Endpoint: name}
+		for id, s := range byRole[epKey{name, restrict.RoleSource}] {
+			if usesRelay(s.endpoints[epKey{name, restrict.RoleSource}]) {
+				ep.Sources = append(ep.Sources, id)
+			}
+		}
+		for id, s := range byRole[epKey{name, restrict.RoleDestination}] {
+			if usesRelay(s.endpoints[epKey{name, restrict.RoleDestination}]) {
+				ep.Destinations = append(ep.Destinations, id)
+			}
+		}
+		if len(ep.Sources) == 0 || len(ep.Destinations) == 0 {
+			continue
+		}
+		less := func(a, b identity.ID) int { return slices.Compare(a[:], b[:]) }
+		slices.SortFunc(ep.Sources, less)
+		slices.SortFunc(ep.Destinations, less)
+		auth.Endpoints = append(auth.Endpoints, ep)
+	}
+	sort.Slice(auth.Endpoints, func(i, j int) bool { return auth.Endpoints[i].Endpoint < auth.Endpoints[j].Endpoint })
+	return auth
+}
+
+func (r *registry) status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := Status{Clients: []ClientStatus{}, Endpoints: []EndpointStatus{}, Relays: []RelayStatus{}}
+	for id, s := range r.clients {
+		cs := ClientStatus{ID: id.String(), Addr: s.observed, Endpoints: []string{}}
+		for k := range s.endpoints {
+			cs.Endpoints = append(cs.Endpoints, k.role+":"+k.name)
+		}
+		sort.Strings(cs.Endpoints)
+		st.Clients = append(st.Clients, cs)
+	}
+	for name, byRole := range r.endpoints {
+		st.Endpoints = append(st.Endpoints, EndpointStatus{
+			Name:         name,
+			Sources:      len(byRole[epKey{name, restrict.RoleSource}]),
+			Destinations: len(byRole[epKey{name, restrict.RoleDestination}]),
+		})
+	}
+	for id, s := range r.relays {
+		st.Relays = append(st.Relays, RelayStatus{ID: id.String(), Addr: s.relayAddr})
+	}
+	sort.Slice(st.Clients, func(i, j int) bool { return st.Clients[i].ID < st.Clients[j].ID })
+	sort.Slice(st.Endpoints, func(i, j int) bool { return st.Endpoints[i].Name < st.Endpoints[j].Name })
+	sort.Slice(st.Relays, func(i, j int) bool { return st.Relays[i].ID < st.Relays[j].ID })
+	return st
+}

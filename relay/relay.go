@@ -1,0 +1,334 @@
+// Package relay is the relay server: clients the control server authorized
+// for an endpoint connect to it over QUIC, and it forwards the opaque relay
+// data frames between them (see wire.RelayFrameData). It never holds the
+// peers' keys: what it forwards is their own end-to-end encrypted QUIC.
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/connetd/connetd/backoff"
+	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/quicconf"
+	"github.com/connetd/connetd/relayconn"
+	"github.com/connetd/connetd/wire"
+)
+
+// Config is what a relay server needs.
+type Config struct {
+	Identity *identity.Identity
+	Conn     *net.UDPConn // bound or socket-activated
+	Logger   *slog.Logger
+	// StatelessResetKey lets clients learn at once that a restarted relay
+	// lost their connection.
+	StatelessResetKey *quic.StatelessResetKey
+}
+
+type pairKey [2 * len(identity.ID{})]byte
+
+func keyOf(from, to identity.ID) pairKey {
+	var k pairKey
+	copy(k[:], from[:])
+	copy(k[len(from):], to[:])
+	return k
+}
+
+// authTable is an immutable snapshot of RelayAuth, swapped atomically so
+// the forwarding path reads it without locks.
+type authTable struct {
+	known     map[identity.ID]bool
+	pairs     map[pairKey]*atomic.Int64 // bytes forwarded from→to
+	endpoints []wire.RelayEndpoint
+}
+
+type clientSession struct {
+	id   identity.ID
+	addr netip.AddrPort
+	conn *quic.Conn
+}
+
+// Server is a running relay.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	conn *relayconn.ServerConn
+	tr   *quic.Transport
+
+	auth atomic.Pointer[authTable]
+
+	mu       sync.RWMutex
+	byAddr   map[netip.AddrPort]*clientSession
+	byID     map[identity.ID]*clientSession
+	counters map[pairKey]*atomic.Int64 // survive auth updates
+
+	forwarded atomic.Int64 // packets
+	dropped   atomic.Int64
+}
+
+// New wraps cfg.Conn; Run serves it.
+func New(cfg Config) *Server {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      log,
+		byAddr:   map[netip.AddrPort]*clientSession{},
+		byID:     map[identity.ID]*clientSession{},
+		counters: map[pairKey]*atomic.Int64{},
+	}
+	s.auth.Store(&authTable{known: map[identity.ID]bool{}, pairs: map[pairKey]*atomic.Int64{}})
+	s.conn = relayconn.NewServer(cfg.Conn, s.forward)
+	s.tr = &quic.Transport{Conn: s.conn, StatelessResetKey: cfg.StatelessResetKey}
+	return s
+}
+
+// Transport is the relay socket's QUIC transport; the relay also dials
+// control from it.
+func (s *Server) Transport() *quic.Transport { return s.tr }
+
+// forward runs on the socket's read path for every data frame.
+func (s *Server) forward(frame []byte, from netip.AddrPort) {
+	var to identity.ID
+	copy(to[:], frame[1:wire.RelayFrameHeader])
+	s.mu.RLock()
+	src := s.byAddr[from]
+	dst := s.byID[to]
+	s.mu.RUnlock()
+	if src == nil || dst == nil {
+		s.dropped.Add(1)
+		return
+	}
+	ctr := s.auth.Load().pairs[keyOf(src.id, to)]
+	if ctr == nil {
+		s.dropped.Add(1)
+		return
+	}
+	copy(frame[1:wire.RelayFrameHeader], src.id[:])
+	if err := s.conn.Forward(frame, dst.addr); err != nil {
+		s.dropped.Add(1)
+		return
+	}
+	ctr.Add(int64(len(frame) - wire.RelayFrameHeader))
+	s.forwarded.Add(1)
+}
+
+// SetAuth installs a new authorization table from control.
+func (s *Server) SetAuth(a *wire.RelayAuth) {
+	t := &authTable{known: map[identity.ID]bool{}, pairs: map[pairKey]*atomic.Int64{}, endpoints: a.Endpoints}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	counter := func(k pairKey) *atomic.Int64 {
+		c := s.counters[k]
+		if c == nil {
+			c = new(atomic.Int64)
+			s.counters[k] = c
+		}
+		return c
+	}
+	for _, ep := range a.Endpoints {
+		for _, src := range ep.Sources {
+			t.known[src] = true
+			for _, dst := range ep.Destinations {
+				t.known[dst] = true
+				t.pairs[keyOf(src, dst)] = counter(keyOf(src, dst))
+				t.pairs[keyOf(dst, src)] = counter(keyOf(dst, src))
+			}
+		}
+	}
+	for k := range s.counters {
+		if t.pairs[k] == nil {
+			delete(s.counters, k)
+		}
+	}
+	s.auth.Store(t)
+	s.log.Debug("relay authorization updated", "endpoints", len(a.Endpoints))
+}
+
+func (s *Server) tlsConfig() *tls.Config {
+	return s.cfg.Identity.ServerTLS(wire.ALPNClientRelay, func(id identity.ID) bool {
+		return s.auth.Load().known[id]
+	})
+}
+
+// Run serves clients until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := s.tr.Listen(s.tlsConfig(), quicconf.Control())
+	if err != nil {
+		return fmt.Errorf("relay listen on %s: %w", s.cfg.Conn.LocalAddr(), err)
+	}
+	s.log.Info("relay listening", "addr", s.cfg.Conn.LocalAddr().String(), "relay", s.cfg.Identity.ID.Short())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	go func() { <-ctx.Done(); ln.Close() }()
+	for {
+		conn, err := ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("relay accept: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serveClient(ctx, conn)
+		}()
+	}
+}
+
+func (s *Server) serveClient(ctx context.Context, conn *quic.Conn) {
+	id, _ := identity.PeerIDOf(conn.ConnectionState().TLS)
+	u, ok := conn.RemoteAddr().(*net.UDPAddr)
+	if !ok {
+		_ = conn.CloseWithError(wire.ConnProtocol, "unexpected address")
+		return
+	}
+	addr := u.AddrPort()
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	cs := &clientSession{id: id, addr: addr, conn: conn}
+	s.mu.Lock()
+	old := s.byID[id]
+	if old != nil {
+		delete(s.byAddr, old.addr)
+	}
+	s.byID[id] = cs
+	s.byAddr[addr] = cs
+	s.mu.Unlock()
+	if old != nil {
+		_ = old.conn.CloseWithError(wire.ConnReplaced, "replaced by a newer connection")
+	}
+	log := s.log.With("client", id.Short(), "remote", addr.String())
+	log.Info("relay client connected")
+	select {
+	case <-ctx.Done():
+		_ = conn.CloseWithError(wire.ConnShutdown, "relay shutting down")
+	case <-conn.Context().Done():
+	}
+	s.mu.Lock()
+	if s.byID[id] == cs {
+		delete(s.byID, id)
+	}
+	if s.byAddr[addr] == cs {
+		delete(s.byAddr, addr)
+	}
+	s.mu.Unlock()
+	log.Info("relay client disconnected")
+}
+
+// Close closes the relay socket.
+func (s *Server) Close() error { return s.tr.Close() }
+
+// Dialer opens an authenticated link to control: the stream after hello
+// and welcome.
+type Dialer func(ctx context.Context) (io.ReadWriteCloser, error)
+
+// RunControl keeps a link to control up until ctx ends, applying every
+// authorization table it receives. While control is away the last table
+// stays in force, so relayed flows go on.
+func (s *Server) RunControl(ctx context.Context, dial Dialer) {
+	bo := backoff.New(100*time.Millisecond, time.Second)
+	for ctx.Err() == nil {
+		rw, err := dial(ctx)
+		if err != nil {
+			var werr *wire.Error
+			if errors.As(err, &werr) {
+				s.log.Error("control refused relay", "err", err)
+			} else if ctx.Err() == nil {
+				s.log.Warn("relay cannot reach control", "err", err)
+			}
+			if !bo.Sleep(ctx) {
+				return
+			}
+			continue
+		}
+		bo.Reset()
+		s.log.Info("relay connected to control")
+		stop := context.AfterFunc(ctx, func() { _ = rw.Close() })
+		err = s.readControl(rw)
+		stop()
+		_ = rw.Close()
+		if ctx.Err() == nil {
+			s.log.Warn("relay lost control", "err", err)
+		}
+	}
+}
+
+func (s *Server) readControl(r io.Reader) error {
+	for {
+		m, err := wire.Read(r)
+		if err != nil {
+			return err
+		}
+		if m.RelayAuth == nil {
+			return fmt.Errorf("unexpected message from control")
+		}
+		s.SetAuth(m.RelayAuth)
+	}
+}
+
+// Status is the relay's JSON status.
+type Status struct {
+	ID        string           `json:"id"`
+	Clients   []ClientStatus   `json:"clients"`
+	Endpoints []EndpointStatus `json:"endpoints"`
+	Packets   int64            `json:"packets_forwarded"`
+	Dropped   int64            `json:"packets_dropped"`
+}
+
+// ClientStatus is one connected client.
+type ClientStatus struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+}
+
+// EndpointStatus is one authorized endpoint; Bytes counts payload bytes
+// forwarded between its sources and destinations (both directions).
+type EndpointStatus struct {
+	Name         string `json:"name"`
+	Sources      int    `json:"sources"`
+	Destinations int    `json:"destinations"`
+	Bytes        int64  `json:"bytes"`
+}
+
+// Status reports the relay.
+func (s *Server) Status() Status {
+	st := Status{ID: s.cfg.Identity.ID.String(), Clients: []ClientStatus{}, Endpoints: []EndpointStatus{},
+		Packets: s.forwarded.Load(), Dropped: s.dropped.Load()}
+	t := s.auth.Load()
+	for _, ep := range t.endpoints {
+		es := EndpointStatus{Name: ep.Endpoint, Sources: len(ep.Sources), Destinations: len(ep.Destinations)}
+		for _, a := range ep.Sources {
+			for _, b := range ep.Destinations {
+				if c := t.pairs[keyOf(a, b)]; c != nil {
+					es.Bytes += c.Load()
+				}
+				if c := t.pairs[keyOf(b, a)]; c != nil {
+					es.Bytes += c.Load()
+				}
+			}
+		}
+		st.Endpoints = append(st.Endpoints, es)
+	}
+	s.mu.RLock()
+	for id, c := range s.byID {
+		st.Clients = append(st.Clients, ClientStatus{ID: id.String(), Addr: c.addr.String()})
+	}
+	s.mu.RUnlock()
+	sort.Slice(st.Clients, func(i, j int) bool { return st.Clients[i].ID < st.Clients[j].ID })
+	return st
+}

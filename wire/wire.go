@@ -1,0 +1,249 @@
+// Package wire defines everything connetd sends over the network: the ALPN
+// names of each kind of link, the length-prefixed messages on control
+// streams, the header of each proxied stream, and the relay's data frames.
+// docs/protocol.md is the prose description of the same.
+package wire
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/connetd/connetd/identity"
+)
+
+// One ALPN per kind of link; the suffix is the protocol version.
+const (
+	ALPNClientControl = "connetd-client-control/1"
+	ALPNRelayControl  = "connetd-relay-control/1"
+	ALPNClientRelay   = "connetd-client-relay/1"
+	ALPNPeer          = "connetd-peer/1"
+)
+
+// MaxFrame bounds one message so a hostile peer cannot make us allocate
+// without limit.
+const MaxFrame = 4 << 20
+
+// ErrFrameTooLarge is returned for a length prefix above MaxFrame.
+var ErrFrameTooLarge = errors.New("frame exceeds size limit")
+
+// ErrEmptyMessage is returned for a message with no member set.
+var ErrEmptyMessage = errors.New("message has no member set")
+
+// Message is the envelope of every control-stream message: exactly one
+// member is set.
+type Message struct {
+	Hello      *Hello      `json:"hello,omitempty"`
+	Welcome    *Welcome    `json:"welcome,omitempty"`
+	Error      *Error      `json:"error,omitempty"`
+	Announce   *Announce   `json:"announce,omitempty"`
+	Withdraw   *Withdraw   `json:"withdraw,omitempty"`
+	Candidates *Candidates `json:"candidates,omitempty"`
+	Peers      *Peers      `json:"peers,omitempty"`
+	Relays     *Relays     `json:"relays,omitempty"`
+	RelayHello *RelayHello `json:"relay_hello,omitempty"`
+	RelayAuth  *RelayAuth  `json:"relay_auth,omitempty"`
+	Connect    *Connect    `json:"connect,omitempty"`
+}
+
+// Hello is a client's first message to control.
+type Hello struct {
+	Token   string   `json:"token"`
+	Version string   `json:"version"`
+	Direct  []string `json:"direct"` // host:port candidates for direct connections
+}
+
+// Welcome accepts a Hello or RelayHello.
+type Welcome struct {
+	Observed string `json:"observed"` // the address control saw the peer come from
+}
+
+// Error codes.
+const (
+	CodeUnauthorized = "unauthorized"
+	CodeForbidden    = "forbidden" // authenticated but not allowed this endpoint/role
+	CodeBadRequest   = "bad_request"
+	CodeShutdown     = "shutdown"
+)
+
+// Error refuses a Hello (Endpoint empty; the connection is closed after it) or
+// one Announce (Endpoint set; the session goes on).
+type Error struct {
+	Code     string `json:"code"`
+	Message  string `json:"message"`
+	Endpoint string `json:"endpoint,omitempty"`
+	Role     string `json:"role,omitempty"`
+}
+
+func (e *Error) Error() string {
+	if e.Endpoint != "" {
+		return fmt.Sprintf("%s %s %q: %s: %s", "control refused", e.Role, e.Endpoint, e.Code, e.Message)
+	}
+	return fmt.Sprintf("control refused: %s: %s", e.Code, e.Message)
+}
+
+// Routes a source or destination may use.
+const (
+	RouteAny    = "any"
+	RouteDirect = "direct"
+	RouteRelay  = "relay"
+)
+
+// Announce registers (or updates) an endpoint of the client.
+type Announce struct {
+	Endpoint string `json:"endpoint"`
+	Role     string `json:"role"` // restrict.RoleSource or restrict.RoleDestination
+	Route    string `json:"route"`
+}
+
+// Withdraw removes an endpoint of the client.
+type Withdraw struct {
+	Endpoint string `json:"endpoint"`
+	Role     string `json:"role"`
+}
+
+// Candidates replaces the client's direct candidate addresses.
+type Candidates struct {
+	Direct []string `json:"direct"`
+}
+
+// Peer is a counterpart of one of the client's endpoints.
+type Peer struct {
+	ID     identity.ID `json:"id"`
+	Cert   []byte      `json:"cert"` // DER; the receiver pins it
+	Direct []string    `json:"direct"`
+	Route  string      `json:"route"`
+}
+
+// Peers is the full current set of counterparts for one endpoint of the
+// receiving client: destinations for its source, sources for its destination.
+type Peers struct {
+	Endpoint string `json:"endpoint"`
+	Role     string `json:"role"` // the receiver's role
+	Peers    []Peer `json:"peers"`
+}
+
+// Relay is a relay server a client may use.
+type Relay struct {
+	ID   identity.ID `json:"id"`
+	Addr string      `json:"addr"` // host:port, as the relay advertises it
+	Cert []byte      `json:"cert"` // DER; clients pin it
+}
+
+// Relays is the full current set of relays.
+type Relays struct {
+	Relays []Relay `json:"relays"`
+}
+
+// RelayHello is a relay's first message to control. Its certificate is the
+// TLS client certificate of the connection.
+type RelayHello struct {
+	Token string `json:"token"`
+	Addr  string `json:"addr"` // advertised host:port for clients
+}
+
+// RelayAuth is the full current table of which clients may reach each other
+// through a relay: it replaces the previous one, so a relay that reconnects
+// to control needs no reconciliation.
+type RelayAuth struct {
+	Endpoints []RelayEndpoint `json:"endpoints"`
+}
+
+// RelayEndpoint lists the sources and destinations of one endpoint that use
+// relays; every source may reach every destination.
+type RelayEndpoint struct {
+	Endpoint     string        `json:"endpoint"`
+	Sources      []identity.ID `json:"sources"`
+	Destinations []identity.ID `json:"destinations"`
+}
+
+// Connect opens a proxied stream: the first message on every peer stream,
+// sent by the source. The TCP bytes follow it.
+type Connect struct {
+	Endpoint string `json:"endpoint"`
+	From     string `json:"from"` // the TCP client's address, for PROXY protocol
+}
+
+// Stream error codes (QUIC application error codes on peer streams).
+const (
+	StreamUnknownEndpoint = 0x10
+	StreamDialFailed      = 0x11
+	StreamBadRequest      = 0x12
+	StreamAborted         = 0x13
+)
+
+// Connection error codes (QUIC application error codes on connections).
+const (
+	ConnNormal       = 0x0
+	ConnUnauthorized = 0x1
+	ConnShutdown     = 0x2
+	ConnProtocol     = 0x3
+	ConnReplaced     = 0x4
+)
+
+func (m *Message) members() int {
+	n := 0
+	for _, set := range []bool{m.Hello != nil, m.Welcome != nil, m.Error != nil,
+		m.Announce != nil, m.Withdraw != nil, m.Candidates != nil, m.Peers != nil,
+		m.Relays != nil, m.RelayHello != nil, m.RelayAuth != nil, m.Connect != nil} {
+		if set {
+			n++
+		}
+	}
+	return n
+}
+
+// Write sends one message: a 4-byte big-endian length, then JSON.
+func Write(w io.Writer, m *Message) error {
+	body, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode message: %w", err)
+	}
+	if len(body) > MaxFrame {
+		return ErrFrameTooLarge
+	}
+	buf := make([]byte, 4+len(body))
+	binary.BigEndian.PutUint32(buf, uint32(len(body)))
+	copy(buf[4:], body)
+	if _, err := w.Write(buf); err != nil {
+		return fmt.Errorf("write message: %w", err)
+	}
+	return nil
+}
+
+// Read receives one message written by Write. Unknown JSON fields are
+// ignored so that a newer peer can add fields; a message with no known
+// member, or more than one, is an error.
+func Read(r io.Reader) (*Message, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > MaxFrame {
+		return nil, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, fmt.Errorf("read message body: %w", io.ErrUnexpectedEOF)
+	}
+	return Decode(body)
+}
+
+// Decode parses one message body.
+func Decode(body []byte) (*Message, error) {
+	var m Message
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, fmt.Errorf("decode message: %w", err)
+	}
+	switch m.members() {
+	case 1:
+		return &m, nil
+	case 0:
+		return nil, ErrEmptyMessage
+	default:
+		return nil, errors.New("message has more than one member set")
+	}
+}
