@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -74,6 +75,12 @@ func (c *Client) runRelayLink(ctx context.Context, l *relayLink) {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		tlsConf := c.id.ClientTLS(wire.ALPNClientRelay, func(id identity.ID) bool { return id == l.info.ID })
 		conn, err := c.relayTr.Dial(dctx, net.UDPAddrFromAddrPort(l.addr), tlsConf, quicconf.Control())
+		var observed string
+		if err == nil {
+			if observed, err = relayWelcome(dctx, conn); err != nil {
+				_ = conn.CloseWithError(wire.ConnNormal, "")
+			}
+		}
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
@@ -85,7 +92,7 @@ func (c *Client) runRelayLink(ctx context.Context, l *relayLink) {
 			continue
 		}
 		bo.Reset()
-		log.Info("connected to relay")
+		log.Info("connected to relay", "observed", observed)
 		c.mu.Lock()
 		l.conn = conn
 		c.wakePeersLocked()
@@ -111,4 +118,21 @@ func (c *Client) liveRelaysLocked() []netip.AddrPort {
 		}
 	}
 	return out
+}
+
+// relayWelcome waits for the relay to accept us: it opens a stream with a
+// welcome once our certificate is checked.
+func relayWelcome(ctx context.Context, conn *quic.Conn) (string, error) {
+	st, err := conn.AcceptUniStream(ctx)
+	if err != nil {
+		return "", fmt.Errorf("wait for relay welcome: %w", err)
+	}
+	m, err := wire.Read(st)
+	if err != nil {
+		return "", fmt.Errorf("read relay welcome: %w", err)
+	}
+	if m.Welcome == nil {
+		return "", fmt.Errorf("relay sent something other than a welcome")
+	}
+	return m.Welcome.Observed, nil
 }

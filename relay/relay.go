@@ -213,7 +213,13 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn) {
 		_ = old.conn.CloseWithError(wire.ConnReplaced, "replaced by a newer connection")
 	}
 	log := s.log.With("client", id.Short(), "remote", addr.String())
-	log.Info("relay client connected")
+	// The welcome tells the client that its certificate was accepted (in
+	// TLS 1.3 its handshake ends before ours does) and what address we see.
+	if err := s.welcome(ctx, conn, addr); err != nil {
+		log.Debug("relay welcome failed", "err", err)
+	} else {
+		log.Info("relay client connected")
+	}
 	select {
 	case <-ctx.Done():
 		_ = conn.CloseWithError(wire.ConnShutdown, "relay shutting down")
@@ -228,6 +234,17 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn) {
 	}
 	s.mu.Unlock()
 	log.Info("relay client disconnected")
+}
+
+func (s *Server) welcome(ctx context.Context, conn *quic.Conn, addr netip.AddrPort) error {
+	st, err := conn.OpenUniStreamSync(ctx)
+	if err != nil {
+		return err
+	}
+	if err := wire.Write(st, &wire.Message{Welcome: &wire.Welcome{Observed: addr.String()}}); err != nil {
+		return err
+	}
+	return st.Close()
 }
 
 // Close closes the relay socket.
