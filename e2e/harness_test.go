@@ -247,3 +247,5 @@ func waitCtx(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+func readFileBytes(dir, name string) ([]byte, error) { return os.ReadFile(filepath.Join(dir, name)) }

@@ -1,0 +1,139 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// echoOnce writes msg on c and reads the echo.
+func echoOnce(c net.Conn, msg []byte) error {
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(msg); err != nil {
+		return err
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		return err
+	}
+	if !bytes.Equal(got, msg) {
+		return fmt.Errorf("echo %q, want %q", got, msg)
+	}
+	return nil
+}
+
+func TestDirectFlowSurvivesControlRestartAndRelayReturnsWithin2s(t *testing.T) {
+	tp := newTopology(t,
+		endpoint{name: "d", srcRoute: "direct", dstRoute: "any"},
+		endpoint{name: "r", srcRoute: "relay", dstRoute: "any"},
+	)
+	tp.start(t)
+	flow, err := net.DialTimeout("tcp", tp.srcAddr("d"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flow.Close()
+	if err := echoOnce(flow, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+
+	tp.server.stop(t)
+	// Control and relay are gone; the direct flow goes on.
+	for i := range 10 {
+		if err := echoOnce(flow, []byte(fmt.Sprintf("during-%d", i))); err != nil {
+			t.Fatalf("direct flow broke while control was down: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	tp.startServer(t)
+	restarted := time.Now()
+	deadline := restarted.Add(2 * time.Second)
+	var lastErr error
+	for time.Now().Before(deadline) {
+		got, err := echoRoundTrip(tp.srcAddr("r"), []byte("via relay"))
+		if err == nil && string(got) == "via relay" {
+			lastErr = nil
+			break
+		}
+		lastErr = fmt.Errorf("got %q, %v", got, err)
+		time.Sleep(50 * time.Millisecond)
+	}
+	if lastErr != nil {
+		t.Fatalf("relay route not usable within 2s of the server restart: %v", lastErr)
+	}
+	t.Logf("relay route usable again %s after the server started", time.Since(restarted).Round(time.Millisecond))
+	if err := echoOnce(flow, []byte("after")); err != nil {
+		t.Fatalf("direct flow broke after control came back: %v", err)
+	}
+}
+
+func TestWrongTokenIsRefusedWithAClearError(t *testing.T) {
+	tp := newTopology(t, endpoint{name: "svc", srcRoute: "any", dstRoute: "any"})
+	tp.startServer(t)
+	cfg := strings.Replace(readFile(t, tp.dir, "src.toml"), `token = "client-s-token"`, `token = "not-a-token"`, 1)
+	writeFile(t, tp.dir, "bad.toml", cfg)
+	bad := tp.connetd(t, "bad-client", "--config", "bad.toml")
+	bad.waitLog(t, "control server refused this client; check the token", 10*time.Second)
+	if !strings.Contains(bad.out.String(), "invalid token") {
+		t.Errorf("client log does not say the token was invalid")
+	}
+	tp.server.waitLog(t, "client refused: invalid token", 5*time.Second)
+	var st clientStatus
+	if err := getJSON(addr(tp.srcStatus), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Control != "connecting" {
+		t.Errorf("refused client reports control %q, want connecting", st.Control)
+	}
+}
+
+func TestClientStartedBeforeServerConnectsWhenServerComesUp(t *testing.T) {
+	tp := newTopology(t, endpoint{name: "svc", srcRoute: "any", dstRoute: "any"})
+	tp.startEcho(t)
+	tp.startClients(t)
+	tp.src.waitLog(t, "control server unreachable, retrying", 10*time.Second)
+	time.Sleep(1500 * time.Millisecond)
+	tp.startServer(t)
+	waitPath(t, addr(tp.srcStatus), "svc", "direct", 10*time.Second)
+	got, err := echoRoundTrip(tp.srcAddr("svc"), []byte("late server"))
+	if err != nil || string(got) != "late server" {
+		t.Fatalf("echo through late server: %q, %v", got, err)
+	}
+}
+
+func TestIncompatibleRoutesAreLoggedAndConnectionsRefused(t *testing.T) {
+	tp := newTopology(t, endpoint{name: "svc", srcRoute: "direct", dstRoute: "relay"})
+	tp.startEcho(t)
+	tp.startServer(t)
+	tp.startClients(t)
+	tp.src.waitLog(t, "routes are incompatible", 10*time.Second)
+	c, err := net.DialTimeout("tcp", tp.srcAddr("svc"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+	start := time.Now()
+	n, err := c.Read(make([]byte, 1))
+	if n != 0 || err == nil {
+		t.Fatalf("read %d bytes, %v: want the connection closed", n, err)
+	}
+	if waited := time.Since(start); waited > 10*time.Second {
+		t.Errorf("connection was refused only after %s", waited)
+	}
+	tp.src.waitLog(t, "refusing connection: no usable path", 5*time.Second)
+}
+
+func readFile(t *testing.T, dir, name string) string {
+	t.Helper()
+	b, err := readFileBytes(dir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
