@@ -144,12 +144,6 @@ func (c *Client) notifyChangedLocked() {
 	c.changed = make(chan struct{})
 }
 
-func (c *Client) notifyChanged() {
-	c.mu.Lock()
-	c.notifyChangedLocked()
-	c.mu.Unlock()
-}
-
 // isAllowedSource pins inbound peers: only clients control named as sources
 // of one of our destinations may connect.
 func (c *Client) isAllowedSource(id identity.ID) bool {

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -44,7 +43,6 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	reg *registry
-	wg  sync.WaitGroup
 }
 
 // New returns a server; call ServeClients (and ServeRelays or AttachRelay).
@@ -143,9 +141,6 @@ func refuse(conn *quic.Conn, st *quic.Stream, code, msg string) {
 	_ = st.Close()
 	_ = conn.CloseWithError(wire.ConnUnauthorized, msg)
 }
-
-// errClosed marks a session that ended because the server stopped.
-var errClosed = errors.New("control server stopped")
 
 // Status is the JSON status of a control server.
 type Status struct {

@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -117,12 +116,6 @@ func (p *proc) stop(t *testing.T) {
 	if p.err != nil && strings.Contains(filepath.Base(p.cmd.Path), "connetd") {
 		t.Errorf("%s exited with %v after SIGTERM", p.name, p.err)
 	}
-}
-
-// kill stops the process abruptly.
-func (p *proc) kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
 }
 
 // waitLog waits until the output contains s.
@@ -240,12 +233,6 @@ func waitPath(t *testing.T, statusAddr, name, path string, timeout time.Duration
 		time.Sleep(25 * time.Millisecond)
 	}
 	t.Fatalf("source %s: path %q, want %q after %s", name, got, path, timeout)
-}
-
-func waitCtx(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 func readFileBytes(dir, name string) ([]byte, error) { return os.ReadFile(filepath.Join(dir, name)) }
