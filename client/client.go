@@ -32,6 +32,10 @@ type Config struct {
 	// RelayConn carries relay connections and relayed peer connections.
 	RelayConn *net.UDPConn
 
+	// MaxStreams caps concurrent connections from one source peer; 0 means
+	// quicconf.MaxPeerStreams.
+	MaxStreams int64
+
 	Version string
 	Logger  *slog.Logger
 }
@@ -103,11 +107,15 @@ func (c *Client) Run(ctx context.Context) error {
 	c.mu.Unlock()
 
 	peerTLS := c.id.ServerTLS(wire.ALPNPeer, c.isAllowedSource)
-	directLn, err := c.direct.Listen(peerTLS, quicconf.Peer())
+	peerConf := quicconf.Peer()
+	if c.cfg.MaxStreams > 0 {
+		peerConf.MaxIncomingStreams = c.cfg.MaxStreams
+	}
+	directLn, err := c.direct.Listen(peerTLS, peerConf)
 	if err != nil {
 		return fmt.Errorf("listen for direct peers on %s: %w", c.cfg.DirectConn.LocalAddr(), err)
 	}
-	relayLn, err := c.relayTr.Listen(peerTLS, quicconf.Peer())
+	relayLn, err := c.relayTr.Listen(peerTLS, peerConf)
 	if err != nil {
 		return fmt.Errorf("listen for relayed peers: %w", err)
 	}
