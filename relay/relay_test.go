@@ -1,0 +1,160 @@
+package relay_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/quicconf"
+	"github.com/connetd/connetd/relay"
+	"github.com/connetd/connetd/relayconn"
+	"github.com/connetd/connetd/wire"
+)
+
+func udp(t *testing.T) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// relayClient is a client's relay socket; link connects it to the relay.
+type relayClient struct {
+	id *identity.Identity
+	tr *quic.Transport
+}
+
+func newRelayClient(t *testing.T) *relayClient {
+	t.Helper()
+	id, err := identity.New("client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &relayClient{id: id}
+}
+
+func TestRelayForwardsOnlyPairsControlAuthorized(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	relayID, err := identity.New("relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ru := udp(t)
+	srv := relay.New(relay.Config{Identity: relayID, Conn: ru, Logger: slog.New(slog.DiscardHandler)})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Run(ctx) }()
+	defer func() { cancel(); <-done; srv.Close() }()
+	relayAddr := ru.LocalAddr().(*net.UDPAddr).AddrPort()
+
+	// a may reach b; c is admitted (for another endpoint) but not to b.
+	a, b, c, d := newRelayClient(t), newRelayClient(t), newRelayClient(t), newRelayClient(t)
+	srv.SetAuth(&wire.RelayAuth{Endpoints: []wire.RelayEndpoint{
+		{Endpoint: "e", Sources: []identity.ID{a.id.ID}, Destinations: []identity.ID{b.id.ID}},
+		{Endpoint: "other", Sources: []identity.ID{c.id.ID}, Destinations: []identity.ID{d.id.ID}},
+	}})
+	for _, rc := range []*relayClient{a, b, c} {
+		rc.link(t, ctx, relayID, relayAddr)
+	}
+
+	ln, err := b.tr.Listen(b.id.ServerTLS(wire.ALPNPeer, func(identity.ID) bool { return true }), quicconf.Peer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			_ = conn.CloseWithError(0, "")
+		}
+	}()
+	dialB := func(from *relayClient, timeout time.Duration) error {
+		dctx, dcancel := context.WithTimeout(ctx, timeout)
+		defer dcancel()
+		conn, err := from.tr.Dial(dctx, relayconn.Addr{Relay: relayAddr, Peer: b.id.ID},
+			from.id.ClientTLS(wire.ALPNPeer, func(got identity.ID) bool { return got == b.id.ID }), quicconf.Peer())
+		if err != nil {
+			return err
+		}
+		_ = conn.CloseWithError(0, "")
+		return nil
+	}
+	if err := dialB(a, 5*time.Second); err != nil {
+		t.Fatalf("authorized source could not reach its destination through the relay: %v", err)
+	}
+	dropped := srv.Status().Dropped
+	err = dialB(c, 2*time.Second)
+	if err == nil {
+		t.Fatal("relay spliced a client to a destination of another endpoint")
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		var idle *quic.IdleTimeoutError
+		if !errors.As(err, &idle) {
+			t.Fatalf("unauthorized dial failed in an unexpected way: %v", err)
+		}
+	}
+	if srv.Status().Dropped <= dropped {
+		t.Fatal("relay did not count the unauthorized frames as dropped")
+	}
+}
+
+func (rc *relayClient) link(t *testing.T, ctx context.Context, relayID *identity.Identity, relayAddr netip.AddrPort) {
+	t.Helper()
+	conn := relayconn.New(udp(t))
+	conn.SetRelays([]netip.AddrPort{relayAddr})
+	rc.tr = &quic.Transport{Conn: conn}
+	t.Cleanup(func() { rc.tr.Close() })
+	qc, err := rc.tr.Dial(ctx, net.UDPAddrFromAddrPort(relayAddr),
+		rc.id.ClientTLS(wire.ALPNClientRelay, func(got identity.ID) bool { return got == relayID.ID }), quicconf.Control())
+	if err != nil {
+		t.Fatalf("connect to relay: %v", err)
+	}
+	st, err := qc.AcceptUniStream(ctx)
+	if err != nil {
+		t.Fatalf("relay did not welcome an authorized client: %v", err)
+	}
+	if m, err := wire.Read(st); err != nil || m.Welcome == nil {
+		t.Fatalf("relay welcome: %v", err)
+	}
+}
+
+func TestRelayRefusesClientsControlNeverNamed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	relayID, _ := identity.New("relay")
+	ru := udp(t)
+	srv := relay.New(relay.Config{Identity: relayID, Conn: ru, Logger: slog.New(slog.DiscardHandler)})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Run(ctx) }()
+	defer func() { cancel(); <-done; srv.Close() }()
+	relayAddr := ru.LocalAddr().(*net.UDPAddr).AddrPort()
+
+	stranger, _ := identity.New("stranger")
+	tr := &quic.Transport{Conn: relayconn.New(udp(t))}
+	defer tr.Close()
+	qc, err := tr.Dial(ctx, net.UDPAddrFromAddrPort(relayAddr),
+		stranger.ClientTLS(wire.ALPNClientRelay, func(got identity.ID) bool { return got == relayID.ID }), quicconf.Control())
+	if err == nil {
+		wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+		defer wcancel()
+		if _, err := qc.AcceptUniStream(wctx); err == nil {
+			t.Fatal("relay welcomed a client that no endpoint names")
+		}
+	}
+	if n := len(srv.Status().Clients); n != 0 {
+		t.Fatalf("relay registered %d clients, want 0", n)
+	}
+}
