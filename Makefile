@@ -36,7 +36,7 @@ fuzz:
 	scripts/fuzz.sh $(FUZZTIME)
 
 bench:
-	go run ./bench
+	go run ./bench $(BENCHFLAGS)
 
 demo:
 	scripts/demo.sh

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/quic-go/quic-go"
 
@@ -135,12 +136,19 @@ func addrOf(a net.Addr) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-// refuse writes an Error and closes the connection.
+// refuse writes an Error and closes the connection, after giving the
+// message time to arrive: closing at once would discard it in flight.
 func refuse(conn *quic.Conn, st *quic.Stream, code, msg string) {
 	_ = wire.Write(st, &wire.Message{Error: &wire.Error{Code: code, Message: msg}})
 	_ = st.Close()
+	select {
+	case <-conn.Context().Done(): // the peer read it and hung up
+	case <-time.After(refuseLinger):
+	}
 	_ = conn.CloseWithError(wire.ConnUnauthorized, msg)
 }
+
+const refuseLinger = 2 * time.Second
 
 // Status is the JSON status of a control server.
 type Status struct {

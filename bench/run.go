@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Route names, in table order. "tcp" is client→bench server directly and
+// "quic" the bare quic-go stream between two processes.
+const (
+	rTCP    = "tcp"
+	rQUIC   = "quic"
+	rDirect = "direct"
+	rRelay  = "relay"
+)
+
+// procRSS is one connetd process's memory, in kB.
+type procRSS struct {
+	name                string
+	idle, direct, relay int64 // idle, and peaks under the direct/relay transfers
+}
+
+type results struct {
+	tput map[string]throughput
+	echo map[string][]time.Duration
+	conn map[string][]time.Duration
+	rss  []procRSS
+	// CPU seconds per process name, summed over a route's runs, and the
+	// bytes those runs moved: CPU cost per byte explains throughput gaps on
+	// a machine with few cores.
+	cpu      map[string]map[string]float64
+	cpuBytes map[string]int64
+	// 1-minute load averages around the measurements: other work on the
+	// machine skews the numbers, and the reader should see how much.
+	loadBefore, loadAfter string
+}
+
+// CPU table columns besides the connetd process names.
+const (
+	cpuBench     = "bench"         // this process: TCP sender and sink, or QUIC sender
+	cpuQUICChild = "quic receiver" // the bare quic-go child
+)
+
+const (
+	echoWarmup = 200
+	connWarmup = 20
+)
+
+func run(ctx context.Context, o opts) (res *results, err error) {
+	dir, err := os.MkdirTemp("", "connetd-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("temp dir: %w", err)
+	}
+	defer func() {
+		if o.keep {
+			log.Printf("kept %s", dir)
+			return
+		}
+		if rerr := os.RemoveAll(dir); rerr != nil {
+			log.Printf("remove %s: %v", dir, rerr)
+		}
+	}()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := writeCert(certFile, keyFile); err != nil {
+		return nil, err
+	}
+
+	bin := o.connetd
+	if bin == "" {
+		log.Printf("building ./cmd/connetd")
+		if bin, err = buildConnetd(ctx, dir); err != nil {
+			return nil, err
+		}
+	}
+
+	srv, err := startBenchServer()
+	if err != nil {
+		return nil, err
+	}
+	defer srv.close()
+
+	log.Printf("starting connetd server and clients (dir %s)", dir)
+	cl, err := startCluster(bin, dir, certFile, keyFile, srv.addr())
+	defer func() {
+		if err != nil && cl != nil && ctx.Err() == nil {
+			cl.logFailureTails()
+		}
+		if cl != nil {
+			log.Printf("stopping connetd processes")
+			cl.stop()
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.waitReady(ctx, 30*time.Second); err != nil {
+		return nil, err
+	}
+	log.Printf("both paths up")
+	return measureAll(ctx, o, cl, srv.addr(), certFile, keyFile)
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"strings"
+	"time"
+)
+
+// measureAll runs every measurement; any error means something broke.
+func measureAll(ctx context.Context, o opts, cl *cluster, target, certFile, keyFile string) (*results, error) {
+	res := &results{tput: map[string]throughput{}, echo: map[string][]time.Duration{}, conn: map[string][]time.Duration{},
+		loadBefore: loadAvg(), cpu: map[string]map[string]float64{}, cpuBytes: map[string]int64{}}
+	addrs := map[string]string{rTCP: target, rDirect: cl.srcDirect, rRelay: cl.srcRelay}
+	procs := cl.procs()
+
+	// Let start-up allocations settle before calling the processes idle.
+	time.Sleep(time.Second)
+	for _, p := range procs {
+		kb, err := rssKB(p.pid())
+		if err != nil {
+			return nil, err
+		}
+		res.rss = append(res.rss, procRSS{name: p.name, idle: kb})
+	}
+
+	// Rounds interleave the routes so that a burst of load from elsewhere on
+	// the machine hits all of them alike; each route keeps its best run.
+	for rep := 1; rep <= o.repeat; rep++ {
+		for _, r := range []string{rTCP, rQUIC, rDirect, rRelay} {
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("interrupted: %w", err)
+			}
+			if res.cpu[r] == nil {
+				res.cpu[r] = map[string]float64{}
+			}
+			t, err := measureThroughput(ctx, o, r, addrs[r], certFile, keyFile, procs, res.rss, res.cpu[r])
+			if err != nil {
+				return nil, fmt.Errorf("throughput via %s (run %d): %w", r, rep, err)
+			}
+			log.Printf("throughput via %s (run %d/%d): %d bytes in %v: %.1f MB/s",
+				r, rep, o.repeat, t.bytes, t.elapsed.Round(time.Millisecond), t.mbps())
+			res.cpuBytes[r] += t.bytes
+			if t.mbps() > res.tput[r].mbps() {
+				res.tput[r] = t
+			}
+		}
+	}
+
+	for _, r := range []string{rTCP, rDirect, rRelay} {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("interrupted: %w", err)
+		}
+		log.Printf("echo latency via %s (%d rounds)", r, o.rounds)
+		lat, err := echoLatency(addrs[r], echoWarmup, o.rounds)
+		if err != nil {
+			return nil, fmt.Errorf("echo via %s: %w", r, err)
+		}
+		res.echo[r] = lat
+	}
+
+	for _, r := range []string{rTCP, rDirect, rRelay} {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("interrupted: %w", err)
+		}
+		log.Printf("new connection + echo via %s (%d connections)", r, o.conns)
+		lat, err := connectLatency(addrs[r], connWarmup, o.conns)
+		if err != nil {
+			return nil, fmt.Errorf("new connection via %s: %w", r, err)
+		}
+		res.conn[r] = lat
+	}
+
+	for _, p := range procs {
+		if p.exited() {
+			return nil, fmt.Errorf("%s exited during the run: %v", p.name, p.err)
+		}
+	}
+	res.loadAfter = loadAvg()
+	return res, nil
+}
+
+// measureThroughput runs one transfer and adds the CPU time it cost to cpu;
+// on connetd routes it also samples RSS and raises the peaks in rss.
+func measureThroughput(ctx context.Context, o opts, r, addr, certFile, keyFile string, procs []*proc, rss []procRSS, cpu map[string]float64) (throughput, error) {
+	if r == rQUIC {
+		return quicThroughput(ctx, certFile, keyFile, o.size, o.duration, cpu)
+	}
+	pids := map[string]int{cpuBench: os.Getpid()}
+	if r == rTCP {
+		m := startCPU(pids)
+		defer m.stop(cpu)
+		return tcpThroughput(addr, o.size, o.duration)
+	}
+	list := make([]int, len(procs))
+	for i, p := range procs {
+		list[i] = p.pid()
+		pids[p.name] = p.pid()
+	}
+	s := sampleRSS(list)
+	m := startCPU(pids)
+	t, err := tcpThroughput(addr, o.size, o.duration)
+	m.stop(cpu)
+	peaks := s.done()
+	for i := range rss {
+		peak := &rss[i].direct
+		if r == rRelay {
+			peak = &rss[i].relay
+		}
+		*peak = max(*peak, peaks[list[i]])
+	}
+	return t, err
+}
+
+// loadAvg is the 1-minute load average, or "?" where /proc has none.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}
