@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/connetd/connetd/config"
+	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/statushttp"
 	"github.com/connetd/connetd/store"
 )
@@ -163,4 +165,33 @@ func openStore(dir, roleName string) (*store.Store, *quic.StatelessResetKey, err
 	var key quic.StatelessResetKey
 	copy(key[:], secret)
 	return st, &key, nil
+}
+
+// storedIdentity loads the identity kept under name, creating it on first
+// use. The certificate is stored too: peers pin its hash, so it must stay
+// byte-for-byte the same across restarts.
+func storedIdentity(st *store.Store, name string) (*identity.Identity, error) {
+	key, err := st.Key(name + "-key")
+	if err != nil {
+		return nil, err
+	}
+	der, err := st.Get("identity", name+"-cert")
+	if err != nil {
+		return nil, fmt.Errorf("load %s certificate: %w", name, err)
+	}
+	if der != nil {
+		if id, err := identity.FromDER(der, key); err == nil {
+			if pub, ok := id.Cert.Leaf.PublicKey.(ed25519.PublicKey); ok && pub.Equal(key.Public()) {
+				return id, nil
+			}
+		}
+	}
+	id, err := identity.FromKey("connetd-"+name, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Put("identity", name+"-cert", id.DER); err != nil {
+		return nil, fmt.Errorf("store %s certificate: %w", name, err)
+	}
+	return id, nil
 }

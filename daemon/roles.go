@@ -63,11 +63,7 @@ func newServer(cfg *config.Server, opts Options, log *slog.Logger) (_ role, err 
 	if r.relayU, err = listenUDP(cfg.RelayAddr); err != nil {
 		return nil, err
 	}
-	key, err := r.store.Key("relay-key")
-	if err != nil {
-		return nil, err
-	}
-	if r.relayID, err = identity.FromKey("connetd-relay", key); err != nil {
+	if r.relayID, err = storedIdentity(r.store, "relay"); err != nil {
 		return nil, err
 	}
 	r.rel = relay.New(relay.Config{Identity: r.relayID, Conn: r.relayU, Logger: log, StatelessResetKey: resetKey})
@@ -234,11 +230,7 @@ func newRelay(cfg *config.Relay, opts Options, log *slog.Logger) (_ role, err er
 	if r.store, resetKey, err = openStore(cfg.StoreDir, "relay"); err != nil {
 		return nil, err
 	}
-	key, err := r.store.Key("relay-key")
-	if err != nil {
-		return nil, err
-	}
-	if r.id, err = identity.FromKey("connetd-relay", key); err != nil {
+	if r.id, err = storedIdentity(r.store, "relay"); err != nil {
 		return nil, err
 	}
 	if r.ctlTLS, err = serverTLS(cfg.ControlAddr, cfg.ControlCAs); err != nil {

@@ -41,6 +41,7 @@ func TestDirectFlowSurvivesControlRestartAndRelayReturnsWithin2s(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	relayID := serverRelayID(t, tp)
 	tp.server.stop(t)
 	// Control and relay are gone; the direct flow goes on.
 	for i := range 10 {
@@ -70,6 +71,22 @@ func TestDirectFlowSurvivesControlRestartAndRelayReturnsWithin2s(t *testing.T) {
 	if err := echoOnce(flow, []byte("after")); err != nil {
 		t.Fatalf("direct flow broke after control came back: %v", err)
 	}
+	if got := serverRelayID(t, tp); got != relayID {
+		t.Errorf("relay identity changed across a restart with the same store-dir: %s, was %s", got, relayID)
+	}
+}
+
+func serverRelayID(t *testing.T, tp *topology) string {
+	t.Helper()
+	var st struct {
+		Relay struct {
+			ID string `json:"id"`
+		} `json:"relay"`
+	}
+	if err := getJSON(addr(tp.serverStatus), &st); err != nil || st.Relay.ID == "" {
+		t.Fatalf("server status: %+v, %v", st, err)
+	}
+	return st.Relay.ID
 }
 
 func TestWrongTokenIsRefusedWithAClearError(t *testing.T) {
