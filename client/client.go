@@ -61,6 +61,9 @@ type Client struct {
 	ctl          *controlStream // nil while control is unreachable
 	observed     string
 	changed      chan struct{} // closed and replaced when any path changes
+
+	registered     chan struct{} // closed on the first welcome from control
+	registeredOnce sync.Once
 }
 
 // New prepares a client; Run starts it.
@@ -82,6 +85,7 @@ func New(cfg Config) (*Client, error) {
 		peers:        map[identity.ID]*peer{},
 		relays:       map[identity.ID]*relayLink{},
 		changed:      make(chan struct{}),
+		registered:   make(chan struct{}),
 	}
 	c.direct = &quic.Transport{Conn: cfg.DirectConn}
 	c.relayNet = relayconn.New(cfg.RelayConn)
@@ -145,6 +149,10 @@ func (c *Client) Run(ctx context.Context) error {
 	_ = c.relayTr.Close()
 	return nil
 }
+
+// Registered is closed once the client has first been welcomed by control
+// and has announced its endpoints.
+func (c *Client) Registered() <-chan struct{} { return c.registered }
 
 // notifyChangedLocked wakes everyone waiting for a path.
 func (c *Client) notifyChangedLocked() {

@@ -135,6 +135,7 @@ func (c *Client) controlSession(ctx context.Context) error {
 	if announceErr != nil {
 		return announceErr
 	}
+	c.registeredOnce.Do(func() { close(c.registered) })
 	for {
 		m, err := wire.Read(st)
 		if err != nil {

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"fmt"
 	"sort"
 )
 
@@ -119,4 +120,45 @@ func (c *Client) Status() Status {
 
 func sortPeers(ps []PeerStatus) {
 	sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })
+}
+
+// Summary is the one-line state for systemd's STATUS=, e.g.
+// "2 sources, 1 destination; control connected; 1 peer direct, 1 relayed".
+func (c *Client) Summary() string {
+	st := c.Status()
+	direct, relayed, waiting := 0, 0, 0
+	seen := map[string]bool{}
+	for _, list := range [][]EndpointStatus{st.Sources, st.Destinations} {
+		for _, e := range list {
+			for _, p := range e.Peers {
+				if seen[p.ID+p.Path] {
+					continue
+				}
+				seen[p.ID+p.Path] = true
+				switch p.Path {
+				case "direct":
+					direct++
+				case "relay":
+					relayed++
+				default:
+					waiting++
+				}
+			}
+		}
+	}
+	s := fmt.Sprintf("%s, %s; control %s", plural(len(st.Sources), "source"), plural(len(st.Destinations), "destination"), st.Control)
+	if direct+relayed+waiting > 0 {
+		s += fmt.Sprintf("; %s direct, %d relayed", plural(direct, "peer"), relayed)
+		if waiting > 0 {
+			s += fmt.Sprintf(", %d without a path", waiting)
+		}
+	}
+	return s
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

@@ -1,0 +1,91 @@
+package config
+
+import (
+	"maps"
+	"slices"
+)
+
+var routes = []string{"any", "direct", "relay"}
+
+func (v *validator) client(c *Client) {
+	p := key("client")
+	c.TokenValue = v.token(p, c.Token, c.TokenFile)
+	c.ServerAddr = v.addr(p.key("server-addr"), c.ServerAddr, "localhost:19190")
+	v.readable(p.key("server-cas"), c.ServerCAs)
+	c.DirectAddr = v.addr(p.key("direct-addr"), c.DirectAddr, ":19192")
+	c.StatusAddr = v.addr(p.key("status-addr"), c.StatusAddr, "")
+
+	// Sorted, so that several errors always come out in the same order.
+	for _, name := range slices.Sorted(maps.Keys(c.Destinations)) {
+		ep := p.key("destinations").key(name)
+		d := c.Destinations[name]
+		v.endpointName(ep, name)
+		if v.required(ep.key("addr"), d.Addr) {
+			d.Addr = v.addr(ep.key("addr"), d.Addr, "")
+		}
+		d.Route = v.oneOf(ep.key("route"), d.Route, "any", routes...)
+		d.ProxyProtoVersion = v.oneOf(ep.key("proxy-proto-version"), d.ProxyProtoVersion, "", "v1", "v2")
+		c.Destinations[name] = d
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Sources)) {
+		ep := p.key("sources").key(name)
+		s := c.Sources[name]
+		v.endpointName(ep, name)
+		if v.required(ep.key("addr"), s.Addr) {
+			s.Addr = v.addr(ep.key("addr"), s.Addr, "")
+		}
+		s.Route = v.oneOf(ep.key("route"), s.Route, "any", routes...)
+		c.Sources[name] = s
+	}
+}
+
+func (v *validator) server(s *Server) {
+	p := key("server")
+	s.Addr = v.addr(p.key("addr"), s.Addr, ":19190")
+	v.requiredFile(p.key("cert-file"), s.CertFile)
+	v.requiredFile(p.key("key-file"), s.KeyFile)
+
+	toks, ok := v.tokenList(p, "tokens", "tokens-file", s.Tokens, s.TokensFile, true)
+	s.TokenValues = toks
+	s.IPRestrict = v.ipRestriction(p.key("ip-restriction"), s.IPRestriction)
+	s.TokenRestricts = v.tokenRestrictions(p.key("token-restriction"), s.TokenRestrictions, toks, ok)
+
+	s.RelayAddr = v.addr(p.key("relay-addr"), s.RelayAddr, ":19191")
+	s.RelayHostname = v.hostname(p.key("relay-hostname"), s.RelayHostname)
+	s.StatusAddr = v.addr(p.key("status-addr"), s.StatusAddr, "")
+	s.StoreDir = storeDir(s.StoreDir)
+}
+
+func (v *validator) control(c *Control) {
+	p := key("control")
+	v.requiredFile(p.key("cert-file"), c.CertFile)
+	v.requiredFile(p.key("key-file"), c.KeyFile)
+
+	c.ClientsAddr = v.addr(p.key("clients-addr"), c.ClientsAddr, ":19190")
+	toks, ok := v.tokenList(p, "clients-tokens", "clients-tokens-file", c.ClientsTokens, c.ClientsTokensFile, true)
+	c.ClientsTokenValues = toks
+	c.ClientsIPRestrict = v.ipRestriction(p.key("clients-ip-restriction"), c.ClientsIPRestriction)
+	c.ClientsTokenRestricts = v.tokenRestrictions(p.key("clients-token-restriction"), c.ClientsTokenRestrictions, toks, ok)
+
+	// Relay tokens are optional: without them the control server simply
+	// accepts no relays.
+	c.RelaysAddr = v.addr(p.key("relays-addr"), c.RelaysAddr, ":19189")
+	toks, ok = v.tokenList(p, "relays-tokens", "relays-tokens-file", c.RelaysTokens, c.RelaysTokensFile, false)
+	c.RelaysTokenValues = toks
+	c.RelaysIPRestrict = v.ipRestriction(p.key("relays-ip-restriction"), c.RelaysIPRestriction)
+	c.RelaysTokenRestricts = v.tokenRestrictions(p.key("relays-token-ip-restriction"), c.RelaysTokenRestrictions, toks, ok)
+
+	c.StatusAddr = v.addr(p.key("status-addr"), c.StatusAddr, "")
+	c.StoreDir = storeDir(c.StoreDir)
+}
+
+func (v *validator) relay(r *Relay) {
+	p := key("relay")
+	r.TokenValue = v.token(p, r.Token, r.TokenFile)
+	r.Addr = v.addr(p.key("addr"), r.Addr, ":19191")
+	r.Hostname = v.hostname(p.key("hostname"), r.Hostname)
+	r.ControlAddr = v.addr(p.key("control-addr"), r.ControlAddr, "localhost:19190")
+	v.readable(p.key("control-cas"), r.ControlCAs)
+	r.StatusAddr = v.addr(p.key("status-addr"), r.StatusAddr, "")
+	r.StoreDir = storeDir(r.StoreDir)
+}
