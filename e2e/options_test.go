@@ -1,0 +1,69 @@
+package e2e
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestClientConfiguredOnlyByFlags(t *testing.T) {
+	tp := newTopology(t, endpoint{name: "svc", srcRoute: "any", dstRoute: "any"})
+	tp.startEcho(t)
+	tp.startServer(t)
+	tp.dst = tp.connetd(t, "dst", "--config", "dst.toml")
+	port, status := freePort(t), freePort(t)
+	tp.connetd(t, "flag-src", "client", "--token", "client-s-token", "--server-addr", addr(tp.serverPort),
+		"--server-cas", "cert.pem", "--direct-addr", addr(freePort(t)), "--status-addr", addr(status),
+		"--src-name", "svc", "--src-addr", addr(port), "--log-format", "json")
+	waitPath(t, addr(status), "svc", "direct", 15*time.Second)
+	got, err := echoRoundTrip(addr(port), []byte("configured by flags"))
+	if err != nil || string(got) != "configured by flags" {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+}
+
+func TestDestinationSendsProxyProtocolHeader(t *testing.T) {
+	for _, version := range []string{"v1", "v2"} {
+		t.Run(version, func(t *testing.T) {
+			tp := newTopology(t, endpoint{name: "svc", srcRoute: "any", dstRoute: "any"})
+			cfg := readFile(t, tp.dir, "dst.toml") + `proxy-proto-version = "` + version + "\"\n"
+			writeFile(t, tp.dir, "dst.toml", cfg)
+			tp.start(t)
+			// echod echoes the header the destination wrote before the bytes.
+			got, err := echoRoundTrip(tp.srcAddr("svc"), []byte("payload"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch version {
+			case "v1":
+				re := regexp.MustCompile(`^PROXY TCP4 127\.0\.0\.1 127\.0\.0\.1 \d+ \d+\r\npayload$`)
+				if !re.Match(got) {
+					t.Fatalf("got %q, want a PROXY v1 line then the payload", got)
+				}
+			case "v2":
+				sig := "\r\n\r\n\x00\r\nQUIT\n"
+				if !strings.HasPrefix(string(got), sig) || got[12] != 0x21 || got[13] != 0x11 || !strings.HasSuffix(string(got), "payload") || len(got) != 16+12+len("payload") {
+					t.Fatalf("got %q, want a PROXY v2 IPv4 header then the payload", got)
+				}
+			}
+		})
+	}
+}
+
+func TestSIGTERMStopsEveryRoleCleanly(t *testing.T) {
+	tp := newTopology(t, endpoint{name: "svc", srcRoute: "any", dstRoute: "any"})
+	tp.start(t)
+	for _, p := range []*proc{tp.src, tp.dst, tp.server} {
+		p.stop(t)
+		out := p.out.String()
+		if !strings.Contains(out, "connetd stopped") {
+			t.Errorf("%s did not log a clean stop", p.name)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, "level=ERROR") {
+				t.Errorf("%s logged an error on a normal stop: %s", p.name, line)
+			}
+		}
+	}
+}
