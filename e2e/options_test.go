@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"errors"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -65,5 +68,21 @@ func TestSIGTERMStopsEveryRoleCleanly(t *testing.T) {
 				t.Errorf("%s logged an error on a normal stop: %s", p.name, line)
 			}
 		}
+	}
+}
+
+func TestBadConfigRefusesToStartNamingFileLineAndKey(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "bad.toml", "[client]\ntoken = \"t\"\n\n[client.sources.web]\naddr = \":8000\"\nroute = \"sideways\"\n")
+	cmd := exec.Command(filepath.Join(binDir, "connetd"), "--config", "bad.toml")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+		t.Fatalf("connetd with a bad config: %v, want a non-zero exit", err)
+	}
+	want := `bad.toml:6: client.sources.web.route: "sideways" is not one of any, direct, relay`
+	if !strings.Contains(string(out), want) {
+		t.Fatalf("output %q does not contain %q", out, want)
 	}
 }
