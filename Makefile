@@ -31,7 +31,7 @@ e2e:
 	go test -race -count=1 -timeout 20m ./e2e/
 
 # fuzz runs every fuzz target briefly; corpora found failing stay in testdata.
-FUZZTIME ?= 20000x
+FUZZTIME ?= 50000x
 fuzz:
 	scripts/fuzz.sh $(FUZZTIME)
 

@@ -111,9 +111,13 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn) {
 		s.clientWriter(sctx, sess, w)
 	}()
 	go func() {
+		// Whichever half of the session ends first ends the connection,
+		// so a writer that failed does not leave a client uninformed.
 		<-sctx.Done()
 		if ctx.Err() != nil {
 			_ = conn.CloseWithError(wire.ConnShutdown, "control server shutting down")
+		} else {
+			_ = conn.CloseWithError(wire.ConnProtocol, "control session ended")
 		}
 	}()
 	err = s.clientReader(sess, st, w, tr, log)
@@ -161,6 +165,7 @@ func (s *Server) clientWriter(ctx context.Context, sess *session, w *lockedWrite
 			return nil
 		}
 		if err := w.write(m); err != nil {
+			s.log.Warn("control could not update a client", "client", sess.id.Short(), "err", err)
 			return err
 		}
 		sent[key] = string(b)

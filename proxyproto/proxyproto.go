@@ -13,7 +13,9 @@ var v2Signature = []byte{0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0
 // Header returns the header for a TCP connection from src to dst.
 // version is "v1" or "v2".
 func Header(version string, src, dst netip.AddrPort) ([]byte, error) {
-	s, d := netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	// Zones (fe80::1%eth0) mean nothing to the receiver and break v1 parsers.
+	s := netip.AddrPortFrom(src.Addr().Unmap().WithZone(""), src.Port())
+	d := netip.AddrPortFrom(dst.Addr().Unmap().WithZone(""), dst.Port())
 	if s.Addr().Is4() != d.Addr().Is4() {
 		// Mixed families: present both as IPv6, as the spec allows.
 		s = netip.AddrPortFrom(netip.AddrFrom16(s.Addr().As16()), s.Port())

@@ -36,6 +36,11 @@ func parsePrefixes(in []string) ([]netip.Prefix, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%q is not a network in CIDR form: %w", s, err)
 		}
+		// An IPv4-mapped network (::ffff:a.b.c.d/n) is the IPv4 network
+		// a.b.c.d/(n-96): addresses are compared unmapped.
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
 		out = append(out, p.Masked())
 	}
 	return out, nil

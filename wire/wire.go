@@ -5,6 +5,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -197,10 +198,13 @@ func (m *Message) members() int {
 
 // Write sends one message: a 4-byte big-endian length, then JSON.
 func Write(w io.Writer, m *Message) error {
-	body, err := json.Marshal(m)
-	if err != nil {
+	var enc bytes.Buffer
+	e := json.NewEncoder(&enc)
+	e.SetEscapeHTML(false) // keep re-encoded bodies the size they arrived
+	if err := e.Encode(m); err != nil {
 		return fmt.Errorf("encode message: %w", err)
 	}
+	body := bytes.TrimSuffix(enc.Bytes(), []byte("\n"))
 	if len(body) > MaxFrame {
 		return ErrFrameTooLarge
 	}
@@ -225,11 +229,16 @@ func Read(r io.Reader) (*Message, error) {
 	if n > MaxFrame {
 		return nil, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
+	// Grow the buffer as bytes arrive rather than trusting the prefix: four
+	// bytes must not make us allocate MaxFrame.
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(r, int64(n))); err != nil {
+		return nil, fmt.Errorf("read message body: %w", err)
+	}
+	if buf.Len() < int(n) {
 		return nil, fmt.Errorf("read message body: %w", io.ErrUnexpectedEOF)
 	}
-	return Decode(body)
+	return Decode(buf.Bytes())
 }
 
 // Decode parses one message body.
