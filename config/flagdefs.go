@@ -3,6 +3,7 @@ package config
 import (
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -12,6 +13,7 @@ type flagDef struct {
 	name  string
 	usage string
 	list  bool                        // comma-separated and repeatable
+	bool  bool                        // true or false, given as a value
 	apply func(f *File, v flag.Value) // nil: handled separately (config, endpoint flags)
 }
 
@@ -21,6 +23,25 @@ func str(name, usage string, set func(f *File, s string)) flagDef {
 
 func strList(name, usage string, set func(f *File, l []string)) flagDef {
 	return flagDef{name: name, usage: usage, list: true, apply: func(f *File, v flag.Value) { set(f, v.(*listFlag).items) }}
+}
+
+func boolean(name, usage string, set func(f *File, b bool)) flagDef {
+	return flagDef{name: name, usage: usage, bool: true, apply: func(f *File, v flag.Value) { set(f, v.(*boolFlag).v) }}
+}
+
+// boolFlag takes "true" or "false" as a value (--tune-udp-buffers false), so
+// that every flag takes a value, as newFlagSet relies on.
+type boolFlag struct{ v bool }
+
+func (b *boolFlag) String() string { return strconv.FormatBool(b.v) }
+
+func (b *boolFlag) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("%q is neither true nor false", s)
+	}
+	b.v = v
+	return nil
 }
 
 // listFlag collects "a,b" and repeated "--x a --x b" into one list.
@@ -43,6 +64,7 @@ var commonFlags = []flagDef{
 	{name: "config", usage: "configuration file (TOML); flags override its values"},
 	str("log-level", "one of debug, info, warn, error (default info)", func(f *File, s string) { f.LogLevel = s }),
 	str("log-format", "one of text, json (default text)", func(f *File, s string) { f.LogFormat = s }),
+	boolean("tune-udp-buffers", "raise UDP buffer limits for QUIC when privileged (default true)", func(f *File, b bool) { f.TuneUDPBuffers = &b }),
 }
 
 // endpointFlags describe the one destination and/or source the command line
@@ -65,6 +87,7 @@ var roleFlags = map[string][]flagDef{
 		str("server-cas", "file with the control server's certificate or CA", func(f *File, s string) { f.Client.ServerCAs = s }),
 		str("direct-addr", "address to listen on for direct peer connections (default :19192)", func(f *File, s string) { f.Client.DirectAddr = s }),
 		str("status-addr", "address of the status HTTP server (disabled unless set)", func(f *File, s string) { f.Client.StatusAddr = s }),
+		str("port-mapping", "ask the router for a port mapping: auto or off (default auto)", func(f *File, s string) { f.Client.PortMapping = s }),
 	}, endpointFlags...),
 	"server": {
 		str("addr", "address the control server listens on (default :19190)", func(f *File, s string) { f.Server.Addr = s }),

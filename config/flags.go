@@ -83,9 +83,12 @@ func newFlagSet(name string, roles ...string) *flag.FlagSet {
 				continue
 			}
 			seen[d.name] = true
-			if d.list {
+			switch {
+			case d.list:
 				fs.Var(&listFlag{}, d.name, d.usage)
-			} else {
+			case d.bool:
+				fs.Var(&boolFlag{}, d.name, d.usage)
+			default:
 				fs.String(d.name, "", d.usage)
 			}
 		}

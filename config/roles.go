@@ -14,6 +14,7 @@ func (v *validator) client(c *Client) {
 	v.readable(p.key("server-cas"), c.ServerCAs)
 	c.DirectAddr = v.addr(p.key("direct-addr"), c.DirectAddr, ":19192")
 	c.StatusAddr = v.addr(p.key("status-addr"), c.StatusAddr, "")
+	c.PortMapping = v.oneOf(p.key("port-mapping"), c.PortMapping, "auto", "auto", "off")
 
 	// Sorted, so that several errors always come out in the same order.
 	for _, name := range slices.Sorted(maps.Keys(c.Destinations)) {

@@ -8,6 +8,9 @@ import "github.com/connetd/connetd/restrict"
 type File struct {
 	LogLevel  string `toml:"log-level"`
 	LogFormat string `toml:"log-format"`
+	// TuneUDPBuffers (default true) lets a privileged daemon raise
+	// net.core.rmem_max/wmem_max and force 7 MiB socket buffers for QUIC.
+	TuneUDPBuffers *bool `toml:"tune-udp-buffers"`
 
 	Client  *Client  `toml:"client"`
 	Server  *Server  `toml:"server"`
@@ -28,6 +31,9 @@ type Client struct {
 
 	DirectAddr string `toml:"direct-addr"`
 	StatusAddr string `toml:"status-addr"`
+	// PortMapping is "auto" (ask the router by NAT-PMP, PCP or UPnP for a
+	// mapping of the direct port) or "off".
+	PortMapping string `toml:"port-mapping"`
 
 	Destinations map[string]Destination `toml:"destinations"`
 	Sources      map[string]Source      `toml:"sources"`

@@ -54,6 +54,10 @@ func validate(f *File, o origin) error {
 	}
 	f.LogLevel = v.oneOf(key("log-level"), f.LogLevel, "info", "debug", "info", "warn", "error")
 	f.LogFormat = v.oneOf(key("log-format"), f.LogFormat, "text", "text", "json")
+	if f.TuneUDPBuffers == nil {
+		on := true
+		f.TuneUDPBuffers = &on
+	}
 	switch {
 	case f.Client != nil:
 		v.client(f.Client)

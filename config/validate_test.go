@@ -157,3 +157,25 @@ func eq[T any](t *testing.T, got, want T) {
 		t.Errorf("got %#v, want %#v", got, want)
 	}
 }
+
+func TestTuningAndPortMappingKeys(t *testing.T) {
+	inTempDir(t, stdFiles)
+	write(t, "c.toml", doc(`[client]`, `token = "t"`))
+	f, err := Load("c.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, *f.TuneUDPBuffers, true)
+	eq(t, f.Client.PortMapping, "auto")
+
+	write(t, "off.toml", doc(`tune-udp-buffers = false`, `[client]`, `token = "t"`, `port-mapping = "off"`))
+	if f, err = Load("off.toml"); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, *f.TuneUDPBuffers, false)
+	eq(t, f.Client.PortMapping, "off")
+
+	write(t, "bad.toml", doc(`[client]`, `token = "t"`, `port-mapping = "upnp-only"`))
+	_, err = Load("bad.toml")
+	wantErr(t, err, "bad.toml", 3, "client.port-mapping", `"upnp-only" is not one of auto, off`)
+}
