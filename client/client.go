@@ -32,6 +32,10 @@ type Config struct {
 	// RelayConn carries relay connections and relayed peer connections.
 	RelayConn *net.UDPConn
 
+	// PortMapping asks the router (NAT-PMP, PCP, UPnP) to map the direct
+	// port, when true.
+	PortMapping bool
+
 	// MaxStreams caps concurrent connections from one source peer; 0 means
 	// quicconf.MaxPeerStreams.
 	MaxStreams int64

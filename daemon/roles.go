@@ -344,7 +344,8 @@ func newClient(cfg *config.Client, opts Options, log *slog.Logger) (_ role, err 
 	}
 	r.c, err = client.New(client.Config{
 		Token: cfg.TokenValue, ServerAddr: cfg.ServerAddr, ServerTLS: srvTLS,
-		DirectConn: r.direct, RelayConn: r.relay, Version: opts.Version, Logger: log,
+		DirectConn: r.direct, RelayConn: r.relay, PortMapping: cfg.PortMapping == "auto",
+		Version: opts.Version, Logger: log,
 	})
 	if err != nil {
 		return nil, err
