@@ -110,7 +110,7 @@ func newLab(t *testing.T) *lab {
 	cert, pool := serverCert(t)
 	l.roots = pool
 	log := slog.New(slog.NewTextHandler(l.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ctrl := control.New(control.Config{Cert: cert, ClientTokens: []string{"tok"}, Logger: log.With("role", "control")})
+	ctrl := control.New(control.Config{Cert: cert, Auth: control.Auth{ClientTokens: []string{"tok"}}, Logger: log.With("role", "control")})
 	cu := udp(t)
 	l.ctrlAddr = cu.LocalAddr().String()
 	ctr := &quic.Transport{Conn: cu}

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -26,7 +27,14 @@ import (
 // config file.
 type Config struct {
 	Cert tls.Certificate // presented to clients and relays
+	Auth
 
+	Version string
+	Logger  *slog.Logger
+}
+
+// Auth is who may connect: the part of the configuration a reload changes.
+type Auth struct {
 	ClientTokens         []string
 	ClientIP             restrict.IP
 	ClientTokenRestricts []restrict.Token // empty, or one per token
@@ -34,16 +42,14 @@ type Config struct {
 	RelayTokens         []string
 	RelayIP             restrict.IP
 	RelayTokenRestricts []restrict.Token
-
-	Version string
-	Logger  *slog.Logger
 }
 
 // Server is a running control server. Its methods are safe for concurrent use.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	reg *registry
+	cfg  Config
+	log  *slog.Logger
+	reg  *registry
+	auth atomic.Pointer[Auth]
 }
 
 // New returns a server; call ServeClients (and ServeRelays or AttachRelay).
@@ -52,7 +58,26 @@ func New(cfg Config) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{cfg: cfg, log: log, reg: newRegistry()}
+	s := &Server{cfg: cfg, log: log, reg: newRegistry()}
+	s.auth.Store(&cfg.Auth)
+	return s
+}
+
+// SetAuth replaces tokens and restrictions. Clients and relays whose token
+// is no longer accepted are disconnected at once; restrictions apply to the
+// next connection.
+func (s *Server) SetAuth(a Auth) {
+	s.auth.Store(&a)
+	for _, sess := range s.reg.sessions() {
+		tokens := a.ClientTokens
+		if sess.relay {
+			tokens = a.RelayTokens
+		}
+		if tokenIndex(tokens, sess.token) < 0 {
+			s.log.Info("disconnecting a peer whose token was revoked", "peer", sess.id.Short())
+			sess.close()
+		}
+	}
 }
 
 // tokenIndex finds token among tokens in constant time per candidate, so the
@@ -85,7 +110,7 @@ func (s *Server) ServeClients(ctx context.Context, tr *quic.Transport) error {
 		return fmt.Errorf("listen for clients on %s: %w", tr.Conn.LocalAddr(), err)
 	}
 	s.log.Info("control listening for clients", "addr", tr.Conn.LocalAddr().String())
-	return s.acceptLoop(ctx, ln, s.cfg.ClientIP, s.serveClient)
+	return s.acceptLoop(ctx, ln, func() restrict.IP { return s.auth.Load().ClientIP }, s.serveClient)
 }
 
 // ServeRelays accepts relay connections on tr until ctx ends.
@@ -95,10 +120,10 @@ func (s *Server) ServeRelays(ctx context.Context, tr *quic.Transport) error {
 		return fmt.Errorf("listen for relays on %s: %w", tr.Conn.LocalAddr(), err)
 	}
 	s.log.Info("control listening for relays", "addr", tr.Conn.LocalAddr().String())
-	return s.acceptLoop(ctx, ln, s.cfg.RelayIP, s.serveRelayConn)
+	return s.acceptLoop(ctx, ln, func() restrict.IP { return s.auth.Load().RelayIP }, s.serveRelayConn)
 }
 
-func (s *Server) acceptLoop(ctx context.Context, ln *quic.Listener, ipr restrict.IP, serve func(context.Context, *quic.Conn)) error {
+func (s *Server) acceptLoop(ctx context.Context, ln *quic.Listener, ipr func() restrict.IP, serve func(context.Context, *quic.Conn)) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer ln.Close()
@@ -111,7 +136,7 @@ func (s *Server) acceptLoop(ctx context.Context, ln *quic.Listener, ipr restrict
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
-		if !ipr.Accepts(addrOf(conn.RemoteAddr())) {
+		if !ipr().Accepts(addrOf(conn.RemoteAddr())) {
 			s.log.Warn("refused connection by ip-restriction", "remote", conn.RemoteAddr().String())
 			_ = conn.CloseWithError(wire.ConnUnauthorized, "address not allowed")
 			continue

@@ -122,7 +122,7 @@ func (s *session) next(t *testing.T, want func(*wire.Message) bool) *wire.Messag
 }
 
 func TestWrongTokenGetsUnauthorizedAndTheConnectionCloses(t *testing.T) {
-	s := start(t, control.Config{ClientTokens: []string{"good"}})
+	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"good"}}})
 	sess, m, err := s.dial(t, "goo")
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func TestWrongTokenGetsUnauthorizedAndTheConnectionCloses(t *testing.T) {
 }
 
 func TestPeersLearnEachOtherWithCertificatesAndObservedAddresses(t *testing.T) {
-	s := start(t, control.Config{ClientTokens: []string{"a", "b"}})
+	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"a", "b"}}})
 	src, m, err := s.dial(t, "a")
 	if err != nil || m.Welcome == nil {
 		t.Fatalf("hello: %+v, %v", m, err)
@@ -174,7 +174,7 @@ func TestTokenRestrictionsLimitNamesAndRoles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := start(t, control.Config{ClientTokens: []string{"n", "r"}, ClientTokenRestricts: []restrict.Token{names, role}})
+	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"n", "r"}, ClientTokenRestricts: []restrict.Token{names, role}}})
 	c, m, err := s.dial(t, "n")
 	if err != nil || m.Welcome == nil {
 		t.Fatalf("hello: %+v, %v", m, err)
@@ -203,7 +203,7 @@ func TestIPRestrictionRefusesBeforeTheToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := start(t, control.Config{ClientTokens: []string{"good"}, ClientIP: deny})
+	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"good"}, ClientIP: deny}})
 	_, m, err := s.dial(t, "good")
 	if err == nil && m.Welcome != nil {
 		t.Fatal("a denied address was welcomed")
@@ -211,7 +211,7 @@ func TestIPRestrictionRefusesBeforeTheToken(t *testing.T) {
 }
 
 func TestBadAnnouncementsAreRefusedAndTheSessionGoesOn(t *testing.T) {
-	s := start(t, control.Config{ClientTokens: []string{"t"}})
+	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"t"}}})
 	c, m, err := s.dial(t, "t")
 	if err != nil || m.Welcome == nil {
 		t.Fatalf("hello: %+v, %v", m, err)
@@ -230,4 +230,30 @@ func TestBadAnnouncementsAreRefusedAndTheSessionGoesOn(t *testing.T) {
 	}
 	c.send(t, &wire.Message{Announce: &wire.Announce{Endpoint: "ok", Role: "source", Route: "any"}})
 	c.next(t, func(m *wire.Message) bool { return m.Peers != nil && m.Peers.Endpoint == "ok" })
+}
+
+func TestRevokedTokenDisconnectsItsClientsAtOnce(t *testing.T) {
+	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"keep", "drop"}}})
+	kept, m, err := s.dial(t, "keep")
+	if err != nil || m.Welcome == nil {
+		t.Fatalf("hello: %+v, %v", m, err)
+	}
+	dropped, m, err := s.dial(t, "drop")
+	if err != nil || m.Welcome == nil {
+		t.Fatalf("hello: %+v, %v", m, err)
+	}
+	s.srv.SetAuth(control.Auth{ClientTokens: []string{"keep"}})
+	select {
+	case <-dropped.conn.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("client with a revoked token is still connected")
+	}
+	select {
+	case <-kept.conn.Context().Done():
+		t.Fatal("client with a kept token was disconnected")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, m, err := s.dial(t, "drop"); err == nil && m.Welcome != nil {
+		t.Fatal("revoked token still accepted")
+	}
 }

@@ -23,6 +23,8 @@ type session struct {
 	observed string
 	notify   chan struct{}
 	close    func() // ends the session's connection
+	token    string // what it authenticated with, to find it on revocation
+	relay    bool
 
 	// guarded by registry.mu
 	direct    []string
@@ -147,6 +149,22 @@ func (r *registry) pokeEndpointLocked(name string) {
 	for _, rs := range r.relays {
 		rs.poke()
 	}
+}
+
+// sessions lists every connected client and relay.
+func (r *registry) sessions() []*session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*session, 0, len(r.clients)+len(r.relays))
+	for _, s := range r.clients {
+		out = append(out, s)
+	}
+	for _, s := range r.relays {
+		if s.token != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func (r *registry) addRelay(s *session, addr string) *session {

@@ -29,13 +29,14 @@ func (s *Server) serveRelayConn(ctx context.Context, conn *quic.Conn) {
 		refuse(conn, st, wire.CodeBadRequest, "first message must be relay_hello")
 		return
 	}
-	idx := tokenIndex(s.cfg.RelayTokens, m.RelayHello.Token)
+	auth := s.auth.Load()
+	idx := tokenIndex(auth.RelayTokens, m.RelayHello.Token)
 	if idx < 0 {
 		log.Warn("relay refused: invalid token")
 		refuse(conn, st, wire.CodeUnauthorized, "invalid token")
 		return
 	}
-	if len(s.cfg.RelayTokenRestricts) > idx && !s.cfg.RelayTokenRestricts[idx].IP.Accepts(addrOf(conn.RemoteAddr())) {
+	if len(auth.RelayTokenRestricts) > idx && !auth.RelayTokenRestricts[idx].IP.Accepts(addrOf(conn.RemoteAddr())) {
 		log.Warn("relay refused by token restriction", "token_index", idx)
 		refuse(conn, st, wire.CodeUnauthorized, "address not allowed for this token")
 		return
@@ -51,7 +52,8 @@ func (s *Server) serveRelayConn(ctx context.Context, conn *quic.Conn) {
 			_ = conn.CloseWithError(wire.ConnShutdown, "control server shutting down")
 		}
 	}()
-	err = s.AttachRelay(sctx, st, tlsState.PeerCertificates[0].Raw, m.RelayHello.Addr)
+	err = s.attachRelay(sctx, st, tlsState.PeerCertificates[0].Raw, m.RelayHello.Addr, m.RelayHello.Token,
+		func() { _ = conn.CloseWithError(wire.ConnUnauthorized, "token revoked") })
 	log.Info("relay disconnected", "reason", err)
 }
 
@@ -59,9 +61,19 @@ func (s *Server) serveRelayConn(ctx context.Context, conn *quic.Conn) {
 // hello) until the link fails or ctx ends. The server role calls it
 // directly with an in-process pipe.
 func (s *Server) AttachRelay(ctx context.Context, rw io.ReadWriter, cert []byte, addr string) error {
+	return s.attachRelay(ctx, rw, cert, addr, "", nil)
+}
+
+// attachRelay runs a relay link; token is what the relay authenticated
+// with ("" for the in-process relay, which no revocation touches).
+func (s *Server) attachRelay(ctx context.Context, rw io.ReadWriter, cert []byte, addr, token string, closeConn func()) error {
 	id := identity.IDOf(cert)
 	sess := newSession(id, cert, addr)
+	sess.relay, sess.token = true, token
 	sess.close = func() {}
+	if closeConn != nil {
+		sess.close = closeConn
+	}
 	s.reg.addRelay(sess, addr)
 	defer s.reg.removeRelay(sess)
 	s.log.Info("relay connected", "relay", id.Short(), "addr", addr)

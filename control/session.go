@@ -70,15 +70,16 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn) {
 		refuse(conn, st, wire.CodeBadRequest, "first message must be hello")
 		return
 	}
-	idx := tokenIndex(s.cfg.ClientTokens, m.Hello.Token)
+	auth := s.auth.Load()
+	idx := tokenIndex(auth.ClientTokens, m.Hello.Token)
 	if idx < 0 {
 		log.Warn("client refused: invalid token")
 		refuse(conn, st, wire.CodeUnauthorized, "invalid token")
 		return
 	}
 	var tr *restrict.Token
-	if len(s.cfg.ClientTokenRestricts) > idx {
-		tr = &s.cfg.ClientTokenRestricts[idx]
+	if len(auth.ClientTokenRestricts) > idx {
+		tr = &auth.ClientTokenRestricts[idx]
 		if !tr.IP.Accepts(addrOf(conn.RemoteAddr())) {
 			log.Warn("client refused by token-restriction", "token_index", idx)
 			refuse(conn, st, wire.CodeUnauthorized, "address not allowed for this token")
@@ -87,6 +88,7 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn) {
 	}
 	observed := conn.RemoteAddr().String()
 	sess := newSession(id, tlsState.PeerCertificates[0].Raw, observed)
+	sess.token = m.Hello.Token
 	sess.direct = candidates(observed, m.Hello.Direct)
 	w := &lockedWriter{st: st}
 	if err := w.write(&wire.Message{Welcome: &wire.Welcome{Observed: observed}}); err != nil {

@@ -52,10 +52,7 @@ func newServer(cfg *config.Server, opts Options, log *slog.Logger) (_ role, err 
 	if r.store, resetKey, err = openStore(cfg.StoreDir, "server"); err != nil {
 		return nil, err
 	}
-	r.ctrl = control.New(control.Config{
-		Cert: cert, ClientTokens: cfg.TokenValues, ClientIP: cfg.IPRestrict,
-		ClientTokenRestricts: cfg.TokenRestricts, Version: opts.Version, Logger: log,
-	})
+	r.ctrl = control.New(control.Config{Cert: cert, Auth: serverAuth(cfg), Version: opts.Version, Logger: log})
 	if r.clientsU, err = listenUDP(cfg.Addr); err != nil {
 		return nil, err
 	}
@@ -134,6 +131,17 @@ func closeAll(conns ...*net.UDPConn) {
 	}
 }
 
+func serverAuth(cfg *config.Server) control.Auth {
+	return control.Auth{ClientTokens: cfg.TokenValues, ClientIP: cfg.IPRestrict, ClientTokenRestricts: cfg.TokenRestricts}
+}
+
+func controlAuth(cfg *config.Control) control.Auth {
+	return control.Auth{
+		ClientTokens: cfg.ClientsTokenValues, ClientIP: cfg.ClientsIPRestrict, ClientTokenRestricts: cfg.ClientsTokenRestricts,
+		RelayTokens: cfg.RelaysTokenValues, RelayIP: cfg.RelaysIPRestrict, RelayTokenRestricts: cfg.RelaysTokenRestricts,
+	}
+}
+
 // controlRole is a standalone control server; relays connect over QUIC.
 type controlRole struct {
 	cfg              *config.Control
@@ -158,12 +166,7 @@ func newControl(cfg *config.Control, opts Options, log *slog.Logger) (_ role, er
 	if r.store, resetKey, err = openStore(cfg.StoreDir, "control"); err != nil {
 		return nil, err
 	}
-	r.ctrl = control.New(control.Config{
-		Cert:         cert,
-		ClientTokens: cfg.ClientsTokenValues, ClientIP: cfg.ClientsIPRestrict, ClientTokenRestricts: cfg.ClientsTokenRestricts,
-		RelayTokens: cfg.RelaysTokenValues, RelayIP: cfg.RelaysIPRestrict, RelayTokenRestricts: cfg.RelaysTokenRestricts,
-		Version: opts.Version, Logger: log,
-	})
+	r.ctrl = control.New(control.Config{Cert: cert, Auth: controlAuth(cfg), Version: opts.Version, Logger: log})
 	if r.clientsU, err = listenUDP(cfg.ClientsAddr); err != nil {
 		return nil, err
 	}
