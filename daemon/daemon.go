@@ -1,6 +1,7 @@
 // Package daemon owns a running connetd: it builds the role the
-// configuration asks for (server, control, relay or client), opens its
-// sockets, serves its status and runs it until the context ends.
+// configuration asks for (server, control, relay or client) on sockets it
+// binds or receives from systemd, serves its status, keeps systemd informed
+// (readiness, status, watchdog, reload) and applies configuration changes.
 package daemon
 
 import (
@@ -8,12 +9,15 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/quic-go/quic-go"
 
@@ -26,94 +30,272 @@ import (
 // Options are the parts of a run that do not come from the config file.
 type Options struct {
 	Version string
-	Stderr  io.Writer // log destination; os.Stderr when nil
+	Stderr  io.Writer // log destination when not the journal; os.Stderr when nil
+	// Args are the command-line arguments the configuration came from; a
+	// reload parses them again so flags keep overriding the file.
+	Args []string
 }
 
-// Run runs the role of f until ctx ends. A normal stop returns nil.
-func Run(ctx context.Context, f *config.File, opts Options) error {
-	if opts.Stderr == nil {
-		opts.Stderr = os.Stderr
-	}
-	log := NewLogger(f.LogLevel, f.LogFormat, opts.Stderr)
-	var r role
-	var err error
-	switch {
-	case f.Server != nil:
-		r, err = newServer(f.Server, opts, log)
-	case f.Control != nil:
-		r, err = newControl(f.Control, opts, log)
-	case f.Relay != nil:
-		r, err = newRelay(f.Relay, opts, log)
-	case f.Client != nil:
-		r, err = newClient(f.Client, opts, log)
-	default:
-		return fmt.Errorf("%s: no role table", f.Path)
-	}
-	if err != nil {
-		return err
-	}
-	defer r.close()
-	return run(ctx, r, log)
+// readyTimeout bounds how long a client waits for control before telling
+// systemd it is up anyway (with a STATUS= saying it is still trying), so a
+// client started before its server does not fail to start.
+const readyTimeout = 10 * time.Second
+
+// ErrNotReloadable is returned for a reload that would change the role.
+var ErrNotReloadable = errors.New("configuration change cannot be applied by a reload")
+
+// Daemon is one running connetd.
+type Daemon struct {
+	opts   Options
+	log    *slog.Logger
+	level  *slog.LevelVar
+	lst    *listeners
+	notify *notifier
+	tune   bool
+
+	mu   sync.Mutex // serializes reloads
+	file *config.File
+	role role
+
+	bufMu sync.Mutex
+	bufs  map[string]BufferSize // by socket name
 }
 
 // role is one configured role, with its sockets open.
 type role interface {
 	name() string
 	serve(ctx context.Context) error // until ctx ends
+	ready() <-chan struct{}          // closed once the role is serving
+	summary() string                 // one line for STATUS=
 	status() any
 	statusAddr() string
+	// apply makes the running role match f (same role); it returns notes on
+	// changes that need a restart.
+	apply(f *config.File) ([]string, error)
 	close()
 }
 
-func run(ctx context.Context, r role, log *slog.Logger) error {
+// New builds the role of f: sockets are bound (or taken from systemd) here,
+// so errors such as a port in use come back before Run.
+func New(f *config.File, opts Options) (*Daemon, error) {
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	// We report buffer sizes ourselves, with advice that fits a service.
+	os.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
+	d := &Daemon{opts: opts, level: new(slog.LevelVar), file: f, bufs: map[string]BufferSize{}}
+	d.level.Set(parseLevel(f.LogLevel))
+	if d.log = journalLogger(d.level); d.log == nil {
+		d.log = NewLogger(f.LogFormat, d.level, opts.Stderr)
+	}
+	d.notify = &notifier{log: d.log}
+	d.tune = f.TuneUDPBuffers == nil || *f.TuneUDPBuffers
+	d.lst = takeListeners(d.log)
+	var err error
+	switch {
+	case f.Server != nil:
+		d.role, err = newServer(d, f.Server)
+	case f.Control != nil:
+		d.role, err = newControl(d, f.Control)
+	case f.Relay != nil:
+		d.role, err = newRelay(d, f.Relay)
+	case f.Client != nil:
+		d.role, err = newClient(d, f.Client)
+	default:
+		err = fmt.Errorf("%s: no role table", f.Path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	d.log = d.log.With("role", d.role.name())
+	return d, nil
+}
+
+// Run is New then Run, for callers that do not reload.
+func Run(ctx context.Context, f *config.File, opts Options) error {
+	d, err := New(f, opts)
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx)
+}
+
+// Logger is the daemon's logger.
+func (d *Daemon) Logger() *slog.Logger { return d.log }
+
+// udp opens (or takes from systemd) a UDP socket and tunes its buffers.
+func (d *Daemon) udp(fdName, addr string) (*net.UDPConn, error) {
+	conn, err := d.lst.udp(fdName, addr)
+	if err != nil {
+		return nil, err
+	}
+	got := tuneUDP(conn, d.tune, d.log)
+	d.bufMu.Lock()
+	d.bufs[fdName] = got
+	d.bufMu.Unlock()
+	return conn, nil
+}
+
+// Run serves until ctx ends. A normal stop returns nil.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.role.close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	log = log.With("role", r.name())
+	if names := d.lst.unused(); len(names) > 0 {
+		d.log.Warn("sockets passed by systemd match no configured listener", "fd_names", names)
+	}
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
-	if addr := r.statusAddr(); addr != "" {
-		ln, err := net.Listen("tcp", addr)
+	if addr := d.role.statusAddr(); addr != "" {
+		ln, err := d.lst.tcp(fdStatus, addr)
 		if err != nil {
-			return fmt.Errorf("listen status %s: %w", addr, err)
+			return fmt.Errorf("status: %w", err)
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := statushttp.Serve(ctx, ln, addr, r.status, log); err != nil {
+			if err := statushttp.Serve(ctx, ln, addr, d.status, d.log); err != nil {
 				errc <- err
 			}
 		}()
 	}
-	wg.Add(1)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
-		errc <- r.serve(ctx)
+		errc <- d.role.serve(ctx)
 	}()
-	log.Info("connetd started")
+	go func() {
+		defer wg.Done()
+		d.announceReady(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		d.notify.statusLoop(ctx, d.role.summary)
+	}()
+	go func() {
+		defer wg.Done()
+		d.notify.watchdogLoop(ctx, d.role.summary)
+	}()
+	d.log.Info("connetd started", "version", d.opts.Version)
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	d.notify.stopping()
 	cancel()
 	wg.Wait()
 	if err != nil {
 		return err
 	}
-	log.Info("connetd stopped")
+	d.log.Info("connetd stopped")
 	return nil
 }
 
-func listenUDP(addr string) (*net.UDPConn, error) {
-	ua, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", addr, err)
+func (d *Daemon) announceReady(ctx context.Context) {
+	t := time.NewTimer(readyTimeout)
+	defer t.Stop()
+	select {
+	case <-d.role.ready():
+	case <-t.C:
+		d.log.Warn("not registered with control yet; reporting ready and retrying in the background")
+	case <-ctx.Done():
+		return
 	}
-	conn, err := net.ListenUDP("udp", ua)
+	d.notify.ready(d.role.summary())
+}
+
+// status is the role's status with the daemon's own additions.
+func (d *Daemon) status() any {
+	b, err := json.Marshal(d.role.status())
 	if err != nil {
-		return nil, fmt.Errorf("listen udp %s: %w", addr, err)
+		return d.role.status()
 	}
-	return conn, nil
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return d.role.status()
+	}
+	d.bufMu.Lock()
+	bufs := make(map[string]BufferSize, len(d.bufs))
+	for k, v := range d.bufs {
+		bufs[k] = v
+	}
+	d.bufMu.Unlock()
+	m["role"] = d.role.name()
+	m["version"] = d.opts.Version
+	m["udp_buffers"] = bufs
+	return m
+}
+
+// Status returns what the status endpoint serves.
+func (d *Daemon) Status() any { return d.status() }
+
+// Summary is the one-line state (as in STATUS=).
+func (d *Daemon) Summary() string { return d.role.summary() }
+
+// loadConfig reads the configuration again, as at start-up.
+func (d *Daemon) loadConfig() (*config.File, error) {
+	if d.opts.Args != nil {
+		return config.ParseCommandLine(d.opts.Args)
+	}
+	if d.file.Path == "" {
+		return nil, errors.New("configuration came from flags only; nothing to reload")
+	}
+	return config.Load(d.file.Path)
+}
+
+// Reload re-reads the configuration and applies what changed, without
+// dropping flows of endpoints that did not change. An invalid configuration
+// is rejected and the running one stays in force.
+func (d *Daemon) Reload() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.notify.reloading()
+	defer d.notify.ready(d.role.summary())
+	nf, err := d.loadConfig()
+	if err != nil {
+		d.log.Error("reload rejected; the running configuration stays in force", "err", err)
+		return err
+	}
+	if err := d.applyLocked(nf); err != nil {
+		d.log.Error("reload rejected; the running configuration stays in force", "err", err)
+		return err
+	}
+	d.log.Info("configuration reloaded")
+	return nil
+}
+
+func (d *Daemon) applyLocked(nf *config.File) error {
+	if roleOf(nf) != roleOf(d.file) {
+		return fmt.Errorf("%w: the role changes from %s to %s; restart instead", ErrNotReloadable, roleOf(d.file), roleOf(nf))
+	}
+	notes, err := d.role.apply(nf)
+	if err != nil {
+		return err
+	}
+	for _, n := range notes {
+		d.log.Warn("changed setting needs a restart to take effect", "setting", n)
+	}
+	if nf.LogFormat != d.file.LogFormat {
+		d.log.Warn("changed setting needs a restart to take effect", "setting", "log-format")
+	}
+	d.level.Set(parseLevel(nf.LogLevel))
+	d.file = nf
+	return nil
+}
+
+func roleOf(f *config.File) string {
+	switch {
+	case f.Server != nil:
+		return "server"
+	case f.Control != nil:
+		return "control"
+	case f.Relay != nil:
+		return "relay"
+	case f.Client != nil:
+		return "client"
+	}
+	return ""
 }
 
 // loadCAs reads PEM certificates to trust; an empty path means the system roots.

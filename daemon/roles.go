@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/connetd/connetd/client"
 	"github.com/connetd/connetd/config"
 	"github.com/connetd/connetd/control"
 	"github.com/connetd/connetd/identity"
@@ -23,9 +21,21 @@ import (
 	"github.com/connetd/connetd/wire"
 )
 
+// readyOnce is a ready channel for roles that are serving as soon as their
+// serve loop starts.
+type readyOnce struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func newReadyOnce() readyOnce          { return readyOnce{ch: make(chan struct{})} }
+func (r *readyOnce) ready() <-chan struct{} { return r.ch }
+func (r *readyOnce) done()                  { r.once.Do(func() { close(r.ch) }) }
+
 // serverRole is control and relay in one process; the relay talks to
 // control over an in-process pipe instead of QUIC.
 type serverRole struct {
+	readyOnce
 	cfg      *config.Server
 	store    *store.Store
 	ctrl     *control.Server
@@ -37,12 +47,12 @@ type serverRole struct {
 	advert   string
 }
 
-func newServer(cfg *config.Server, opts Options, log *slog.Logger) (_ role, err error) {
+func newServer(d *Daemon, cfg *config.Server) (_ role, err error) {
 	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("load server certificate: %w", err)
 	}
-	r := &serverRole{cfg: cfg}
+	r := &serverRole{readyOnce: newReadyOnce(), cfg: cfg}
 	defer func() {
 		if err != nil {
 			r.close()
@@ -52,18 +62,18 @@ func newServer(cfg *config.Server, opts Options, log *slog.Logger) (_ role, err 
 	if r.store, resetKey, err = openStore(cfg.StoreDir, "server"); err != nil {
 		return nil, err
 	}
-	r.ctrl = control.New(control.Config{Cert: cert, Auth: serverAuth(cfg), Version: opts.Version, Logger: log})
-	if r.clientsU, err = listenUDP(cfg.Addr); err != nil {
+	r.ctrl = control.New(control.Config{Cert: cert, Auth: serverAuth(cfg), Version: d.opts.Version, Logger: d.log})
+	if r.clientsU, err = d.udp(fdControl, cfg.Addr); err != nil {
 		return nil, err
 	}
 	r.clientsT = &quic.Transport{Conn: r.clientsU, StatelessResetKey: resetKey}
-	if r.relayU, err = listenUDP(cfg.RelayAddr); err != nil {
+	if r.relayU, err = d.udp(fdRelay, cfg.RelayAddr); err != nil {
 		return nil, err
 	}
 	if r.relayID, err = storedIdentity(r.store, "relay"); err != nil {
 		return nil, err
 	}
-	r.rel = relay.New(relay.Config{Identity: r.relayID, Conn: r.relayU, Logger: log, StatelessResetKey: resetKey})
+	r.rel = relay.New(relay.Config{Identity: r.relayID, Conn: r.relayU, Logger: d.log, StatelessResetKey: resetKey})
 	r.advert = net.JoinHostPort(cfg.RelayHostname, strconv.Itoa(r.relayU.LocalAddr().(*net.UDPAddr).Port))
 	return r, nil
 }
@@ -95,6 +105,7 @@ func (r *serverRole) serve(ctx context.Context) error {
 		})
 		links.Wait()
 	}()
+	r.done()
 	select {
 	case <-ctx.Done():
 		return nil
@@ -110,6 +121,22 @@ func (r *serverRole) status() any {
 	}{r.ctrl.Status(), r.rel.Status()}
 }
 
+func (r *serverRole) summary() string {
+	return controlSummary(r.ctrl.Status()) + "; " + relaySummary(r.rel.Status())
+}
+
+func (r *serverRole) apply(f *config.File) ([]string, error) {
+	n := f.Server
+	r.ctrl.SetAuth(serverAuth(n))
+	notes := changed(map[string][2]string{
+		"server.addr": {r.cfg.Addr, n.Addr}, "server.relay-addr": {r.cfg.RelayAddr, n.RelayAddr},
+		"server.relay-hostname": {r.cfg.RelayHostname, n.RelayHostname}, "server.cert-file": {r.cfg.CertFile, n.CertFile},
+		"server.key-file": {r.cfg.KeyFile, n.KeyFile}, "server.status-addr": {r.cfg.StatusAddr, n.StatusAddr},
+		"server.store-dir": {r.cfg.StoreDir, n.StoreDir},
+	})
+	return notes, nil
+}
+
 func (r *serverRole) close() {
 	if r.clientsT != nil {
 		_ = r.clientsT.Close()
@@ -120,14 +147,6 @@ func (r *serverRole) close() {
 	closeAll(r.clientsU, r.relayU)
 	if r.store != nil {
 		_ = r.store.Close()
-	}
-}
-
-func closeAll(conns ...*net.UDPConn) {
-	for _, c := range conns {
-		if c != nil {
-			_ = c.Close()
-		}
 	}
 }
 
@@ -142,8 +161,43 @@ func controlAuth(cfg *config.Control) control.Auth {
 	}
 }
 
+func controlSummary(st control.Status) string {
+	return fmt.Sprintf("%s, %s, %s", count(len(st.Clients), "client"), count(len(st.Endpoints), "endpoint"), count(len(st.Relays), "relay"))
+}
+
+func relaySummary(st relay.Status) string {
+	return fmt.Sprintf("relay: %s, %s", count(len(st.Clients), "client"), count(len(st.Endpoints), "endpoint"))
+}
+
+func count(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// changed lists the settings whose old and new values differ.
+func changed(settings map[string][2]string) []string {
+	var out []string
+	for name, v := range settings {
+		if v[0] != v[1] {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func closeAll(conns ...*net.UDPConn) {
+	for _, c := range conns {
+		if c != nil {
+			_ = c.Close()
+		}
+	}
+}
+
 // controlRole is a standalone control server; relays connect over QUIC.
 type controlRole struct {
+	readyOnce
 	cfg              *config.Control
 	store            *store.Store
 	ctrl             *control.Server
@@ -151,12 +205,12 @@ type controlRole struct {
 	clientsT, relayT *quic.Transport
 }
 
-func newControl(cfg *config.Control, opts Options, log *slog.Logger) (_ role, err error) {
+func newControl(d *Daemon, cfg *config.Control) (_ role, err error) {
 	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("load control certificate: %w", err)
 	}
-	r := &controlRole{cfg: cfg}
+	r := &controlRole{readyOnce: newReadyOnce(), cfg: cfg}
 	defer func() {
 		if err != nil {
 			r.close()
@@ -166,12 +220,12 @@ func newControl(cfg *config.Control, opts Options, log *slog.Logger) (_ role, er
 	if r.store, resetKey, err = openStore(cfg.StoreDir, "control"); err != nil {
 		return nil, err
 	}
-	r.ctrl = control.New(control.Config{Cert: cert, Auth: controlAuth(cfg), Version: opts.Version, Logger: log})
-	if r.clientsU, err = listenUDP(cfg.ClientsAddr); err != nil {
+	r.ctrl = control.New(control.Config{Cert: cert, Auth: controlAuth(cfg), Version: d.opts.Version, Logger: d.log})
+	if r.clientsU, err = d.udp(fdControl, cfg.ClientsAddr); err != nil {
 		return nil, err
 	}
 	r.clientsT = &quic.Transport{Conn: r.clientsU, StatelessResetKey: resetKey}
-	if r.relayU, err = listenUDP(cfg.RelaysAddr); err != nil {
+	if r.relayU, err = d.udp(fdRelays, cfg.RelaysAddr); err != nil {
 		return nil, err
 	}
 	r.relayT = &quic.Transport{Conn: r.relayU, StatelessResetKey: resetKey}
@@ -181,6 +235,7 @@ func newControl(cfg *config.Control, opts Options, log *slog.Logger) (_ role, er
 func (r *controlRole) name() string       { return "control" }
 func (r *controlRole) statusAddr() string { return r.cfg.StatusAddr }
 func (r *controlRole) status() any        { return r.ctrl.Status() }
+func (r *controlRole) summary() string    { return controlSummary(r.ctrl.Status()) }
 
 func (r *controlRole) serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -191,12 +246,23 @@ func (r *controlRole) serve(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); errc <- r.ctrl.ServeClients(ctx, r.clientsT) }()
 	go func() { defer wg.Done(); errc <- r.ctrl.ServeRelays(ctx, r.relayT) }()
+	r.done()
 	select {
 	case <-ctx.Done():
 		return nil
 	case err := <-errc:
 		return err
 	}
+}
+
+func (r *controlRole) apply(f *config.File) ([]string, error) {
+	n := f.Control
+	r.ctrl.SetAuth(controlAuth(n))
+	return changed(map[string][2]string{
+		"control.clients-addr": {r.cfg.ClientsAddr, n.ClientsAddr}, "control.relays-addr": {r.cfg.RelaysAddr, n.RelaysAddr},
+		"control.cert-file": {r.cfg.CertFile, n.CertFile}, "control.key-file": {r.cfg.KeyFile, n.KeyFile},
+		"control.status-addr": {r.cfg.StatusAddr, n.StatusAddr}, "control.store-dir": {r.cfg.StoreDir, n.StoreDir},
+	}), nil
 }
 
 func (r *controlRole) close() {
@@ -213,6 +279,8 @@ func (r *controlRole) close() {
 
 // relayRole is a standalone relay that registers with a control server.
 type relayRole struct {
+	readyOnce
+	mu     sync.Mutex // guards cfg against a reload
 	cfg    *config.Relay
 	store  *store.Store
 	rel    *relay.Server
@@ -222,8 +290,8 @@ type relayRole struct {
 	ctlTLS *tls.Config
 }
 
-func newRelay(cfg *config.Relay, opts Options, log *slog.Logger) (_ role, err error) {
-	r := &relayRole{cfg: cfg}
+func newRelay(d *Daemon, cfg *config.Relay) (_ role, err error) {
+	r := &relayRole{readyOnce: newReadyOnce(), cfg: cfg}
 	defer func() {
 		if err != nil {
 			r.close()
@@ -241,24 +309,48 @@ func newRelay(cfg *config.Relay, opts Options, log *slog.Logger) (_ role, err er
 	}
 	r.ctlTLS.Certificates = []tls.Certificate{r.id.Cert}
 	r.ctlTLS.NextProtos = []string{wire.ALPNRelayControl}
-	if r.udp, err = listenUDP(cfg.Addr); err != nil {
+	if r.udp, err = d.udp(fdRelay, cfg.Addr); err != nil {
 		return nil, err
 	}
-	r.rel = relay.New(relay.Config{Identity: r.id, Conn: r.udp, Logger: log, StatelessResetKey: resetKey})
+	r.rel = relay.New(relay.Config{Identity: r.id, Conn: r.udp, Logger: d.log, StatelessResetKey: resetKey})
 	r.advert = net.JoinHostPort(cfg.Hostname, strconv.Itoa(r.udp.LocalAddr().(*net.UDPAddr).Port))
 	return r, nil
 }
 
-func (r *relayRole) name() string       { return "relay" }
-func (r *relayRole) statusAddr() string { return r.cfg.StatusAddr }
-func (r *relayRole) status() any        { return r.rel.Status() }
+func (r *relayRole) name() string { return "relay" }
+
+func (r *relayRole) statusAddr() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cfg.StatusAddr
+}
+
+func (r *relayRole) status() any     { return r.rel.Status() }
+func (r *relayRole) summary() string { return relaySummary(r.rel.Status()) }
 
 func (r *relayRole) serve(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
 	go func() { defer wg.Done(); r.rel.RunControl(ctx, r.dialControl) }()
+	r.done()
 	return r.rel.Run(ctx)
+}
+
+// apply takes a new token for the next connection to control.
+func (r *relayRole) apply(f *config.File) ([]string, error) {
+	n := f.Relay
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	notes := changed(map[string][2]string{
+		"relay.addr": {r.cfg.Addr, n.Addr}, "relay.hostname": {r.cfg.Hostname, n.Hostname},
+		"relay.control-addr": {r.cfg.ControlAddr, n.ControlAddr}, "relay.control-cas": {r.cfg.ControlCAs, n.ControlCAs},
+		"relay.status-addr": {r.cfg.StatusAddr, n.StatusAddr}, "relay.store-dir": {r.cfg.StoreDir, n.StoreDir},
+	})
+	keep := *r.cfg
+	keep.Token, keep.TokenFile, keep.TokenValue = n.Token, n.TokenFile, n.TokenValue
+	r.cfg = &keep
+	return notes, nil
 }
 
 // streamLink is a relay's control stream; closing it closes the connection.
@@ -270,17 +362,20 @@ type streamLink struct {
 func (l streamLink) Close() error { return l.conn.CloseWithError(wire.ConnNormal, "") }
 
 func (r *relayRole) dialControl(ctx context.Context) (io.ReadWriteCloser, error) {
-	addr, err := net.ResolveUDPAddr("udp", r.cfg.ControlAddr)
+	r.mu.Lock()
+	controlAddr, token := r.cfg.ControlAddr, r.cfg.TokenValue
+	r.mu.Unlock()
+	addr, err := net.ResolveUDPAddr("udp", controlAddr)
 	if err != nil {
-		return nil, fmt.Errorf("resolve control %s: %w", r.cfg.ControlAddr, err)
+		return nil, fmt.Errorf("resolve control %s: %w", controlAddr, err)
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	conn, err := r.rel.Transport().Dial(dctx, addr, r.ctlTLS, quicconf.Control())
 	if err != nil {
-		return nil, fmt.Errorf("dial control %s: %w", r.cfg.ControlAddr, err)
+		return nil, fmt.Errorf("dial control %s: %w", controlAddr, err)
 	}
-	link, err := relayHello(dctx, conn, r.cfg.TokenValue, r.advert)
+	link, err := relayHello(dctx, conn, token, r.advert)
 	if err != nil {
 		_ = conn.CloseWithError(wire.ConnNormal, "")
 		return nil, err
@@ -320,56 +415,3 @@ func (r *relayRole) close() {
 		_ = r.store.Close()
 	}
 }
-
-// clientRole is a client with the sources and destinations of its file.
-type clientRole struct {
-	cfg           *config.Client
-	c             *client.Client
-	direct, relay *net.UDPConn
-}
-
-func newClient(cfg *config.Client, opts Options, log *slog.Logger) (_ role, err error) {
-	r := &clientRole{cfg: cfg}
-	defer func() {
-		if err != nil {
-			r.close()
-		}
-	}()
-	srvTLS, err := serverTLS(cfg.ServerAddr, cfg.ServerCAs)
-	if err != nil {
-		return nil, err
-	}
-	if r.direct, err = listenUDP(cfg.DirectAddr); err != nil {
-		return nil, err
-	}
-	if r.relay, err = listenUDP(":0"); err != nil {
-		return nil, err
-	}
-	r.c, err = client.New(client.Config{
-		Token: cfg.TokenValue, ServerAddr: cfg.ServerAddr, ServerTLS: srvTLS,
-		DirectConn: r.direct, RelayConn: r.relay, PortMapping: cfg.PortMapping == "auto",
-		Version: opts.Version, Logger: log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	for name, d := range cfg.Destinations {
-		if err := r.c.AddDestination(name, client.DestinationConfig{
-			Addr: d.Addr, Route: d.Route, ProxyProto: d.ProxyProtoVersion, FileServerRoot: d.FileServerRoot,
-		}); err != nil {
-			return nil, err
-		}
-	}
-	for name, s := range cfg.Sources {
-		if err := r.c.AddSource(name, client.SourceConfig{Addr: s.Addr, Route: s.Route}); err != nil {
-			return nil, err
-		}
-	}
-	return r, nil
-}
-
-func (r *clientRole) name() string                    { return "client" }
-func (r *clientRole) statusAddr() string              { return r.cfg.StatusAddr }
-func (r *clientRole) status() any                     { return r.c.Status() }
-func (r *clientRole) serve(ctx context.Context) error { return r.c.Run(ctx) }
-func (r *clientRole) close()                          { closeAll(r.direct, r.relay) }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/connetd/connetd/config"
@@ -33,11 +34,38 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "connetd:", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := daemon.Run(ctx, f, daemon.Options{Version: version.Version}); err != nil {
+	d, err := daemon.New(f, daemon.Options{Version: version.Version, Args: args})
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "connetd:", err)
 		return 1
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	// SIGHUP (systemctl reload) re-reads the configuration; a bad one is
+	// logged and the running one stays.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = d.Reload()
+			}
+		}
+	}()
+	if err := d.Run(ctx); err != nil {
+		d.Logger().Error("connetd failed", "err", err)
+		stop()
+		return 1
+	}
+	stop()
 	return 0
 }

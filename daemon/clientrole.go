@@ -1,0 +1,130 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+
+	"github.com/connetd/connetd/client"
+	"github.com/connetd/connetd/config"
+)
+
+// clientRole is a client with the sources and destinations of its
+// configuration.
+type clientRole struct {
+	d             *Daemon
+	cfg           *config.Client
+	c             *client.Client
+	direct, relay *net.UDPConn
+}
+
+func newClient(d *Daemon, cfg *config.Client) (_ role, err error) {
+	r := &clientRole{d: d, cfg: cfg}
+	defer func() {
+		if err != nil {
+			r.close()
+		}
+	}()
+	srvTLS, err := serverTLS(cfg.ServerAddr, cfg.ServerCAs)
+	if err != nil {
+		return nil, err
+	}
+	if r.direct, err = d.udp(fdDirect, cfg.DirectAddr); err != nil {
+		return nil, err
+	}
+	// The relay socket is ephemeral: only the direct port is well known.
+	if r.relay, err = listenUDP(":0"); err != nil {
+		return nil, err
+	}
+	tuneUDP(r.relay, d.tune, d.log)
+	r.c, err = client.New(client.Config{
+		Token: cfg.TokenValue, ServerAddr: cfg.ServerAddr, ServerTLS: srvTLS,
+		DirectConn: r.direct, RelayConn: r.relay, PortMapping: cfg.PortMapping == "auto",
+		Version: d.opts.Version, Logger: d.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Destinations)) {
+		if err := r.addDestination(name, cfg.Destinations[name]); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Sources)) {
+		if err := r.addSource(name, cfg.Sources[name]); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func (r *clientRole) addSource(name string, s config.Source) error {
+	ln, err := r.d.lst.tcp(fdSource(name), s.Addr)
+	if err != nil {
+		return fmt.Errorf("source %q: %w", name, err)
+	}
+	if err := r.c.AddSource(name, client.SourceConfig{Addr: s.Addr, Route: s.Route, Listener: ln}); err != nil {
+		ln.Close()
+		return err
+	}
+	return nil
+}
+
+func (r *clientRole) addDestination(name string, d config.Destination) error {
+	return r.c.AddDestination(name, client.DestinationConfig{
+		Addr: d.Addr, Route: d.Route, ProxyProto: d.ProxyProtoVersion, FileServerRoot: d.FileServerRoot,
+	})
+}
+
+func (r *clientRole) name() string                    { return "client" }
+func (r *clientRole) statusAddr() string              { return r.cfg.StatusAddr }
+func (r *clientRole) status() any                     { return r.c.Status() }
+func (r *clientRole) summary() string                 { return r.c.Summary() }
+func (r *clientRole) ready() <-chan struct{}          { return r.c.Registered() }
+func (r *clientRole) serve(ctx context.Context) error { return r.c.Run(ctx) }
+func (r *clientRole) close()                          { closeAll(r.direct, r.relay) }
+
+// apply removes, adds and replaces endpoints so the client matches n;
+// endpoints whose settings are unchanged are not touched, so their flows go
+// on. It stops at the first endpoint that cannot be added.
+func (r *clientRole) apply(f *config.File) ([]string, error) {
+	n := f.Client
+	old := r.cfg
+	for name, s := range old.Sources {
+		if ns, ok := n.Sources[name]; !ok || ns != s {
+			if err := r.c.RemoveSource(name); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for name, d := range old.Destinations {
+		if nd, ok := n.Destinations[name]; !ok || nd != d {
+			if err := r.c.RemoveDestination(name); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(n.Destinations)) {
+		if od, ok := old.Destinations[name]; !ok || od != n.Destinations[name] {
+			if err := r.addDestination(name, n.Destinations[name]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(n.Sources)) {
+		if os, ok := old.Sources[name]; !ok || os != n.Sources[name] {
+			if err := r.addSource(name, n.Sources[name]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	keep := *n
+	r.cfg = &keep
+	return changed(map[string][2]string{
+		"client.token": {old.TokenValue, n.TokenValue}, "client.server-addr": {old.ServerAddr, n.ServerAddr},
+		"client.server-cas": {old.ServerCAs, n.ServerCAs}, "client.direct-addr": {old.DirectAddr, n.DirectAddr},
+		"client.status-addr": {old.StatusAddr, n.StatusAddr}, "client.port-mapping": {old.PortMapping, n.PortMapping},
+	}), nil
+}
