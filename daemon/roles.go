@@ -28,7 +28,7 @@ type readyOnce struct {
 	ch   chan struct{}
 }
 
-func newReadyOnce() readyOnce          { return readyOnce{ch: make(chan struct{})} }
+func newReadyOnce() readyOnce               { return readyOnce{ch: make(chan struct{})} }
 func (r *readyOnce) ready() <-chan struct{} { return r.ch }
 func (r *readyOnce) done()                  { r.once.Do(func() { close(r.ch) }) }
 
