@@ -141,9 +141,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.role.close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if names := d.lst.unused(); len(names) > 0 {
-		d.log.Warn("sockets passed by systemd match no configured listener", "fd_names", names)
-	}
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
 	if addr := d.role.statusAddr(); addr != "" {
@@ -158,6 +155,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 				errc <- err
 			}
 		}()
+	}
+	if names := d.lst.unused(); len(names) > 0 {
+		d.log.Warn("sockets passed by systemd match no configured listener", "fd_names", names)
 	}
 	wg.Add(4)
 	go func() {

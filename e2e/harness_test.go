@@ -79,9 +79,15 @@ func (s *syncBuffer) String() string {
 
 func startProc(t *testing.T, dir, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(args[0], args[1:]...)
-	p.cmd.Dir = dir
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = dir
+	return startCmd(t, name, cmd)
+}
+
+// startCmd starts a prepared command (environment, extra files) as a proc.
+func startCmd(t *testing.T, name string, cmd *exec.Cmd) *proc {
+	t.Helper()
+	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{}), cmd: cmd}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -113,9 +119,20 @@ func (p *proc) stop(t *testing.T) {
 		t.Errorf("%s did not stop within 10s of SIGTERM", p.name)
 		return
 	}
-	if p.err != nil && strings.Contains(filepath.Base(p.cmd.Path), "connetd") {
+	if p.err != nil && p.isConnetd() {
 		t.Errorf("%s exited with %v after SIGTERM", p.name, p.err)
 	}
+}
+
+// isConnetd reports whether the process runs connetd (maybe through a
+// wrapper such as sh or systemd-socket-activate).
+func (p *proc) isConnetd() bool {
+	for _, a := range p.cmd.Args {
+		if filepath.Base(a) == "connetd" {
+			return true
+		}
+	}
+	return false
 }
 
 // waitLog waits until the output contains s.

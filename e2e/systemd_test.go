@@ -1,0 +1,307 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// activated starts connetd the way systemd does: the sockets as fds 3…,
+// LISTEN_FDS/LISTEN_FDNAMES, and LISTEN_PID set to the exec'd process.
+func activated(t *testing.T, dir, name string, files []*os.File, fdNames []string, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command("sh", append([]string{"-c", `LISTEN_PID=$$ exec "$0" "$@"`, filepath.Join(binDir, "connetd")}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), fmt.Sprintf("LISTEN_FDS=%d", len(files)), "LISTEN_FDNAMES="+strings.Join(fdNames, ":"))
+	cmd.Env = append(cmd.Env, env...)
+	cmd.ExtraFiles = files
+	p := startCmd(t, name, cmd)
+	for _, f := range files {
+		f.Close() // the child has its copies
+	}
+	return p
+}
+
+func udpFile(t *testing.T, port int) *os.File {
+	t.Helper()
+	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	f, err := u.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func tcpFile(t *testing.T, port int) *os.File {
+	t.Helper()
+	l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	f, err := l.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestSocketActivatedListenersCarryTraffic(t *testing.T) {
+	tp := newTopology(t, endpoint{name: "svc", srcRoute: "any", dstRoute: "relay"})
+	tp.startEcho(t)
+	// The config files name ports that are not bound: every listener must
+	// come from the passed sockets for traffic to flow.
+	server := activated(t, tp.dir, "server",
+		[]*os.File{udpFile(t, tp.serverPort), udpFile(t, tp.relayPort), tcpFile(t, tp.serverStatus)},
+		[]string{"control", "relay", "status"}, nil, "server", "--config", "server.toml")
+	server.waitLog(t, "control listening for clients", 10*time.Second)
+	tp.dst = tp.connetd(t, "dst", "--config", "dst.toml")
+	srcDirect := freePort(t)
+	cfg := readFile(t, tp.dir, "src.toml")
+	writeFile(t, tp.dir, "src.toml", strings.Replace(cfg, "direct-addr = ", "direct-addr = \"127.0.0.1:9\"\n#", 1))
+	src := activated(t, tp.dir, "src",
+		[]*os.File{udpFile(t, srcDirect), tcpFile(t, tp.srcPorts["svc"])},
+		[]string{"direct", "source-svc"}, nil, "--config", "src.toml")
+	waitPath(t, addr(tp.srcStatus), "svc", "relay", 15*time.Second)
+	got, err := echoRoundTrip(tp.srcAddr("svc"), []byte("through activated sockets"))
+	if err != nil || string(got) != "through activated sockets" {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+	for _, p := range []*proc{server, src} {
+		if n := strings.Count(p.out.String(), "using socket from systemd"); n < 2 {
+			t.Errorf("%s used %d sockets from systemd, want every passed one", p.name, n)
+		}
+		if strings.Contains(p.out.String(), "match no configured listener") {
+			t.Errorf("%s left a passed socket unused", p.name)
+		}
+	}
+	var st map[string]any
+	if err := getJSON(addr(tp.srcStatus), &st); err != nil {
+		t.Fatal(err)
+	}
+	bufs, _ := st["udp_buffers"].(map[string]any)
+	if _, ok := bufs["direct"]; !ok {
+		t.Errorf("status does not report the direct socket's buffers: %v", st["udp_buffers"])
+	}
+}
+
+func TestSourceStartedBySystemdSocketActivateOnFirstConnection(t *testing.T) {
+	if _, err := exec.LookPath("systemd-socket-activate"); err != nil {
+		t.Skip("systemd-socket-activate not installed (Debian package systemd); .ci/run installs it")
+	}
+	tp := newTopology(t, endpoint{name: "svc", srcRoute: "any", dstRoute: "any"})
+	tp.startEcho(t)
+	tp.startServer(t)
+	tp.dst = tp.connetd(t, "dst", "--config", "dst.toml")
+	// systemd-socket-activate holds the source port and execs connetd at
+	// the first connection, passing the listening socket.
+	cmd := exec.Command("systemd-socket-activate", "-l", tp.srcAddr("svc"), "--fdname=source-svc",
+		filepath.Join(binDir, "connetd"), "--config", "src.toml")
+	cmd.Dir = tp.dir
+	sa := startCmd(t, "socket-activate", cmd)
+	sa.waitLog(t, "Listening on", 10*time.Second)
+	if strings.Contains(sa.out.String(), "connetd started") {
+		t.Fatal("connetd started before any connection")
+	}
+	got, err := echoRoundTrip(tp.srcAddr("svc"), []byte("first traffic starts the source"))
+	if err != nil || string(got) != "first traffic starts the source" {
+		t.Fatalf("echo: %q, %v\n%s", got, err, sa.out.String())
+	}
+	if !strings.Contains(sa.out.String(), `using socket from systemd" role=client fd_name=source-svc`) &&
+		!strings.Contains(sa.out.String(), "fd_name=source-svc") {
+		t.Errorf("connetd did not take the source socket from systemd")
+	}
+}
+
+// notifySocket is a fake systemd notify socket.
+type notifySocket struct {
+	path string
+	mu   sync.Mutex
+	msgs []string
+	conn *net.UnixConn
+}
+
+func newNotifySocket(t *testing.T) *notifySocket {
+	t.Helper()
+	n := &notifySocket{path: filepath.Join(t.TempDir(), "notify")}
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: n.path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.conn = c
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			k, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			n.mu.Lock()
+			n.msgs = append(n.msgs, string(buf[:k]))
+			n.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { c.Close(); <-done })
+	return n
+}
+
+func (n *notifySocket) all() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.msgs...)
+}
+
+// waitFor returns the index of the first message at or after from that
+// contains s.
+func (n *notifySocket) waitFor(t *testing.T, from int, s string, timeout time.Duration) int {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		msgs := n.all()
+		for i := from; i < len(msgs); i++ {
+			if strings.Contains(msgs[i], s) {
+				return i
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no notify message with %q after message %d within %s; got %q", s, from, timeout, n.all())
+	return 0
+}
+
+func TestNotifyReadyOnlyWhenServingWithStatusWatchdogReloadAndStopping(t *testing.T) {
+	tp := newTopology(t, endpoint{name: "svc", srcRoute: "any", dstRoute: "any"})
+	tp.startEcho(t)
+	ns := newNotifySocket(t)
+	cmd := exec.Command(filepath.Join(binDir, "connetd"), "--config", "src.toml")
+	cmd.Dir = tp.dir
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.path, "WATCHDOG_USEC=300000")
+	src := startCmd(t, "src", cmd)
+	src.waitLog(t, "control server unreachable", 10*time.Second)
+	for _, m := range ns.all() {
+		if strings.Contains(m, "READY=1") {
+			t.Fatalf("READY=1 sent before the client registered with control: %q", ns.all())
+		}
+	}
+	tp.startServer(t)
+	tp.dst = tp.connetd(t, "dst", "--config", "dst.toml")
+	ready := ns.waitFor(t, 0, "READY=1", 15*time.Second)
+	if !strings.Contains(ns.all()[ready], "STATUS=") {
+		t.Errorf("READY=1 came without a STATUS=: %q", ns.all()[ready])
+	}
+	ns.waitFor(t, 0, "STATUS=1 source, 0 destinations; control connected; 1 peer direct, 0 relayed", 10*time.Second)
+
+	// WATCHDOG_USEC=300ms: pings every 100ms while healthy.
+	before := countMsgs(ns.all(), "WATCHDOG=1")
+	time.Sleep(time.Second)
+	if n := countMsgs(ns.all(), "WATCHDOG=1") - before; n < 5 || n > 15 {
+		t.Errorf("%d watchdog pings in 1s with WATCHDOG_USEC=300000, want about 10", n)
+	}
+
+	mark := len(ns.all())
+	if err := src.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	reloading := ns.waitFor(t, mark, "RELOADING=1", 5*time.Second)
+	if !strings.Contains(ns.all()[reloading], "MONOTONIC_USEC=") {
+		t.Errorf("RELOADING=1 without MONOTONIC_USEC: %q", ns.all()[reloading])
+	}
+	ns.waitFor(t, reloading+1, "READY=1", 5*time.Second)
+
+	mark = len(ns.all())
+	src.stop(t)
+	ns.waitFor(t, mark, "STOPPING=1", 5*time.Second)
+}
+
+func countMsgs(msgs []string, s string) int {
+	n := 0
+	for _, m := range msgs {
+		if strings.Contains(m, s) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestReloadKeepsUnchangedFlowsAndRejectsABrokenConfig(t *testing.T) {
+	tp := newTopology(t,
+		endpoint{name: "keep", srcRoute: "any", dstRoute: "any"},
+		endpoint{name: "gone", srcRoute: "any", dstRoute: "any"},
+		endpoint{name: "later", srcRoute: "any", dstRoute: "any"},
+	)
+	// The source starts without "later"; a reload adds it and drops "gone".
+	full := readFile(t, tp.dir, "src.toml")
+	writeFile(t, tp.dir, "src.toml", dropTable(full, "[client.sources.later]"))
+	tp.startEcho(t)
+	tp.startServer(t)
+	tp.startClients(t)
+	waitPath(t, addr(tp.srcStatus), "keep", "direct", 15*time.Second)
+	flow, err := net.DialTimeout("tcp", tp.srcAddr("keep"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flow.Close()
+	if err := echoOnce(flow, []byte("before reload")); err != nil {
+		t.Fatal(err)
+	}
+
+	writeFile(t, tp.dir, "src.toml", dropTable(full, "[client.sources.gone]"))
+	if err := tp.src.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	tp.src.waitLog(t, "configuration reloaded", 5*time.Second)
+	if err := echoOnce(flow, []byte("after reload")); err != nil {
+		t.Fatalf("flow through an unchanged endpoint broke on reload: %v", err)
+	}
+	if c, err := net.DialTimeout("tcp", tp.srcAddr("gone"), time.Second); err == nil {
+		c.Close()
+		t.Error("a source removed by the reload still listens")
+	}
+	waitPath(t, addr(tp.srcStatus), "later", "direct", 10*time.Second)
+	if got, err := echoRoundTrip(tp.srcAddr("later"), []byte("added by reload")); err != nil || string(got) != "added by reload" {
+		t.Fatalf("source added by reload: %q, %v", got, err)
+	}
+
+	writeFile(t, tp.dir, "src.toml", full+"\n[client.sources.broken]\naddr = \":1\"\nroute = \"nowhere\"\n")
+	if err := tp.src.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	tp.src.waitLog(t, "reload rejected; the running configuration stays in force", 5*time.Second)
+	if !strings.Contains(tp.src.out.String(), "client.sources.broken.route") {
+		t.Error("the rejected reload's log does not name the bad key")
+	}
+	if err := echoOnce(flow, []byte("after a rejected reload")); err != nil {
+		t.Fatalf("flow broke on a rejected reload: %v", err)
+	}
+	if got, err := echoRoundTrip(tp.srcAddr("later"), []byte("still here")); err != nil || string(got) != "still here" {
+		t.Fatalf("endpoint of the running config after a rejected reload: %q, %v", got, err)
+	}
+}
+
+// dropTable removes a [table] and its keys from a config text.
+func dropTable(text, header string) string {
+	var out []string
+	skipping := false
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "[") {
+			skipping = line == header
+		}
+		if !skipping {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
