@@ -52,6 +52,7 @@ func validate(f *File, o origin) error {
 	if err := v.roleTable(f); err != nil {
 		return err
 	}
+	expandPaths(f)
 	f.LogLevel = v.oneOf(key("log-level"), f.LogLevel, "info", "debug", "info", "warn", "error")
 	f.LogFormat = v.oneOf(key("log-format"), f.LogFormat, "text", "text", "json")
 	if f.TuneUDPBuffers == nil {

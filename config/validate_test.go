@@ -2,6 +2,8 @@ package config
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 
@@ -178,4 +180,20 @@ func TestTuningAndPortMappingKeys(t *testing.T) {
 	write(t, "bad.toml", doc(`[client]`, `token = "t"`, `port-mapping = "upnp-only"`))
 	_, err = Load("bad.toml")
 	wantErr(t, err, "bad.toml", 3, "client.port-mapping", `"upnp-only" is not one of auto, off`)
+}
+
+func TestFileKeysExpandSystemdDirectories(t *testing.T) {
+	inTempDir(t, stdFiles)
+	creds := t.TempDir()
+	if err := os.WriteFile(filepath.Join(creds, "token"), []byte("from-credential\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", creds)
+	write(t, "c.toml", doc(`[client]`, `token-file = "${CREDENTIALS_DIRECTORY}/token"`))
+	f, err := Load("c.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, f.Client.TokenValue, "from-credential")
+	eq(t, expandPath("a$HOME/${USER}"), "a$HOME/${USER}") // not systemd directories: kept
 }

@@ -5,7 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for tool in openssl:openssl curl:curl; do
+# command:package — systemd-analyze and systemd-socket-activate for the unit
+# and activation tests, ip and iptables for the NAT lab, dbus-daemon and
+# setpriv for the D-Bus tests.
+for tool in openssl:openssl curl:curl systemd-analyze:systemd systemd-socket-activate:systemd \
+	ip:iproute2 iptables:iptables dbus-daemon:dbus setpriv:util-linux; do
 	cmd=${tool%%:*} pkg=${tool##*:}
 	command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
