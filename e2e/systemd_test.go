@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -91,8 +92,13 @@ func TestSocketActivatedListenersCarryTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	bufs, _ := st["udp_buffers"].(map[string]any)
-	if _, ok := bufs["direct"]; !ok {
-		t.Errorf("status does not report the direct socket's buffers: %v", st["udp_buffers"])
+	direct, ok := bufs["direct"].(map[string]any)
+	if !ok {
+		t.Fatalf("status does not report the direct socket's buffers: %v", st["udp_buffers"])
+	}
+	// Privileged, the daemon forces the buffers QUIC wants past rmem_max.
+	if rcv, _ := direct["receive"].(float64); os.Geteuid() == 0 && rcv < 7<<20 {
+		t.Errorf("running as root, the direct socket's receive buffer is %v, want at least 7 MiB", rcv)
 	}
 }
 
@@ -304,4 +310,62 @@ func dropTable(text, header string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+func TestPrivilegedSourcePortFromSocketWithoutRootInTheDaemon(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to bind a privileged port and drop to nobody; CI runs as root")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv not installed (Debian package util-linux); .ci/run installs it")
+	}
+	tp := newTopology(t, endpoint{name: "svc", srcRoute: "any", dstRoute: "any"})
+	tp.startEcho(t)
+	tp.startServer(t)
+	tp.dst = tp.connetd(t, "dst", "--config", "dst.toml")
+	// The daemon runs as nobody; it must read its config and CA file.
+	for _, p := range []string{tp.dir, binDir} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"src.toml", "cert.pem"} {
+		if err := os.Chmod(filepath.Join(tp.dir, f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const port = 1023 // below 1024: only root may bind it
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Skipf("cannot bind 127.0.0.1:%d here: %v", port, err)
+	}
+	f, err := ln.File()
+	ln.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(readFile(t, tp.dir, "src.toml"), fmt.Sprintf("%q", tp.srcAddr("svc")), fmt.Sprintf("\"127.0.0.1:%d\"", port), 1)
+	writeFile(t, tp.dir, "src.toml", cfg)
+	if err := os.Chmod(filepath.Join(tp.dir, "src.toml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
+		"sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, filepath.Join(binDir, "connetd"), "--config", "src.toml")
+	cmd.Dir = tp.dir
+	cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES=source-svc")
+	cmd.ExtraFiles = []*os.File{f}
+	src := startCmd(t, "src-as-nobody", cmd)
+	f.Close()
+	waitPath(t, addr(tp.srcStatus), "svc", "direct", 15*time.Second)
+	got, err := echoRoundTrip(fmt.Sprintf("127.0.0.1:%d", port), []byte("privileged port, unprivileged daemon"))
+	if err != nil || string(got) != "privileged port, unprivileged daemon" {
+		t.Fatalf("echo: %q, %v\n%s", got, err, src.out.String())
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", src.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^Uid:\s+65534\s`).Match(status) {
+		t.Fatalf("daemon is not running as nobody:\n%s", status)
+	}
 }
