@@ -369,3 +369,18 @@ func TestPrivilegedSourcePortFromSocketWithoutRootInTheDaemon(t *testing.T) {
 		t.Fatalf("daemon is not running as nobody:\n%s", status)
 	}
 }
+
+func TestServerReloadRevokesARemovedToken(t *testing.T) {
+	tp := newTopology(t, endpoint{name: "svc", srcRoute: "any", dstRoute: "any"})
+	tp.start(t)
+	cfg := readFile(t, tp.dir, "server.toml")
+	writeFile(t, tp.dir, "server.toml", strings.Replace(cfg, `"client-d-token", "client-s-token"`, `"client-d-token"`, 1))
+	if err := tp.server.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	tp.server.waitLog(t, "configuration reloaded", 5*time.Second)
+	tp.src.waitLog(t, "control server refused this client; check the token", 10*time.Second)
+	if strings.Contains(tp.dst.out.String(), "control server refused") {
+		t.Error("the client whose token was kept was refused too")
+	}
+}
