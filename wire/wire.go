@@ -47,14 +47,29 @@ type Message struct {
 	RelayHello *RelayHello `json:"relay_hello,omitempty"`
 	RelayAuth  *RelayAuth  `json:"relay_auth,omitempty"`
 	Connect    *Connect    `json:"connect,omitempty"`
+
+	PunchRequest *PunchRequest `json:"punch_request,omitempty"`
+	Punch        *Punch        `json:"punch,omitempty"`
+	PunchReady   *PunchReady   `json:"punch_ready,omitempty"`
+	PunchGo      *PunchGo      `json:"punch_go,omitempty"`
 }
 
 // Hello is a client's first message to control.
 type Hello struct {
 	Token   string   `json:"token"`
 	Version string   `json:"version"`
-	Direct  []string `json:"direct"` // host:port candidates for direct connections
+	Direct  []string `json:"direct"`        // host:port candidates for direct connections
+	NAT     string   `json:"nat,omitempty"` // the client's NAT behaviour, one of the NAT* values
 }
+
+// NAT behaviours a client reports for its direct socket (the mapping
+// behaviour of RFC 4787): how peers should try to reach it.
+const (
+	NATUnknown = ""     // not measured yet
+	NATNone    = "none" // the observed address is one of the client's own
+	NATEasy    = "easy" // endpoint-independent mapping: one public port for every destination
+	NATHard    = "hard" // endpoint-dependent mapping: a new public port per destination
+)
 
 // Welcome accepts a Hello or RelayHello.
 type Welcome struct {
@@ -108,6 +123,7 @@ type Withdraw struct {
 // Candidates replaces the client's direct candidate addresses.
 type Candidates struct {
 	Direct []string `json:"direct"`
+	NAT    string   `json:"nat,omitempty"`
 }
 
 // Peer is a counterpart of one of the client's endpoints.
@@ -116,6 +132,7 @@ type Peer struct {
 	Cert   []byte      `json:"cert"` // DER; the receiver pins it
 	Direct []string    `json:"direct"`
 	Route  string      `json:"route"`
+	NAT    string      `json:"nat,omitempty"`
 }
 
 // Peers is the full current set of counterparts for one endpoint of the
@@ -167,6 +184,36 @@ type Connect struct {
 	From     string `json:"from"` // the TCP client's address, for PROXY protocol
 }
 
+// PunchRequest asks control to coordinate hole punching between the sender
+// (a source) and Peer (one of its destinations).
+type PunchRequest struct {
+	Peer identity.ID `json:"peer"`
+}
+
+// Punch tells a client to take part in punching toward Peer: both sides get
+// one with the same Nonce, each naming the other. A client sends opening
+// packets, answers PunchReady, and probes at full TTL only after PunchGo.
+type Punch struct {
+	Nonce  []byte      `json:"nonce"` // PunchNonceLen bytes; also in every probe of this attempt
+	Peer   identity.ID `json:"peer"`
+	Direct []string    `json:"direct"` // the peer's candidates, observed address first
+	NAT    string      `json:"nat,omitempty"`
+}
+
+// PunchNonceLen is the length of a punch nonce.
+const PunchNonceLen = 8
+
+// PunchReady tells control that the sender's opening packets are out.
+type PunchReady struct {
+	Nonce []byte `json:"nonce"`
+}
+
+// PunchGo tells both sides of an attempt that both have opened their NATs
+// (or that control stopped waiting): full-TTL probes may start.
+type PunchGo struct {
+	Nonce []byte `json:"nonce"`
+}
+
 // Stream error codes (QUIC application error codes on peer streams).
 const (
 	StreamUnknownEndpoint = 0x10
@@ -188,7 +235,8 @@ func (m *Message) members() int {
 	n := 0
 	for _, set := range []bool{m.Hello != nil, m.Welcome != nil, m.Error != nil,
 		m.Announce != nil, m.Withdraw != nil, m.Candidates != nil, m.Peers != nil,
-		m.Relays != nil, m.RelayHello != nil, m.RelayAuth != nil, m.Connect != nil} {
+		m.Relays != nil, m.RelayHello != nil, m.RelayAuth != nil, m.Connect != nil,
+		m.PunchRequest != nil, m.Punch != nil, m.PunchReady != nil, m.PunchGo != nil} {
 		if set {
 			n++
 		}

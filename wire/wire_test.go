@@ -33,14 +33,14 @@ func frame(body string) []byte {
 func sampleMessages() map[string]*Message {
 	cert := []byte{0x30, 0x82, 0x01, 0x00, 0xff, 0x00, 0x7f}
 	return map[string]*Message{
-		"hello":      {Hello: &Hello{Token: "tok", Version: "v1.2.3", Direct: []string{"192.0.2.1:19192", "[2001:db8::1]:19192"}}},
+		"hello":      {Hello: &Hello{Token: "tok", Version: "v1.2.3", Direct: []string{"192.0.2.1:19192", "[2001:db8::1]:19192"}, NAT: NATEasy}},
 		"welcome":    {Welcome: &Welcome{Observed: "198.51.100.7:40000"}},
 		"error":      {Error: &Error{Code: CodeForbidden, Message: "no", Endpoint: "web", Role: "source"}},
 		"announce":   {Announce: &Announce{Endpoint: "web", Role: "destination", Route: RouteRelay}},
 		"withdraw":   {Withdraw: &Withdraw{Endpoint: "web", Role: "source"}},
-		"candidates": {Candidates: &Candidates{Direct: []string{"192.0.2.1:1", "192.0.2.2:2"}}},
+		"candidates": {Candidates: &Candidates{Direct: []string{"192.0.2.1:1", "192.0.2.2:2"}, NAT: NATHard}},
 		"peers": {Peers: &Peers{Endpoint: "web", Role: "source", Peers: []Peer{
-			{ID: testID(1), Cert: cert, Direct: []string{"192.0.2.9:9"}, Route: RouteAny},
+			{ID: testID(1), Cert: cert, Direct: []string{"192.0.2.9:9"}, Route: RouteAny, NAT: NATNone},
 			{ID: testID(2), Cert: []byte{}, Direct: []string{}, Route: RouteDirect},
 		}}},
 		"relays":      {Relays: &Relays{Relays: []Relay{{ID: testID(3), Addr: "relay.example:19191", Cert: cert}}}},
@@ -48,7 +48,11 @@ func sampleMessages() map[string]*Message {
 		"relay_auth": {RelayAuth: &RelayAuth{Endpoints: []RelayEndpoint{
 			{Endpoint: "web", Sources: []identity.ID{testID(4)}, Destinations: []identity.ID{testID(5), testID(6)}},
 		}}},
-		"connect": {Connect: &Connect{Endpoint: "web", From: "127.0.0.1:5555"}},
+		"connect":       {Connect: &Connect{Endpoint: "web", From: "127.0.0.1:5555"}},
+		"punch_request": {PunchRequest: &PunchRequest{Peer: testID(7)}},
+		"punch":         {Punch: &Punch{Nonce: []byte{1, 2, 3, 4, 5, 6, 7, 8}, Peer: testID(8), Direct: []string{"198.51.100.7:4000"}, NAT: NATHard}},
+		"punch_ready":   {PunchReady: &PunchReady{Nonce: []byte{8, 7, 6, 5, 4, 3, 2, 1}}},
+		"punch_go":      {PunchGo: &PunchGo{Nonce: []byte{8, 7, 6, 5, 4, 3, 2, 1}}},
 	}
 }
 
@@ -108,6 +112,10 @@ func TestExactEncoding(t *testing.T) {
 			`{"hello":{"token":"t","version":"1","direct":["192.0.2.1:5"]}}`},
 		{&Message{Connect: &Connect{Endpoint: "web", From: "127.0.0.1:1"}},
 			`{"connect":{"endpoint":"web","from":"127.0.0.1:1"}}`},
+		{&Message{Punch: &Punch{Nonce: []byte{0, 1, 2, 3, 4, 5, 6, 7}, Peer: testID(0), Direct: []string{"192.0.2.1:5"}, NAT: NATEasy}},
+			`{"punch":{"nonce":"AAECAwQFBgc=","peer":"000102030405060708090a0b0c0d0e0f","direct":["192.0.2.1:5"],"nat":"easy"}}`},
+		{&Message{PunchGo: &PunchGo{Nonce: []byte{0, 1, 2, 3, 4, 5, 6, 7}}},
+			`{"punch_go":{"nonce":"AAECAwQFBgc="}}`},
 		{&Message{Error: &Error{Code: CodeUnauthorized, Message: "invalid token"}},
 			`{"error":{"code":"unauthorized","message":"invalid token"}}`},
 		{&Message{Relays: &Relays{Relays: []Relay{{ID: testID(0), Addr: "r:1", Cert: []byte{1, 2, 3}}}}},
