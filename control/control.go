@@ -50,6 +50,8 @@ type Server struct {
 	log  *slog.Logger
 	reg  *registry
 	auth atomic.Pointer[Auth]
+
+	punches *punches
 }
 
 // New returns a server; call ServeClients (and ServeRelays or AttachRelay).
@@ -58,7 +60,7 @@ func New(cfg Config) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: log, reg: newRegistry()}
+	s := &Server{cfg: cfg, log: log, reg: newRegistry(), punches: newPunches()}
 	s.auth.Store(&cfg.Auth)
 	return s
 }

@@ -23,10 +23,13 @@ type session struct {
 	observed string
 	notify   chan struct{}
 	close    func() // ends the session's connection
+	w        *lockedWriter
+
+	// guarded by registry.mu
+	nat string
 	token    string // what it authenticated with, to find it on revocation
 	relay    bool
 
-	// guarded by registry.mu
 	direct    []string
 	endpoints map[epKey]string // route by endpoint
 	relayAddr string           // relays only
@@ -34,6 +37,13 @@ type session struct {
 
 func newSession(id identity.ID, cert []byte, observed string) *session {
 	return &session{id: id, cert: cert, observed: observed, notify: make(chan struct{}, 1), endpoints: map[epKey]string{}}
+}
+
+// send writes m to the session's client, if it has a stream.
+func (s *session) send(m *wire.Message) {
+	if s.w != nil {
+		_ = s.w.write(m)
+	}
 }
 
 func (s *session) poke() {
@@ -129,10 +139,10 @@ func (r *registry) withdrawLocked(s *session, k epKey) {
 	r.pokeEndpointLocked(k.name)
 }
 
-func (r *registry) setDirect(s *session, direct []string) {
+func (r *registry) setDirect(s *session, direct []string, nat string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s.direct = direct
+	s.direct, s.nat = direct, validNAT(nat)
 	for k := range s.endpoints {
 		r.pokeEndpointLocked(k.name)
 	}
@@ -214,7 +224,7 @@ func (r *registry) clientView(s *session) (peers []wire.Peers, relays wire.Relay
 			if id == s.id {
 				continue // a client never peers with itself
 			}
-			p.Peers = append(p.Peers, wire.Peer{ID: id, Cert: o.cert, Direct: o.direct, Route: o.endpoints[other]})
+			p.Peers = append(p.Peers, wire.Peer{ID: id, Cert: o.cert, Direct: o.direct, Route: o.endpoints[other], NAT: o.nat})
 		}
 		sort.Slice(p.Peers, func(i, j int) bool { return p.Peers[i].ID.String() < p.Peers[j].ID.String() })
 		peers = append(peers, p)
@@ -291,4 +301,13 @@ func (r *registry) status() Status {
 	sort.Slice(st.Endpoints, func(i, j int) bool { return st.Endpoints[i].Name < st.Endpoints[j].Name })
 	sort.Slice(st.Relays, func(i, j int) bool { return st.Relays[i].ID < st.Relays[j].ID })
 	return st
+}
+
+// validNAT keeps only the NAT kinds this version knows.
+func validNAT(nat string) string {
+	switch nat {
+	case wire.NATNone, wire.NATEasy, wire.NATHard:
+		return nat
+	}
+	return wire.NATUnknown
 }

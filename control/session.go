@@ -90,7 +90,9 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn) {
 	sess := newSession(id, tlsState.PeerCertificates[0].Raw, observed)
 	sess.token = m.Hello.Token
 	sess.direct = candidates(observed, m.Hello.Direct)
+	sess.nat = validNAT(m.Hello.NAT)
 	w := &lockedWriter{st: st}
+	sess.w = w
 	if err := w.write(&wire.Message{Welcome: &wire.Welcome{Observed: observed}}); err != nil {
 		return
 	}
@@ -150,7 +152,11 @@ func (s *Server) clientReader(sess *session, st *quic.Stream, w *lockedWriter, t
 		case m.Withdraw != nil:
 			s.reg.withdraw(sess, m.Withdraw.Endpoint, m.Withdraw.Role)
 		case m.Candidates != nil:
-			s.reg.setDirect(sess, candidates(sess.observed, m.Candidates.Direct))
+			s.reg.setDirect(sess, candidates(sess.observed, m.Candidates.Direct), m.Candidates.NAT)
+		case m.PunchRequest != nil:
+			s.startPunch(sess, m.PunchRequest.Peer)
+		case m.PunchReady != nil:
+			s.punchReady(sess, m.PunchReady.Nonce)
 		default:
 			return fmt.Errorf("unexpected message from client")
 		}

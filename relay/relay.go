@@ -108,6 +108,10 @@ func (s *Server) forward(frame []byte, from netip.AddrPort) {
 	s.mu.RLock()
 	src := s.byAddr[from]
 	dst := s.byID[to]
+	var dstAddr netip.AddrPort
+	if dst != nil {
+		dstAddr = dst.addr
+	}
 	s.mu.RUnlock()
 	if src == nil || dst == nil {
 		s.dropped.Add(1)
@@ -119,7 +123,7 @@ func (s *Server) forward(frame []byte, from netip.AddrPort) {
 		return
 	}
 	copy(frame[1:wire.RelayFrameHeader], src.id[:])
-	if err := s.conn.Forward(frame, dst.addr); err != nil {
+	if err := s.conn.Forward(frame, dstAddr); err != nil {
 		s.dropped.Add(1)
 		return
 	}
@@ -220,17 +224,42 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn) {
 	} else {
 		log.Info("relay client connected")
 	}
-	select {
-	case <-ctx.Done():
-		_ = conn.CloseWithError(wire.ConnShutdown, "relay shutting down")
-	case <-conn.Context().Done():
+	// A client whose NAT rebinds (its address changed) keeps its QUIC
+	// connection, which migrates; frames are matched by address, so follow
+	// the connection to its new address.
+	tick := time.NewTicker(addrRefresh)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			_ = conn.CloseWithError(wire.ConnShutdown, "relay shutting down")
+			break wait
+		case <-conn.Context().Done():
+			break wait
+		case <-tick.C:
+			if u, ok := conn.RemoteAddr().(*net.UDPAddr); ok {
+				now := u.AddrPort()
+				now = netip.AddrPortFrom(now.Addr().Unmap(), now.Port())
+				s.mu.Lock()
+				if now != cs.addr && s.byID[id] == cs {
+					if s.byAddr[cs.addr] == cs {
+						delete(s.byAddr, cs.addr)
+					}
+					cs.addr = now
+					s.byAddr[now] = cs
+					log.Info("relay client moved", "to", now.String())
+				}
+				s.mu.Unlock()
+			}
+		}
 	}
 	s.mu.Lock()
 	if s.byID[id] == cs {
 		delete(s.byID, id)
 	}
-	if s.byAddr[addr] == cs {
-		delete(s.byAddr, addr)
+	if s.byAddr[cs.addr] == cs {
+		delete(s.byAddr, cs.addr)
 	}
 	s.mu.Unlock()
 	log.Info("relay client disconnected")
@@ -246,6 +275,10 @@ func (s *Server) welcome(ctx context.Context, conn *quic.Conn, addr netip.AddrPo
 	}
 	return st.Close()
 }
+
+// addrRefresh is how often the relay checks whether a client's connection
+// migrated to a new address.
+const addrRefresh = 500 * time.Millisecond
 
 // Close closes the relay socket.
 func (s *Server) Close() error { return s.tr.Close() }

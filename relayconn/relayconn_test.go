@@ -300,3 +300,32 @@ func FuzzRelayConnRead(f *testing.F) {
 		}
 	})
 }
+
+func TestServerConnAnswersReflectRequests(t *testing.T) {
+	u := listen(t)
+	s := NewServer(u, func([]byte, netip.AddrPort) {})
+	client := listen(t)
+	req := wire.AppendReflect(nil, wire.Reflect{TxID: [12]byte{1, 2, 3}})
+	if _, err := client.WriteToUDPAddrPort(req, addrPort(u)); err != nil {
+		t.Fatal(err)
+	}
+	marker := []byte{0xc0, 9}
+	if _, err := client.WriteToUDPAddrPort(marker, addrPort(u)); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 2048)
+	n, _, err := s.ReadFrom(b)
+	if err != nil || !bytes.Equal(b[:n], marker) {
+		t.Fatalf("ReadFrom = % x, %v; the reflect request should not reach QUIC", b[:n], err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _, err = client.ReadFromUDPAddrPort(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := wire.ParseReflect(b[:n])
+	if err != nil || !r.Reply || r.TxID != [12]byte{1, 2, 3} || r.Observed != addrPort(client) {
+		t.Fatalf("reply %+v, %v; want observed %v", r, err, addrPort(client))
+	}
+}

@@ -31,6 +31,14 @@ func (c *ServerConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			c.forward(b[:n], unmap(from))
 			continue
 		}
+		if wire.IsProbe(b[:n]) {
+			// Reflect requests from clients' direct sockets: the answer
+			// tells a client whether its NAT maps per destination.
+			if reply := wire.AnswerReflect(b[:n], from); reply != nil {
+				_, _ = c.udp.WriteToUDPAddrPort(reply, from)
+			}
+			continue
+		}
 		return n, net.UDPAddrFromAddrPort(from), nil
 	}
 }

@@ -1,0 +1,147 @@
+package control
+
+import (
+	"crypto/rand"
+	"sync"
+	"time"
+
+	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/restrict"
+	"github.com/connetd/connetd/wire"
+)
+
+// Control coordinates hole punching: a source asks for an attempt toward
+// one of its destinations, control sends both a punch message with the
+// other's candidates and a fresh nonce, and once both have answered
+// punch_ready (their low-TTL opening packets are out) it sends both
+// punch_go at the same moment. The barrier is what keeps one side's
+// full-TTL probes from reaching the other's NAT before that NAT has opened
+// (docs/nat-traversal.md).
+const (
+	// punchReadyWait is how long control waits for both sides to be ready
+	// before it lets the attempt go anyway.
+	punchReadyWait = 2 * time.Second
+	// maxPunchesPerClient bounds the attempts one client may have open.
+	maxPunchesPerClient = 16
+)
+
+type punchState struct {
+	nonce [wire.PunchNonceLen]byte
+	a, b  *session
+	ready map[*session]bool
+	timer *time.Timer
+	done  bool
+}
+
+// punches is the set of attempts waiting for their barrier.
+type punches struct {
+	mu     sync.Mutex
+	byKey  map[[wire.PunchNonceLen]byte]*punchState
+	byPeer map[*session]int
+}
+
+func newPunches() *punches {
+	return &punches{byKey: map[[wire.PunchNonceLen]byte]*punchState{}, byPeer: map[*session]int{}}
+}
+
+// isSourceOf reports whether src announced a source of an endpoint that dst
+// offers as a destination, with routes that allow a direct path.
+func (r *registry) isSourceOf(src, dst *session) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, route := range src.endpoints {
+		if k.role != restrict.RoleSource || route == wire.RouteRelay {
+			continue
+		}
+		if theirs, ok := dst.endpoints[epKey{k.name, restrict.RoleDestination}]; ok && theirs != wire.RouteRelay {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *registry) client(id identity.ID) *session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.clients[id]
+}
+
+func (r *registry) punchView(s *session) wire.Punch {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return wire.Punch{Peer: s.id, Direct: append([]string(nil), s.direct...), NAT: s.nat}
+}
+
+// startPunch handles a punch_request from src. Requests for peers that are
+// not one of src's direct-capable destinations are ignored.
+func (s *Server) startPunch(src *session, peer identity.ID) {
+	dst := s.reg.client(peer)
+	if dst == nil || dst == src || !s.reg.isSourceOf(src, dst) {
+		return
+	}
+	ps := &punchState{a: src, b: dst, ready: map[*session]bool{}}
+	if _, err := rand.Read(ps.nonce[:]); err != nil {
+		return
+	}
+	p := s.punches
+	p.mu.Lock()
+	if p.byPeer[src] >= maxPunchesPerClient || p.byPeer[dst] >= maxPunchesPerClient {
+		p.mu.Unlock()
+		return
+	}
+	p.byKey[ps.nonce] = ps
+	p.byPeer[src]++
+	p.byPeer[dst]++
+	ps.timer = time.AfterFunc(punchReadyWait, func() { s.punchGo(ps) })
+	p.mu.Unlock()
+
+	toA, toB := s.reg.punchView(dst), s.reg.punchView(src)
+	toA.Nonce, toB.Nonce = ps.nonce[:], ps.nonce[:]
+	src.send(&wire.Message{Punch: &toA})
+	dst.send(&wire.Message{Punch: &toB})
+}
+
+// punchReady records that sess has opened; the second ready releases both.
+func (s *Server) punchReady(sess *session, nonce []byte) {
+	if len(nonce) != wire.PunchNonceLen {
+		return
+	}
+	p := s.punches
+	p.mu.Lock()
+	ps := p.byKey[[wire.PunchNonceLen]byte(nonce)]
+	if ps == nil || (sess != ps.a && sess != ps.b) {
+		p.mu.Unlock()
+		return
+	}
+	ps.ready[sess] = true
+	both := len(ps.ready) == 2
+	p.mu.Unlock()
+	if both {
+		s.punchGo(ps)
+	}
+}
+
+func (s *Server) punchGo(ps *punchState) {
+	p := s.punches
+	p.mu.Lock()
+	if ps.done {
+		p.mu.Unlock()
+		return
+	}
+	ps.done = true
+	ps.timer.Stop()
+	delete(p.byKey, ps.nonce)
+	for _, x := range []*session{ps.a, ps.b} {
+		if p.byPeer[x]--; p.byPeer[x] <= 0 {
+			delete(p.byPeer, x)
+		}
+	}
+	p.mu.Unlock()
+	m := &wire.Message{PunchGo: &wire.PunchGo{Nonce: ps.nonce[:]}}
+	// Two goroutines so that neither side's go waits on the other's stream.
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); ps.a.send(m) }()
+	go func() { defer wg.Done(); ps.b.send(m) }()
+	wg.Wait()
+}
