@@ -64,6 +64,7 @@ var commonFlags = []flagDef{
 	{name: "config", usage: "configuration file (TOML); flags override its values"},
 	str("log-level", "one of debug, info, warn, error (default info)", func(f *File, s string) { f.LogLevel = s }),
 	str("log-format", "one of text, json (default text)", func(f *File, s string) { f.LogFormat = s }),
+	str("instance", "instance name on D-Bus (default: the config file's base name, else the role)", func(f *File, s string) { f.Instance = s }),
 	boolean("tune-udp-buffers", "raise UDP buffer limits for QUIC when privileged (default true)", func(f *File, b bool) { f.TuneUDPBuffers = &b }),
 }
 

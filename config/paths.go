@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -55,4 +56,25 @@ func (f *File) pathFields() []*string {
 		out = append(out, &r.TokenFile, &r.ControlCAs, &r.StoreDir)
 	}
 	return out
+}
+
+// instance is the daemon's instance name: as given, else the config file's
+// base name without extension, else the role.
+func (v *validator) instance(f *File) string {
+	name := f.Instance
+	if name == "" && f.Path != "" {
+		name = strings.TrimSuffix(filepath.Base(f.Path), filepath.Ext(f.Path))
+	}
+	if name == "" {
+		if t := f.roleTables(); len(t) == 1 {
+			name = t[0]
+		}
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			v.fail(key("instance"), nil, "instance name %q may only hold letters, digits, - and _", name)
+			break
+		}
+	}
+	return name
 }

@@ -19,6 +19,9 @@ type File struct {
 
 	// Path is the file this was read from ("" when built from flags only).
 	Path string `toml:"-"`
+	// Instance names this daemon on D-Bus and in connetctl: --instance, else
+	// the config file's base name (src.toml → src), else the role.
+	Instance string `toml:"-"`
 }
 
 // Client is the [client] table.

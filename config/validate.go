@@ -53,6 +53,7 @@ func validate(f *File, o origin) error {
 		return err
 	}
 	expandPaths(f)
+	f.Instance = v.instance(f)
 	f.LogLevel = v.oneOf(key("log-level"), f.LogLevel, "info", "debug", "info", "warn", "error")
 	f.LogFormat = v.oneOf(key("log-format"), f.LogFormat, "text", "text", "json")
 	if f.TuneUDPBuffers == nil {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/connetd/connetd/restrict"
@@ -196,4 +197,25 @@ func TestFileKeysExpandSystemdDirectories(t *testing.T) {
 	}
 	eq(t, f.Client.TokenValue, "from-credential")
 	eq(t, expandPath("a$HOME/${USER}"), "a$HOME/${USER}") // not systemd directories: kept
+}
+
+func TestInstanceNameComesFromFlagFileOrRole(t *testing.T) {
+	inTempDir(t, stdFiles)
+	write(t, "src.toml", doc(`[client]`, `token = "t"`))
+	f, err := Load("src.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, f.Instance, "src")
+	if f, err = ParseCommandLine([]string{"--config", "src.toml", "--instance", "edge-1"}); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, f.Instance, "edge-1")
+	if f, err = ParseCommandLine([]string{"client", "--token", "t"}); err != nil {
+		t.Fatal(err)
+	}
+	eq(t, f.Instance, "client")
+	if _, err = ParseCommandLine([]string{"client", "--token", "t", "--instance", "a.b"}); err == nil || !strings.Contains(err.Error(), "instance name") {
+		t.Fatalf("instance with a dot: %v", err)
+	}
 }
