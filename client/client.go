@@ -68,6 +68,8 @@ type Client struct {
 
 	registered     chan struct{} // closed on the first welcome from control
 	registeredOnce sync.Once
+
+	trav *traversal // NAT traversal: candidates, NAT behaviour, punching
 }
 
 // New prepares a client; Run starts it.
@@ -92,6 +94,7 @@ func New(cfg Config) (*Client, error) {
 		registered:   make(chan struct{}),
 	}
 	c.direct = &quic.Transport{Conn: cfg.DirectConn}
+	c.trav = newTraversal(cfg.DirectConn)
 	c.relayNet = relayconn.New(cfg.RelayConn)
 	c.relayTr = &quic.Transport{Conn: c.relayNet}
 	return c, nil
@@ -130,7 +133,8 @@ func (c *Client) Run(ctx context.Context) error {
 	c.log.Info("client started", "client", c.id.ID.Short(), "direct_addr", c.cfg.DirectConn.LocalAddr().String())
 
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); c.runTraversal(ctx) }()
 	go func() { defer wg.Done(); c.acceptPeers(ctx, directLn, pathDirect) }()
 	go func() { defer wg.Done(); c.acceptPeers(ctx, relayLn, pathRelay) }()
 	go func() { defer wg.Done(); c.runControl(ctx) }()

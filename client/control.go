@@ -19,8 +19,9 @@ import (
 // controlStream is the live session's stream; writes from endpoint changes
 // and from the session itself are serialized here.
 type controlStream struct {
-	mu sync.Mutex
-	st *quic.Stream
+	mu   sync.Mutex
+	st   *quic.Stream
+	conn *quic.Conn // closed to start a new session after a network change
 }
 
 func (s *controlStream) write(m *wire.Message) error {
@@ -90,8 +91,8 @@ func (c *Client) controlSession(ctx context.Context) error {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.CloseWithError(wire.ConnNormal, "client stopping") })
 	defer stop()
-	cs := &controlStream{st: st}
-	if err := cs.write(&wire.Message{Hello: &wire.Hello{Token: c.cfg.Token, Version: c.cfg.Version, Direct: c.localCandidates()}}); err != nil {
+	cs := &controlStream{st: st, conn: conn}
+	if err := cs.write(&wire.Message{Hello: &wire.Hello{Token: c.cfg.Token, Version: c.cfg.Version, Direct: c.localCandidates(), NAT: c.natType()}}); err != nil {
 		return err
 	}
 	_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -136,6 +137,12 @@ func (c *Client) controlSession(ctx context.Context) error {
 		return announceErr
 	}
 	c.registeredOnce.Do(func() { close(c.registered) })
+	// A new session may see a new public address: measure the NAT again
+	// and report candidates.
+	c.trav.mu.Lock()
+	c.trav.reported = ""
+	c.trav.mu.Unlock()
+	poke(c.trav.changed)
 	for {
 		m, err := wire.Read(st)
 		if err != nil {
@@ -146,6 +153,11 @@ func (c *Client) controlSession(ctx context.Context) error {
 			c.updatePeers(m.Peers)
 		case m.Relays != nil:
 			c.updateRelays(ctx, m.Relays)
+			poke(c.trav.changed)
+		case m.Punch != nil:
+			c.onPunch(ctx, m.Punch)
+		case m.PunchGo != nil:
+			c.onPunchGo(m.PunchGo)
 		case m.Error != nil:
 			c.endpointRefused(m.Error)
 		default:
@@ -175,30 +187,4 @@ func (c *Client) endpointRefused(e *wire.Error) {
 	if d := c.destinations[e.Endpoint]; d != nil && e.Role == "destination" {
 		d.refused = e.Message
 	}
-}
-
-// localCandidates are the addresses of this host's interfaces at the
-// direct socket's port. Loopback is left out: the observed address covers
-// peers on the same host.
-func (c *Client) localCandidates() []string {
-	la, ok := c.cfg.DirectConn.LocalAddr().(*net.UDPAddr)
-	if !ok {
-		return nil
-	}
-	if !la.IP.IsUnspecified() {
-		return []string{la.String()}
-	}
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, a := range addrs {
-		ipn, ok := a.(*net.IPNet)
-		if !ok || ipn.IP.IsLoopback() || ipn.IP.IsLinkLocalUnicast() || ipn.IP.IsMulticast() {
-			continue
-		}
-		out = append(out, (&net.UDPAddr{IP: ipn.IP, Port: la.Port}).String())
-	}
-	return out
 }

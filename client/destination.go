@@ -99,22 +99,55 @@ func (c *Client) acceptPeers(ctx context.Context, ln *quic.Listener, pa path) {
 		if err != nil {
 			return
 		}
-		id, _ := identity.PeerIDOf(conn.ConnectionState().TLS)
-		c.mu.Lock()
-		p := c.peers[id]
-		if p == nil || !p.isSourceOfUs() {
-			c.mu.Unlock()
-			_ = conn.CloseWithError(wire.ConnUnauthorized, "not a source of this client")
-			continue
-		}
-		p.inbound[conn] = pa
+		c.admitPeer(ctx, conn, pa)
+	}
+}
+
+// admitPeer serves an accepted connection if it comes from a source of ours.
+func (c *Client) admitPeer(ctx context.Context, conn *quic.Conn, pa path) {
+	id, _ := identity.PeerIDOf(conn.ConnectionState().TLS)
+	c.mu.Lock()
+	p := c.peers[id]
+	if p == nil || !p.isSourceOfUs() {
 		c.mu.Unlock()
-		c.log.Info("peer connected", "peer", id.Short(), "path", pa.String(), "remote", conn.RemoteAddr().String())
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			c.serveInbound(ctx, p, conn, pa)
-		}()
+		_ = conn.CloseWithError(wire.ConnUnauthorized, "not a source of this client")
+		return
+	}
+	p.inbound[conn] = pa
+	c.mu.Unlock()
+	c.log.Info("peer connected", "peer", id.Short(), "path", pa.String(), "remote", conn.RemoteAddr().String())
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.serveInbound(ctx, p, conn, pa)
+	}()
+}
+
+// serveSprayWinner accepts the source's dial on the spray socket a punch
+// attempt found (this side maps hard), serves it, and closes the socket
+// when that connection ends or no dial came.
+func (c *Client) serveSprayWinner(ctx context.Context, u *net.UDPConn) {
+	tr := &quic.Transport{Conn: u}
+	defer func() {
+		_ = tr.Close()
+		_ = u.Close()
+	}()
+	ln, err := tr.Listen(c.id.ServerTLS(wire.ALPNPeer, c.isAllowedSource), directPeerConfig())
+	if err != nil {
+		c.log.Warn("listen on punched socket", "err", err)
+		return
+	}
+	defer ln.Close()
+	actx, cancel := context.WithTimeout(ctx, sprayListen)
+	conn, err := ln.Accept(actx)
+	cancel()
+	if err != nil {
+		return
+	}
+	c.admitPeer(ctx, conn, pathDirect)
+	select {
+	case <-conn.Context().Done():
+	case <-ctx.Done():
 	}
 }
 

@@ -70,6 +70,13 @@ type peer struct {
 	relayBackoff          *backoff.Backoff
 	lastDirectErr         string
 
+	// NAT traversal, for status
+	nat           string    // the peer's NAT behaviour, as control reports it
+	punchAttempts int       // attempts toward or from this peer
+	pairsTried    int       // candidate pairs (socket, address) probed
+	wantedSince   time.Time // when a direct path was first wanted and missing
+	timeToDirect  time.Duration
+
 	inbound map[*quic.Conn]path // accepted because the peer is a source
 
 	ctx     context.Context
@@ -139,7 +146,7 @@ func (c *Client) updatePeers(m *wire.Peers) {
 		}
 		listed[wp.ID] = true
 		p := c.peerLocked(wp.ID)
-		p.cert, p.direct = wp.Cert, wp.Direct
+		p.cert, p.direct, p.nat = wp.Cert, wp.Direct, wp.NAT
 		if m.Role == "source" {
 			if s := c.sources[m.Endpoint]; s != nil {
 				if old, ok := p.asDestination[m.Endpoint]; !ok || old != wp.Route {
@@ -229,11 +236,13 @@ func (c *Client) dialLoop(p *peer) {
 		now := time.Now()
 		next := now.Add(time.Minute)
 		if wantD && !p.dialingDirect && len(p.direct) > 0 {
+			if p.wantedSince.IsZero() {
+				p.wantedSince = now
+			}
 			if !now.Before(p.nextDirect) {
 				p.dialingDirect = true
-				cands := append([]string(nil), p.direct...)
 				c.wg.Add(1)
-				go func() { defer c.wg.Done(); c.holdDirect(p, cands) }()
+				go func() { defer c.wg.Done(); c.holdDirect(p) }()
 			} else if p.nextDirect.Before(next) {
 				next = p.nextDirect
 			}
@@ -259,17 +268,42 @@ func (c *Client) dialLoop(p *peer) {
 	}
 }
 
-// holdDirect dials every candidate at once and keeps the first connection
-// that completes until it dies.
-func (c *Client) holdDirect(p *peer, cands []string) {
-	addrs := make([]net.Addr, 0, len(cands))
-	for _, s := range cands {
-		if ap, err := netip.ParseAddrPort(s); err == nil {
-			addrs = append(addrs, net.UDPAddrFromAddrPort(ap))
-		}
+// holdDirect punches a path to the peer (coordinated by control), dials
+// it, and keeps the connection until it dies. Direct dials never go to
+// candidates blindly: a full-TTL packet that reaches the peer's NAT before
+// the peer has opened it spoils that NAT's state (see package punch).
+func (c *Client) holdDirect(p *peer) {
+	o := c.punchPeer(p)
+	if o.err != nil {
+		c.hold(p, nil, o.err, pathDirect)
+		return
 	}
-	conn, err := c.dialFirst(p, addrs, c.direct)
+	tr := c.direct
+	if o.spray != nil {
+		tr = &quic.Transport{Conn: o.spray}
+		defer func() {
+			_ = tr.Close()
+			_ = o.spray.Close()
+		}()
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+	tlsConf := c.id.ClientTLS(wire.ALPNPeer, func(id identity.ID) bool { return id == p.id })
+	conn, err := tr.Dial(ctx, net.UDPAddrFromAddrPort(o.res.Remote), tlsConf, directPeerConfig())
+	cancel()
 	c.hold(p, conn, err, pathDirect)
+}
+
+// directPeerConfig is the peer configuration for direct connections: a
+// short idle timeout with frequent keep-alives, so that a dead direct path
+// (an address change, a NAT that dropped its state) is noticed within a
+// few seconds and new connections go through the relay until a new path is
+// punched. The idle timeout is the smaller of both ends', so the dialer's
+// setting rules.
+func directPeerConfig() *quic.Config {
+	conf := quicconf.Peer()
+	conf.MaxIdleTimeout = directIdle
+	conf.KeepAlivePeriod = directKeepAlv
+	return conf
 }
 
 func (c *Client) holdRelay(p *peer, relays []netip.AddrPort) {
@@ -304,6 +338,10 @@ func (c *Client) hold(p *peer, conn *quic.Conn, err error, pa path) {
 	if pa == pathDirect {
 		p.directConn, p.lastDirectErr = conn, ""
 		p.directBackoff.Reset()
+		if !p.wantedSince.IsZero() {
+			p.timeToDirect = time.Since(p.wantedSince)
+			p.wantedSince = time.Time{}
+		}
 	} else {
 		p.relayConn = conn
 		p.relayBackoff.Reset()

@@ -11,6 +11,9 @@ type Status struct {
 	ServerAddr   string           `json:"server_addr"`
 	Control      string           `json:"control"` // "connected" or "connecting"
 	Observed     string           `json:"observed,omitempty"`
+	NAT          string           `json:"nat"`                    // none, easy, hard or unknown
+	Candidates   []string         `json:"candidates"`             // reported to control besides the observed address
+	PortMapping  string           `json:"port_mapping,omitempty"` // e.g. "pcp 198.51.100.1:19192"
 	Sources      []EndpointStatus `json:"sources"`
 	Destinations []EndpointStatus `json:"destinations"`
 	Relays       []RelayStatus    `json:"relays"`
@@ -35,8 +38,14 @@ type PeerStatus struct {
 	Remote   string `json:"remote,omitempty"`
 	RTTMicro int64  `json:"rtt_us,omitempty"`
 	Error    string `json:"error,omitempty"` // last direct connection error
-	BytesIn  int64  `json:"bytes_in"`
-	BytesOut int64  `json:"bytes_out"`
+	NAT      string `json:"nat,omitempty"`   // the peer's NAT behaviour
+	// PunchAttempts and PairsTried count hole punching toward the peer:
+	// attempts, and (socket, address) pairs probed including random ports.
+	PunchAttempts  int   `json:"punch_attempts"`
+	PairsTried     int   `json:"pairs_tried"`
+	TimeToDirectMs int64 `json:"time_to_direct_ms,omitempty"` // from wanting a direct path to having one
+	BytesIn        int64 `json:"bytes_in"`
+	BytesOut       int64 `json:"bytes_out"`
 }
 
 // RelayStatus is one relay and whether the client is connected to it.
@@ -55,6 +64,13 @@ func (c *Client) Status() Status {
 	if c.ctl != nil {
 		st.Control, st.Observed = "connected", c.observed
 	}
+	st.Candidates = c.localCandidates()
+	c.trav.mu.Lock()
+	st.NAT = natName(c.trav.nat)
+	if c.trav.mapped.IsValid() {
+		st.PortMapping = c.trav.mapProto + " " + c.trav.mapped.String()
+	}
+	c.trav.mu.Unlock()
 	for _, s := range c.sources {
 		es := EndpointStatus{Name: s.name, Addr: s.ln.Addr().String(), Route: s.route, Refused: s.refused,
 			BytesIn: s.traffic.in.Load(), BytesOut: s.traffic.out.Load(), Peers: []PeerStatus{}}
@@ -64,7 +80,8 @@ func (c *Client) Status() Status {
 				continue
 			}
 			ps := PeerStatus{ID: p.id.String(), Route: theirs, Path: "none", Error: p.lastDirectErr,
-				BytesIn: p.traffic.in.Load(), BytesOut: p.traffic.out.Load()}
+				BytesIn: p.traffic.in.Load(), BytesOut: p.traffic.out.Load(), NAT: p.nat,
+				PunchAttempts: p.punchAttempts, PairsTried: p.pairsTried, TimeToDirectMs: p.timeToDirect.Milliseconds()}
 			for _, cand := range []struct {
 				ok bool
 				pa path
@@ -95,7 +112,8 @@ func (c *Client) Status() Status {
 				continue
 			}
 			ps := PeerStatus{ID: p.id.String(), Route: theirs, Path: "none",
-				BytesIn: p.traffic.in.Load(), BytesOut: p.traffic.out.Load()}
+				BytesIn: p.traffic.in.Load(), BytesOut: p.traffic.out.Load(), NAT: p.nat,
+				PunchAttempts: p.punchAttempts, PairsTried: p.pairsTried}
 			best := pathNone
 			for conn, pa := range p.inbound {
 				if best == pathNone || pa < best {

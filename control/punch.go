@@ -97,6 +97,7 @@ func (s *Server) startPunch(src *session, peer identity.ID) {
 
 	toA, toB := s.reg.punchView(dst), s.reg.punchView(src)
 	toA.Nonce, toB.Nonce = ps.nonce[:], ps.nonce[:]
+	toA.Dial = true
 	src.send(&wire.Message{Punch: &toA})
 	dst.send(&wire.Message{Punch: &toB})
 }

@@ -198,6 +198,7 @@ type Punch struct {
 	Peer   identity.ID `json:"peer"`
 	Direct []string    `json:"direct"` // the peer's candidates, observed address first
 	NAT    string      `json:"nat,omitempty"`
+	Dial   bool        `json:"dial,omitempty"` // the receiver asked for this attempt and dials the path found
 }
 
 // PunchNonceLen is the length of a punch nonce.

@@ -1,0 +1,584 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/netmon"
+	"github.com/connetd/connetd/punch"
+	"github.com/connetd/connetd/wire"
+)
+
+// traversal is the client's NAT traversal state: what it knows about its
+// own network (candidates, NAT behaviour, port mapping), and the punch
+// attempts under way on its direct socket. Its own mutex guards it; it
+// never holds Client.mu while taking it, but may be taken under Client.mu.
+type traversal struct {
+	main *udpSock // the direct socket
+
+	mu        sync.Mutex
+	local     []netip.Addr   // usable interface addresses (netlink)
+	gateway   netip.Addr     // IPv4 default gateway
+	mapped    netip.AddrPort // port-mapped public address, if any
+	mapProto  string         // how it was mapped
+	nat       string         // wire.NAT*
+	reported  string         // the last candidates+NAT sent to control, to skip repeats
+	sessions  map[[wire.PunchNonceLen]byte]*punchRun
+	waiters   map[identity.ID]chan punchOutcome // sources waiting for their attempt's outcome
+	reflects  map[[wire.ReflectTxIDLen]byte]chan netip.AddrPort
+	changed   chan struct{} // poked when something worth re-reporting changed
+	netDirty  chan struct{} // poked by netmon
+	gwChanged chan struct{} // poked when the default gateway changed
+}
+
+// punchRun is one attempt under way.
+type punchRun struct {
+	sess *punch.Session
+	peer identity.ID
+	goCh chan struct{} // closed by punch_go
+	once sync.Once
+}
+
+// punchOutcome is what a source's holdDirect gets back.
+type punchOutcome struct {
+	res   punch.Result
+	spray *net.UDPConn // the spray socket the path uses, nil for the direct socket
+	stats punch.Stats
+	err   error
+}
+
+func newTraversal(direct *net.UDPConn) *traversal {
+	return &traversal{
+		main:      newUDPSock(direct),
+		sessions:  map[[wire.PunchNonceLen]byte]*punchRun{},
+		waiters:   map[identity.ID]chan punchOutcome{},
+		reflects:  map[[wire.ReflectTxIDLen]byte]chan netip.AddrPort{},
+		changed:   make(chan struct{}, 1),
+		netDirty:  make(chan struct{}, 1),
+		gwChanged: make(chan struct{}, 1),
+	}
+}
+
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Time bounds of one attempt, as seen by the client.
+const (
+	punchGoWait   = 4 * time.Second  // for control's punch_go after our ready
+	punchWait     = 12 * time.Second // a source waits this long for an outcome
+	sprayListen   = 15 * time.Second // a destination keeps a winning spray socket this long for the dial
+	reflectWait   = 700 * time.Millisecond
+	reflectTries  = 3
+	directIdle    = 5 * time.Second // a dead direct path is noticed within this
+	directKeepAlv = time.Second
+)
+
+// loopbackOnly reports whether the direct socket is bound to loopback, where
+// neither a router nor a peer elsewhere can reach it: no port mapping and
+// no interface candidates then.
+func (c *Client) loopbackOnly() bool {
+	la, ok := c.cfg.DirectConn.LocalAddr().(*net.UDPAddr)
+	return ok && la.IP.IsLoopback()
+}
+
+// runTraversal owns NAT traversal: it reads the non-QUIC datagrams of the
+// direct socket, watches the network, keeps a port mapping, and reports
+// candidates and NAT behaviour to control when they change.
+func (c *Client) runTraversal(ctx context.Context) {
+	t := c.trav
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(2)
+	go func() { defer wg.Done(); c.readDirect(ctx) }()
+	go func() {
+		defer wg.Done()
+		err := netmon.Watch(ctx, netmon.Options{}, func() { poke(t.netDirty) })
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("network changes will not be noticed", "err", err)
+		}
+	}()
+	c.refreshLocal(false)
+	if c.cfg.PortMapping && !c.loopbackOnly() {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.runPortMapping(ctx) }()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.netDirty:
+			c.refreshLocal(true)
+		case <-t.changed:
+		}
+		c.discoverNAT(ctx)
+		c.reportCandidates()
+	}
+}
+
+// refreshLocal re-reads addresses and routes. After a real change (not
+// the first read) it moves everything to the new network: a new control
+// session (control then observes the new public address), new relay links,
+// and direct paths re-punched as soon as they fail.
+func (c *Client) refreshLocal(isChange bool) {
+	t := c.trav
+	st, err := netmon.Read(netmon.Options{})
+	if err != nil {
+		c.log.Warn("cannot read network state", "err", err)
+		return
+	}
+	t.mu.Lock()
+	same := slices.Equal(st.Addrs, t.local) && st.Gateway == t.gateway
+	gwChanged := st.Gateway != t.gateway
+	t.local, t.gateway = st.Addrs, st.Gateway
+	t.mu.Unlock()
+	if gwChanged || (isChange && !same) {
+		poke(t.gwChanged) // a new network: map again
+	}
+	if !isChange || same {
+		return
+	}
+	c.log.Info("network changed: re-gathering candidates", "addrs", st.Addrs, "gateway", st.Gateway)
+	c.mu.Lock()
+	if c.ctl != nil && c.ctl.conn != nil {
+		_ = c.ctl.conn.CloseWithError(wire.ConnNormal, "network changed")
+	}
+	for _, l := range c.relays {
+		if l.conn != nil {
+			_ = l.conn.CloseWithError(wire.ConnNormal, "network changed")
+		}
+	}
+	for _, p := range c.peers {
+		p.directBackoff.Reset()
+		p.nextDirect = time.Time{}
+	}
+	c.wakePeersLocked()
+	c.mu.Unlock()
+}
+
+// localCandidates are the direct socket's addresses peers may try: the
+// port mapping first, then interface addresses (route sources first) at
+// the socket's port, as far as the socket's bind allows.
+func (c *Client) localCandidates() []string {
+	la, ok := c.cfg.DirectConn.LocalAddr().(*net.UDPAddr)
+	if !ok {
+		return nil
+	}
+	t := c.trav
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	if t.mapped.IsValid() {
+		out = append(out, t.mapped.String())
+	}
+	if !la.IP.IsUnspecified() {
+		if !la.IP.IsLoopback() {
+			out = append(out, la.String())
+		}
+		return out
+	}
+	v4only := la.IP.To4() != nil
+	for _, a := range t.local {
+		if v4only && !a.Is4() {
+			continue
+		}
+		out = append(out, netip.AddrPortFrom(a, uint16(la.Port)).String())
+	}
+	return out
+}
+
+func (c *Client) natType() string {
+	c.trav.mu.Lock()
+	defer c.trav.mu.Unlock()
+	return c.trav.nat
+}
+
+// reportCandidates sends candidates and NAT behaviour to control if they
+// changed since the last report.
+func (c *Client) reportCandidates() {
+	cands := c.localCandidates()
+	nat := c.natType()
+	key := nat + "|" + joinStrings(cands)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctl == nil {
+		return
+	}
+	c.trav.mu.Lock()
+	if c.trav.reported == key {
+		c.trav.mu.Unlock()
+		return
+	}
+	c.trav.reported = key
+	c.trav.mu.Unlock()
+	c.sendLocked(&wire.Message{Candidates: &wire.Candidates{Direct: cands, NAT: nat}})
+}
+
+func joinStrings(s []string) string {
+	out := ""
+	for _, x := range s {
+		out += x + ","
+	}
+	return out
+}
+
+// discoverNAT learns how the NAT in front of the direct socket maps: it
+// compares the address control observed with the address a relay observes
+// for the same socket. Equal ports: endpoint-independent ("easy"); different
+// ports: a new mapping per destination ("hard"); control's observed address
+// being our own: no NAT.
+func (c *Client) discoverNAT(ctx context.Context) {
+	c.mu.Lock()
+	observed := c.observed
+	var relays []netip.AddrPort
+	for _, l := range c.relays {
+		relays = append(relays, l.addr)
+	}
+	c.mu.Unlock()
+	obs, err := netip.ParseAddrPort(observed)
+	if err != nil {
+		return
+	}
+	obs = netip.AddrPortFrom(obs.Addr().Unmap(), obs.Port())
+	t := c.trav
+	t.mu.Lock()
+	own := slices.Contains(t.local, obs.Addr())
+	t.mu.Unlock()
+	nat := wire.NATUnknown
+	if own || obs.Addr().IsLoopback() {
+		nat = wire.NATNone
+	} else {
+		slices.SortFunc(relays, func(a, b netip.AddrPort) int { return a.Compare(b) })
+		for _, r := range relays {
+			got, ok := c.reflect(ctx, r)
+			if !ok {
+				continue
+			}
+			if got == obs {
+				nat = wire.NATEasy
+			} else {
+				nat = wire.NATHard
+			}
+			break
+		}
+	}
+	t.mu.Lock()
+	old := t.nat
+	t.nat = nat
+	t.mu.Unlock()
+	if old != nat {
+		c.log.Info("NAT behaviour", "nat", natName(nat), "observed", observed)
+	}
+}
+
+func natName(n string) string {
+	if n == wire.NATUnknown {
+		return "unknown"
+	}
+	return n
+}
+
+// reflect asks the server at addr which address it sees for the direct
+// socket.
+func (c *Client) reflect(ctx context.Context, addr netip.AddrPort) (netip.AddrPort, bool) {
+	t := c.trav
+	var tx [wire.ReflectTxIDLen]byte
+	_, _ = rand.Read(tx[:])
+	ch := make(chan netip.AddrPort, 1)
+	t.mu.Lock()
+	t.reflects[tx] = ch
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		delete(t.reflects, tx)
+		t.mu.Unlock()
+	}()
+	req := wire.AppendReflect(nil, wire.Reflect{TxID: tx})
+	for range reflectTries {
+		if err := t.main.WriteTo(req, addr, 0); err != nil {
+			return netip.AddrPort{}, false
+		}
+		select {
+		case got := <-ch:
+			return got, true
+		case <-ctx.Done():
+			return netip.AddrPort{}, false
+		case <-time.After(reflectWait):
+		}
+	}
+	return netip.AddrPort{}, false
+}
+
+// readDirect reads the direct socket's non-QUIC datagrams: reflect replies
+// and punch probes.
+func (c *Client) readDirect(ctx context.Context) {
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := c.direct.ReadNonQUICPacket(ctx, buf)
+		if err != nil {
+			return
+		}
+		ua, ok := from.(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		c.handleProbe(c.trav.main, ua.AddrPort(), buf[:n])
+	}
+}
+
+// handleProbe dispatches one datagram received on sock.
+func (c *Client) handleProbe(sock punch.Conn, from netip.AddrPort, b []byte) {
+	t := c.trav
+	if r, err := wire.ParseReflect(b); err == nil && r.Reply {
+		t.mu.Lock()
+		ch := t.reflects[r.TxID]
+		t.mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- r.Observed:
+			default:
+			}
+		}
+		return
+	}
+	pr, err := wire.ParseProbe(b)
+	if err != nil {
+		return
+	}
+	t.mu.Lock()
+	run := t.sessions[pr.Nonce]
+	t.mu.Unlock()
+	if run != nil {
+		run.sess.Handle(sock, from, b)
+	}
+}
+
+// onPunch starts our side of an attempt control announced.
+func (c *Client) onPunch(ctx context.Context, m *wire.Punch) {
+	if len(m.Nonce) != wire.PunchNonceLen {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.runPunch(ctx, m)
+	}()
+}
+
+// onPunchGo releases the attempt's full-TTL probes.
+func (c *Client) onPunchGo(m *wire.PunchGo) {
+	if len(m.Nonce) != wire.PunchNonceLen {
+		return
+	}
+	t := c.trav
+	t.mu.Lock()
+	run := t.sessions[[wire.PunchNonceLen]byte(m.Nonce)]
+	t.mu.Unlock()
+	if run != nil {
+		run.once.Do(func() { close(run.goCh) })
+	}
+}
+
+func (c *Client) runPunch(ctx context.Context, m *wire.Punch) {
+	t := c.trav
+	nonce := [wire.PunchNonceLen]byte(m.Nonce)
+	var addrs []netip.AddrPort
+	for _, s := range m.Direct {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil || (t.main.v4 && !ap.Addr().Unmap().Is4()) {
+			continue
+		}
+		addrs = append(addrs, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	}
+	c.mu.Lock()
+	p := c.peers[m.Peer]
+	attempt := 0
+	if p != nil {
+		p.punchAttempts++
+		attempt = p.punchAttempts
+	}
+	c.mu.Unlock()
+	sess := punch.New(punch.Params{
+		Nonce: nonce, Self: c.id.ID, Peer: m.Peer, PeerAddrs: addrs,
+		SelfNAT: c.natType(), PeerNAT: m.NAT,
+		// Retries alternate the opening TTL, for paths where the NAT is
+		// not the first router.
+		OpenTTL: punch.DefaultOpenTTL + attempt%2,
+	}, t.main, punch.DefaultLimits)
+	run := &punchRun{sess: sess, peer: m.Peer, goCh: make(chan struct{})}
+	t.mu.Lock()
+	t.sessions[nonce] = run
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		delete(t.sessions, nonce)
+		t.mu.Unlock()
+	}()
+	log := c.log.With("peer", m.Peer.Short())
+
+	spray := c.openSpray(ctx, run, sess.WantsSpray())
+	conns := make([]punch.Conn, len(spray.socks))
+	for i, s := range spray.socks {
+		conns[i] = s
+	}
+	sess.Open(conns)
+	c.mu.Lock()
+	c.sendLocked(&wire.Message{PunchReady: &wire.PunchReady{Nonce: nonce[:]}})
+	c.mu.Unlock()
+	var res punch.Result
+	var err error
+	select {
+	case <-run.goCh:
+		res, err = sess.Run(ctx)
+	case <-time.After(punchGoWait):
+		err = errors.New("control did not release the punch attempt")
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	winner := spray.keep(res.Conn, err == nil)
+	st := sess.Stats()
+	c.mu.Lock()
+	if p := c.peers[m.Peer]; p != nil {
+		p.pairsTried += st.Pairs + st.Random
+	}
+	c.mu.Unlock()
+	if err != nil {
+		log.Debug("punch found no direct path", "err", err, "opened", st.Opened, "pings", st.Pings, "random", st.Random, "received", st.Received)
+	} else {
+		log.Info("punch found a direct path", "remote", res.Remote.String(), "spray", winner != nil,
+			"pings", st.Pings, "random", st.Random)
+	}
+	if m.Dial {
+		// Handed over under the lock: once punchPeer has removed its
+		// waiter, nothing is sent to it any more.
+		sent := false
+		t.mu.Lock()
+		if ch := t.waiters[m.Peer]; ch != nil {
+			select {
+			case ch <- punchOutcome{res: res, spray: winner, stats: st, err: err}:
+				sent = true
+			default:
+			}
+		}
+		t.mu.Unlock()
+		if !sent && winner != nil {
+			_ = winner.Close()
+		}
+		return
+	}
+	if winner != nil {
+		c.serveSprayWinner(ctx, winner)
+	}
+}
+
+// spraySet is the extra sockets of a hard side, with their readers.
+type spraySet struct {
+	socks []*udpSock
+	wg    sync.WaitGroup
+}
+
+func (c *Client) openSpray(ctx context.Context, run *punchRun, n int) *spraySet {
+	set := &spraySet{}
+	if n == 0 {
+		return set
+	}
+	la := c.cfg.DirectConn.LocalAddr().(*net.UDPAddr)
+	network := "udp"
+	if la.IP.To4() != nil {
+		network = "udp4"
+	}
+	for range n {
+		u, err := net.ListenUDP(network, &net.UDPAddr{IP: la.IP})
+		if err != nil {
+			c.log.Warn("cannot open spray socket", "err", err)
+			break
+		}
+		s := newUDPSock(u)
+		set.socks = append(set.socks, s)
+		set.wg.Add(1)
+		go func() {
+			defer set.wg.Done()
+			buf := make([]byte, 1500)
+			for {
+				n, from, err := u.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					return
+				}
+				if ctx.Err() != nil {
+					return
+				}
+				run.sess.Handle(s, from, buf[:n])
+			}
+		}()
+	}
+	return set
+}
+
+// keep stops the readers and closes every spray socket except the winner,
+// which it returns (nil if the path uses the direct socket).
+func (set *spraySet) keep(winner punch.Conn, ok bool) *net.UDPConn {
+	var kept *net.UDPConn
+	for _, s := range set.socks {
+		if ok && punch.Conn(s) == winner {
+			kept = s.conn
+			_ = s.conn.SetReadDeadline(time.Now()) // stop its reader; QUIC takes over
+			continue
+		}
+		_ = s.conn.Close()
+	}
+	set.wg.Wait()
+	if kept != nil {
+		_ = kept.SetReadDeadline(time.Time{})
+	}
+	return kept
+}
+
+// punchPeer runs one attempt as the dialing side and returns its outcome.
+func (c *Client) punchPeer(p *peer) punchOutcome {
+	t := c.trav
+	ch := make(chan punchOutcome, 1)
+	t.mu.Lock()
+	if t.waiters[p.id] != nil {
+		t.mu.Unlock()
+		return punchOutcome{err: errors.New("a punch attempt toward this peer is under way")}
+	}
+	t.waiters[p.id] = ch
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		delete(t.waiters, p.id)
+		t.mu.Unlock()
+		select { // an outcome that raced our timeout: release its socket
+		case o := <-ch:
+			if o.spray != nil {
+				_ = o.spray.Close()
+			}
+		default:
+		}
+	}()
+	c.mu.Lock()
+	if c.ctl == nil {
+		c.mu.Unlock()
+		return punchOutcome{err: errors.New("control unreachable: cannot coordinate punching")}
+	}
+	c.sendLocked(&wire.Message{PunchRequest: &wire.PunchRequest{Peer: p.id}})
+	c.mu.Unlock()
+	select {
+	case o := <-ch:
+		return o
+	case <-time.After(punchWait):
+		return punchOutcome{err: errors.New("no punch attempt within " + punchWait.String())}
+	case <-p.ctx.Done():
+		return punchOutcome{err: p.ctx.Err()}
+	}
+}
