@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"maps"
 	"slices"
 )
@@ -18,26 +19,48 @@ func (v *validator) client(c *Client) {
 
 	// Sorted, so that several errors always come out in the same order.
 	for _, name := range slices.Sorted(maps.Keys(c.Destinations)) {
-		ep := p.key("destinations").key(name)
 		d := c.Destinations[name]
-		v.endpointName(ep, name)
-		if v.required(ep.key("addr"), d.Addr) {
-			d.Addr = v.addr(ep.key("addr"), d.Addr, "")
-		}
-		d.Route = v.oneOf(ep.key("route"), d.Route, "any", routes...)
-		d.ProxyProtoVersion = v.oneOf(ep.key("proxy-proto-version"), d.ProxyProtoVersion, "", "v1", "v2")
+		v.destination(p.key("destinations").key(name), name, &d)
 		c.Destinations[name] = d
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Sources)) {
-		ep := p.key("sources").key(name)
 		s := c.Sources[name]
-		v.endpointName(ep, name)
-		if v.required(ep.key("addr"), s.Addr) {
-			s.Addr = v.addr(ep.key("addr"), s.Addr, "")
-		}
-		s.Route = v.oneOf(ep.key("route"), s.Route, "any", routes...)
+		v.source(p.key("sources").key(name), name, &s)
 		c.Sources[name] = s
 	}
+}
+
+func (v *validator) destination(ep keyPath, name string, d *Destination) {
+	v.endpointName(ep, name)
+	if v.required(ep.key("addr"), d.Addr) {
+		d.Addr = v.addr(ep.key("addr"), d.Addr, "")
+	}
+	d.Route = v.oneOf(ep.key("route"), d.Route, "any", routes...)
+	d.ProxyProtoVersion = v.oneOf(ep.key("proxy-proto-version"), d.ProxyProtoVersion, "", "v1", "v2")
+	d.FileServerRoot = expandPath(d.FileServerRoot)
+}
+
+func (v *validator) source(ep keyPath, name string, s *Source) {
+	v.endpointName(ep, name)
+	if v.required(ep.key("addr"), s.Addr) {
+		s.Addr = v.addr(ep.key("addr"), s.Addr, "")
+	}
+	s.Route = v.oneOf(ep.key("route"), s.Route, "any", routes...)
+}
+
+// CheckSource validates a source defined outside a file (over D-Bus) as the
+// file's [client.sources.NAME] would be, and applies the same defaults.
+func CheckSource(name string, s *Source) error {
+	v := &validator{}
+	v.source(key("client", "sources", name), name, s)
+	return errors.Join(v.errs...)
+}
+
+// CheckDestination is CheckSource for a destination.
+func CheckDestination(name string, d *Destination) error {
+	v := &validator{}
+	v.destination(key("client", "destinations", name), name, d)
+	return errors.Join(v.errs...)
 }
 
 func (v *validator) server(s *Server) {

@@ -88,43 +88,55 @@ func (r *clientRole) close()                          { closeAll(r.direct, r.rel
 
 // apply removes, adds and replaces endpoints so the client matches n;
 // endpoints whose settings are unchanged are not touched, so their flows go
-// on. It stops at the first endpoint that cannot be added.
+// on. r.cfg follows every step, so after a failure it still says what runs
+// and applying the previous configuration puts things back.
 func (r *clientRole) apply(f *config.File) ([]string, error) {
 	n := f.Client
-	old := r.cfg
-	for name, s := range old.Sources {
-		if ns, ok := n.Sources[name]; !ok || ns != s {
+	cur := *r.cfg
+	cur.Sources, cur.Destinations = maps.Clone(r.cfg.Sources), maps.Clone(r.cfg.Destinations)
+	if cur.Sources == nil {
+		cur.Sources = map[string]config.Source{}
+	}
+	if cur.Destinations == nil {
+		cur.Destinations = map[string]config.Destination{}
+	}
+	defer func() { r.cfg = &cur }()
+	for _, name := range slices.Sorted(maps.Keys(cur.Sources)) {
+		if ns, ok := n.Sources[name]; !ok || ns != cur.Sources[name] {
 			if err := r.c.RemoveSource(name); err != nil {
 				return nil, err
 			}
+			delete(cur.Sources, name)
 		}
 	}
-	for name, d := range old.Destinations {
-		if nd, ok := n.Destinations[name]; !ok || nd != d {
+	for _, name := range slices.Sorted(maps.Keys(cur.Destinations)) {
+		if nd, ok := n.Destinations[name]; !ok || nd != cur.Destinations[name] {
 			if err := r.c.RemoveDestination(name); err != nil {
 				return nil, err
 			}
+			delete(cur.Destinations, name)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(n.Destinations)) {
-		if od, ok := old.Destinations[name]; !ok || od != n.Destinations[name] {
+		if _, ok := cur.Destinations[name]; !ok {
 			if err := r.addDestination(name, n.Destinations[name]); err != nil {
 				return nil, err
 			}
+			cur.Destinations[name] = n.Destinations[name]
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(n.Sources)) {
-		if os, ok := old.Sources[name]; !ok || os != n.Sources[name] {
+		if _, ok := cur.Sources[name]; !ok {
 			if err := r.addSource(name, n.Sources[name]); err != nil {
 				return nil, err
 			}
+			cur.Sources[name] = n.Sources[name]
 		}
 	}
-	keep := *n
-	r.cfg = &keep
-	return changed(map[string][2]string{
-		"client.token": {old.TokenValue, n.TokenValue}, "client.server-addr": {old.ServerAddr, n.ServerAddr},
-		"client.server-cas": {old.ServerCAs, n.ServerCAs}, "client.direct-addr": {old.DirectAddr, n.DirectAddr},
-		"client.status-addr": {old.StatusAddr, n.StatusAddr}, "client.port-mapping": {old.PortMapping, n.PortMapping},
-	}), nil
+	notes := changed(map[string][2]string{
+		"client.token": {cur.TokenValue, n.TokenValue}, "client.server-addr": {cur.ServerAddr, n.ServerAddr},
+		"client.server-cas": {cur.ServerCAs, n.ServerCAs}, "client.direct-addr": {cur.DirectAddr, n.DirectAddr},
+		"client.status-addr": {cur.StatusAddr, n.StatusAddr}, "client.port-mapping": {cur.PortMapping, n.PortMapping},
+	})
+	return notes, nil
 }

@@ -53,9 +53,14 @@ type Daemon struct {
 	notify *notifier
 	tune   bool
 
-	mu   sync.Mutex // serializes reloads
-	file *config.File
-	role role
+	store    *store.Store
+	resetKey *quic.StatelessResetKey
+
+	mu      sync.Mutex // serializes reloads and run-time changes
+	file    *config.File
+	overlay *overlay
+	role    role
+	state   string
 
 	bufMu sync.Mutex
 	bufs  map[string]BufferSize // by socket name
@@ -91,24 +96,53 @@ func New(f *config.File, opts Options) (*Daemon, error) {
 	d.notify = &notifier{log: d.log}
 	d.tune = f.TuneUDPBuffers == nil || *f.TuneUDPBuffers
 	d.lst = takeListeners(d.log)
+	if err := d.openState(); err != nil {
+		return nil, err
+	}
+	e := effective(f, d.overlay)
 	var err error
 	switch {
 	case f.Server != nil:
-		d.role, err = newServer(d, f.Server)
+		d.role, err = newServer(d, e.Server)
 	case f.Control != nil:
-		d.role, err = newControl(d, f.Control)
+		d.role, err = newControl(d, e.Control)
 	case f.Relay != nil:
-		d.role, err = newRelay(d, f.Relay)
+		d.role, err = newRelay(d, e.Relay)
 	case f.Client != nil:
-		d.role, err = newClient(d, f.Client)
+		d.role, err = newClient(d, e.Client)
 	default:
 		err = fmt.Errorf("%s: no role table", f.Path)
 	}
 	if err != nil {
+		d.store.Close()
 		return nil, err
 	}
 	d.log = d.log.With("role", d.role.name())
+	d.state = "starting"
 	return d, nil
+}
+
+// openState opens the role's store: identity, stateless reset key and the
+// changes made at run time.
+func (d *Daemon) openState() error {
+	dir, err := store.Dir(stateDir(d.file), roleOf(d.file))
+	if err != nil {
+		return err
+	}
+	if d.store, err = store.Open(dir); err != nil {
+		return err
+	}
+	secret, err := d.store.Secret("stateless-reset-key", 32)
+	if err == nil {
+		d.resetKey = new(quic.StatelessResetKey)
+		copy(d.resetKey[:], secret)
+		d.overlay, err = loadOverlay(d.store)
+	}
+	if err != nil {
+		d.store.Close()
+		return err
+	}
+	return nil
 }
 
 // Run is New then Run, for callers that do not reload.
@@ -138,6 +172,7 @@ func (d *Daemon) udp(fdName, addr string) (*net.UDPConn, error) {
 
 // Run serves until ctx ends. A normal stop returns nil.
 func (d *Daemon) Run(ctx context.Context) error {
+	defer d.store.Close()
 	defer d.role.close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -182,6 +217,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	d.setState("stopping")
 	d.notify.stopping()
 	cancel()
 	wg.Wait()
@@ -202,7 +238,21 @@ func (d *Daemon) announceReady(ctx context.Context) {
 	case <-ctx.Done():
 		return
 	}
+	d.setState("running")
 	d.notify.ready(d.role.summary())
+}
+
+func (d *Daemon) setState(s string) {
+	d.mu.Lock()
+	d.state = s
+	d.mu.Unlock()
+}
+
+// State is starting, running, reloading or stopping.
+func (d *Daemon) State() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.state
 }
 
 // status is the role's status with the daemon's own additions.
@@ -250,8 +300,13 @@ func (d *Daemon) loadConfig() (*config.File, error) {
 func (d *Daemon) Reload() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	prev := d.state
+	d.state = "reloading"
 	d.notify.reloading()
-	defer d.notify.ready(d.role.summary())
+	defer func() {
+		d.state = prev
+		d.notify.ready(d.role.summary())
+	}()
 	nf, err := d.loadConfig()
 	if err != nil {
 		d.log.Error("reload rejected; the running configuration stays in force", "err", err)
@@ -269,8 +324,10 @@ func (d *Daemon) applyLocked(nf *config.File) error {
 	if roleOf(nf) != roleOf(d.file) {
 		return fmt.Errorf("%w: the role changes from %s to %s; restart instead", ErrNotReloadable, roleOf(d.file), roleOf(nf))
 	}
-	notes, err := d.role.apply(nf)
+	notes, err := d.role.apply(effective(nf, d.overlay))
 	if err != nil {
+		// Put back what the old configuration had, as far as it was undone.
+		_, _ = d.role.apply(effective(d.file, d.overlay))
 		return err
 	}
 	for _, n := range notes {
@@ -325,28 +382,6 @@ func serverTLS(addr, casFile string) (*tls.Config, error) {
 		return nil, err
 	}
 	return &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS13}, nil
-}
-
-// openStore opens the role's state database and its stateless reset key,
-// which lets peers of a restarted server learn at once that their old
-// connection is gone.
-func openStore(dir, roleName string) (*store.Store, *quic.StatelessResetKey, error) {
-	d, err := store.Dir(dir, roleName)
-	if err != nil {
-		return nil, nil, err
-	}
-	st, err := store.Open(d)
-	if err != nil {
-		return nil, nil, err
-	}
-	secret, err := st.Secret("stateless-reset-key", 32)
-	if err != nil {
-		st.Close()
-		return nil, nil, err
-	}
-	var key quic.StatelessResetKey
-	copy(key[:], secret)
-	return st, &key, nil
 }
 
 // storedIdentity loads the identity kept under name, creating it on first

@@ -17,7 +17,6 @@ import (
 	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/relay"
-	"github.com/connetd/connetd/store"
 	"github.com/connetd/connetd/wire"
 )
 
@@ -37,7 +36,6 @@ func (r *readyOnce) done()                  { r.once.Do(func() { close(r.ch) }) 
 type serverRole struct {
 	readyOnce
 	cfg      *config.Server
-	store    *store.Store
 	ctrl     *control.Server
 	clientsU *net.UDPConn
 	clientsT *quic.Transport
@@ -58,10 +56,7 @@ func newServer(d *Daemon, cfg *config.Server) (_ role, err error) {
 			r.close()
 		}
 	}()
-	var resetKey *quic.StatelessResetKey
-	if r.store, resetKey, err = openStore(cfg.StoreDir, "server"); err != nil {
-		return nil, err
-	}
+	resetKey := d.resetKey
 	r.ctrl = control.New(control.Config{Cert: cert, Auth: serverAuth(cfg), Version: d.opts.Version, Logger: d.log})
 	if r.clientsU, err = d.udp(fdControl, cfg.Addr); err != nil {
 		return nil, err
@@ -70,7 +65,7 @@ func newServer(d *Daemon, cfg *config.Server) (_ role, err error) {
 	if r.relayU, err = d.udp(fdRelay, cfg.RelayAddr); err != nil {
 		return nil, err
 	}
-	if r.relayID, err = storedIdentity(r.store, "relay"); err != nil {
+	if r.relayID, err = storedIdentity(d.store, "relay"); err != nil {
 		return nil, err
 	}
 	r.rel = relay.New(relay.Config{Identity: r.relayID, Conn: r.relayU, Logger: d.log, StatelessResetKey: resetKey})
@@ -145,9 +140,6 @@ func (r *serverRole) close() {
 		_ = r.rel.Close()
 	}
 	closeAll(r.clientsU, r.relayU)
-	if r.store != nil {
-		_ = r.store.Close()
-	}
 }
 
 func serverAuth(cfg *config.Server) control.Auth {
@@ -199,7 +191,6 @@ func closeAll(conns ...*net.UDPConn) {
 type controlRole struct {
 	readyOnce
 	cfg              *config.Control
-	store            *store.Store
 	ctrl             *control.Server
 	clientsU, relayU *net.UDPConn
 	clientsT, relayT *quic.Transport
@@ -216,10 +207,7 @@ func newControl(d *Daemon, cfg *config.Control) (_ role, err error) {
 			r.close()
 		}
 	}()
-	var resetKey *quic.StatelessResetKey
-	if r.store, resetKey, err = openStore(cfg.StoreDir, "control"); err != nil {
-		return nil, err
-	}
+	resetKey := d.resetKey
 	r.ctrl = control.New(control.Config{Cert: cert, Auth: controlAuth(cfg), Version: d.opts.Version, Logger: d.log})
 	if r.clientsU, err = d.udp(fdControl, cfg.ClientsAddr); err != nil {
 		return nil, err
@@ -272,9 +260,6 @@ func (r *controlRole) close() {
 		}
 	}
 	closeAll(r.clientsU, r.relayU)
-	if r.store != nil {
-		_ = r.store.Close()
-	}
 }
 
 // relayRole is a standalone relay that registers with a control server.
@@ -282,7 +267,6 @@ type relayRole struct {
 	readyOnce
 	mu     sync.Mutex // guards cfg against a reload
 	cfg    *config.Relay
-	store  *store.Store
 	rel    *relay.Server
 	udp    *net.UDPConn
 	id     *identity.Identity
@@ -297,11 +281,8 @@ func newRelay(d *Daemon, cfg *config.Relay) (_ role, err error) {
 			r.close()
 		}
 	}()
-	var resetKey *quic.StatelessResetKey
-	if r.store, resetKey, err = openStore(cfg.StoreDir, "relay"); err != nil {
-		return nil, err
-	}
-	if r.id, err = storedIdentity(r.store, "relay"); err != nil {
+	resetKey := d.resetKey
+	if r.id, err = storedIdentity(d.store, "relay"); err != nil {
 		return nil, err
 	}
 	if r.ctlTLS, err = serverTLS(cfg.ControlAddr, cfg.ControlCAs); err != nil {
@@ -411,7 +392,4 @@ func (r *relayRole) close() {
 		_ = r.rel.Close()
 	}
 	closeAll(r.udp)
-	if r.store != nil {
-		_ = r.store.Close()
-	}
 }

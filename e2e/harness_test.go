@@ -87,6 +87,12 @@ func startProc(t *testing.T, dir, name string, args ...string) *proc {
 // startCmd starts a prepared command (environment, extra files) as a proc.
 func startCmd(t *testing.T, name string, cmd *exec.Cmd) *proc {
 	t.Helper()
+	// Keep daemons off any system bus this machine has; D-Bus tests point
+	// them at a private bus (a later entry wins).
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append([]string{"DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent/connetd-e2e"}, cmd.Env...)
 	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{}), cmd: cmd}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -253,3 +259,5 @@ func waitPath(t *testing.T, statusAddr, name, path string, timeout time.Duration
 }
 
 func readFileBytes(dir, name string) ([]byte, error) { return os.ReadFile(filepath.Join(dir, name)) }
+
+func netDial(a string) (net.Conn, error) { return net.DialTimeout("tcp", a, time.Second) }

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -21,6 +23,7 @@ type topology struct {
 
 	server, dst, src, echo *proc
 	routes                 map[string][2]string // name → {source route, destination route}
+	env                    []string             // extra environment of every connetd
 }
 
 // endpoint is one name offered by the destination and used by the source.
@@ -79,7 +82,11 @@ func (tp *topology) writeClient(t *testing.T, file, token string, status int, ta
 }
 
 func (tp *topology) connetd(t *testing.T, name string, args ...string) *proc {
-	return startProc(t, tp.dir, name, append([]string{filepath.Join(binDir, "connetd")}, args...)...)
+	cmd := exec.Command(filepath.Join(binDir, "connetd"), args...)
+	cmd.Dir = tp.dir
+	// Each daemon has its own state directory, as each systemd instance has.
+	cmd.Env = append(append(os.Environ(), "STATE_DIRECTORY="+filepath.Join(tp.dir, "state-"+name)), tp.env...)
+	return startCmd(t, name, cmd)
 }
 
 func (tp *topology) startServer(t *testing.T) {

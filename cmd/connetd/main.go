@@ -11,8 +11,11 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/godbus/dbus/v5"
+
 	"github.com/connetd/connetd/config"
 	"github.com/connetd/connetd/daemon"
+	"github.com/connetd/connetd/dbusapi"
 	"github.com/connetd/connetd/version"
 )
 
@@ -61,6 +64,11 @@ func run(args []string) int {
 			}
 		}
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		serveDBus(ctx, d)
+	}()
 	if err := d.Run(ctx); err != nil {
 		d.Logger().Error("connetd failed", "err", err)
 		stop()
@@ -68,4 +76,18 @@ func run(args []string) int {
 	}
 	stop()
 	return 0
+}
+
+// serveDBus offers the management API on the system bus. Without a bus (a
+// container, a test) connetd runs on without it.
+func serveDBus(ctx context.Context, d *daemon.Daemon) {
+	conn, err := dbus.ConnectSystemBus(dbus.WithContext(ctx))
+	if err != nil {
+		d.Logger().Info("no system bus; the D-Bus management API is off", "err", err)
+		return
+	}
+	defer conn.Close()
+	if err := dbusapi.Serve(ctx, conn, d); err != nil {
+		d.Logger().Warn("D-Bus management API unavailable", "err", err)
+	}
 }
