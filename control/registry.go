@@ -26,9 +26,9 @@ type session struct {
 	w        *lockedWriter
 
 	// guarded by registry.mu
-	nat string
-	token    string // what it authenticated with, to find it on revocation
-	relay    bool
+	nat   string
+	token string // what it authenticated with, to find it on revocation
+	relay bool
 
 	direct    []string
 	endpoints map[epKey]string // route by endpoint

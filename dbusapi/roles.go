@@ -125,7 +125,9 @@ func (c *clientAPI) list(kind string) []EndpointInfo {
 func (c *clientAPI) ListSources() ([]EndpointInfo, *dbus.Error) { return c.list("source"), nil }
 
 // ListDestinations lists the destinations.
-func (c *clientAPI) ListDestinations() ([]EndpointInfo, *dbus.Error) { return c.list("destination"), nil }
+func (c *clientAPI) ListDestinations() ([]EndpointInfo, *dbus.Error) {
+	return c.list("destination"), nil
+}
 
 // ClientInfo is a client connected to control, (ssas).
 type ClientInfo struct {
