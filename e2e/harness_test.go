@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	// The daemon is built without -race: the race detector caps a process
 	// at 8128 goroutines, below what ten thousand open connections need.
-	for _, pkg := range []string{"./cmd/connetd", "./e2e/echod"} {
+	for _, pkg := range []string{"./cmd/connetd", "./cmd/connetctl", "./e2e/echod"} {
 		cmd := exec.Command("go", "build", "-o", binDir, pkg)
 		cmd.Dir = ".."
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

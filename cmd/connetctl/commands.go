@@ -1,0 +1,234 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/connetd/connetd/dbusapi"
+)
+
+// command is one connetctl command. The table is also what the man page
+// test checks connetctl(1) against.
+type command struct {
+	name    string
+	args    string
+	summary string
+	run     func(e *env, args []string) error
+}
+
+func (c *command) help() string {
+	return fmt.Sprintf("usage: connetctl [--instance NAME] [--json] %s %s\n\n%s\n", c.name, c.args, c.summary)
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"status", "", "show the instance: endpoints, peers and the path each uses (direct or relay)", cmdStatus},
+		{"list", "", "list sources and destinations and where each comes from (config or runtime)", cmdList},
+		{"peers", "", "list the peers of every endpoint with path, RTT and bytes", cmdPeers},
+		{"add-source", "NAME ADDR [--route any|direct|relay]", "add a source listening on ADDR (kept across restarts)", cmdAddSource},
+		{"remove-source", "NAME", "remove a source and close its listener", cmdRemove("RemoveSource")},
+		{"add-destination", "NAME ADDR [--route R] [--proxy-proto-version v1|v2] [--file-server-root DIR]", "add a destination forwarding to ADDR (kept across restarts)", cmdAddDestination},
+		{"remove-destination", "NAME", "remove a destination", cmdRemove("RemoveDestination")},
+		{"reload", "", "re-read the configuration file (as systemctl reload does)", cmdReload},
+		{"clients", "", "list the clients connected to a server or control instance", cmdClients},
+		{"relays", "", "list the relays connected to a server or control instance", cmdRelays},
+		{"tokens", "[add TOKEN | revoke TOKEN]", "count client tokens, add one, or revoke one (its clients are disconnected at once)", cmdTokens},
+		{"help", "[COMMAND]", "show help", nil},
+	}
+}
+
+func lookup(name string) *command {
+	for i := range commands {
+		if commands[i].name == name {
+			return &commands[i]
+		}
+	}
+	return nil
+}
+
+// flags splits "--key value" and "--key=value" options from positional
+// arguments; only the keys in allowed are accepted.
+func flags(args []string, allowed ...string) (map[string]string, []string, error) {
+	opts := map[string]string{}
+	var pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "--") {
+			pos = append(pos, a)
+			continue
+		}
+		key, val, hasVal := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		ok := false
+		for _, k := range allowed {
+			ok = ok || k == key
+		}
+		if !ok {
+			return nil, nil, fail(exitUsage, "unknown option --%s", key)
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				return nil, nil, fail(exitUsage, "--%s needs a value", key)
+			}
+			i++
+			val = args[i]
+		}
+		opts[key] = val
+	}
+	return opts, pos, nil
+}
+
+func positional(args []string, n int, what string) error {
+	if len(args) != n {
+		return fail(exitUsage, "expected %s", what)
+	}
+	return nil
+}
+
+func variants(opts map[string]string) map[string]dbus.Variant {
+	out := map[string]dbus.Variant{}
+	for k, v := range opts {
+		out[k] = dbus.MakeVariant(v)
+	}
+	return out
+}
+
+func cmdAddSource(e *env, args []string) error {
+	opts, pos, err := flags(args, "route")
+	if err != nil {
+		return err
+	}
+	if err := positional(pos, 2, "NAME ADDR"); err != nil {
+		return err
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	var path dbus.ObjectPath
+	if err := e.call(dbusapi.ClientIface+".AddSource", []any{pos[0], pos[1], variants(opts)}, &path); err != nil {
+		return err
+	}
+	return e.done(map[string]any{"added": "source", "name": pos[0], "object": path})
+}
+
+func cmdAddDestination(e *env, args []string) error {
+	opts, pos, err := flags(args, "route", "proxy-proto-version", "file-server-root")
+	if err != nil {
+		return err
+	}
+	if err := positional(pos, 2, "NAME ADDR"); err != nil {
+		return err
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	var path dbus.ObjectPath
+	if err := e.call(dbusapi.ClientIface+".AddDestination", []any{pos[0], pos[1], variants(opts)}, &path); err != nil {
+		return err
+	}
+	return e.done(map[string]any{"added": "destination", "name": pos[0], "object": path})
+}
+
+func cmdRemove(method string) func(*env, []string) error {
+	return func(e *env, args []string) error {
+		if err := positional(args, 1, "NAME"); err != nil {
+			return err
+		}
+		if err := e.connect(); err != nil {
+			return err
+		}
+		if err := e.call(dbusapi.ClientIface+"."+method, []any{args[0]}); err != nil {
+			return err
+		}
+		return e.done(map[string]any{"removed": strings.ToLower(strings.TrimPrefix(method, "Remove")), "name": args[0]})
+	}
+}
+
+func cmdReload(e *env, args []string) error {
+	if err := positional(args, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	if err := e.call(dbusapi.ManagerIface+".Reload", nil); err != nil {
+		return err
+	}
+	return e.done(map[string]any{"reloaded": e.g.instance})
+}
+
+// done reports a successful change: silence as a table (like systemctl),
+// an object with --json.
+func (e *env) done(v map[string]any) error {
+	if e.g.json {
+		return e.printJSON(v)
+	}
+	return nil
+}
+
+func cmdTokens(e *env, args []string) error {
+	if len(args) == 2 && (args[0] == "add" || args[0] == "revoke") {
+		if err := e.connect(); err != nil {
+			return err
+		}
+		method := map[string]string{"add": "AddToken", "revoke": "RevokeToken"}[args[0]]
+		if err := e.call(dbusapi.ControlIface+"."+method, []any{args[1]}); err != nil {
+			return err
+		}
+		return e.done(map[string]any{"token": args[0] + "ed"})
+	}
+	if len(args) != 0 {
+		return fail(exitUsage, "expected: tokens, tokens add TOKEN or tokens revoke TOKEN")
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	var counts tokenCounts
+	if err := e.call(dbusapi.ControlIface+".GetTokenCounts", nil, &counts.Config, &counts.Runtime, &counts.Revoked); err != nil {
+		return err
+	}
+	if e.g.json {
+		return e.printJSON(counts)
+	}
+	_, err := fmt.Fprint(e.stdout, formatTokens(counts))
+	return err
+}
+
+func cmdClients(e *env, args []string) error {
+	if err := positional(args, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	var clients []dbusapi.ClientInfo
+	if err := e.call(dbusapi.ControlIface+".ListClients", nil, &clients); err != nil {
+		return err
+	}
+	if e.g.json {
+		return e.printJSON(clients)
+	}
+	_, err := fmt.Fprint(e.stdout, formatClients(clients))
+	return err
+}
+
+func cmdRelays(e *env, args []string) error {
+	if err := positional(args, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := e.connect(); err != nil {
+		return err
+	}
+	var relays []dbusapi.RelayInfo
+	if err := e.call(dbusapi.ControlIface+".ListRelays", nil, &relays); err != nil {
+		return err
+	}
+	if e.g.json {
+		return e.printJSON(relays)
+	}
+	_, err := fmt.Fprint(e.stdout, formatRelays(relays))
+	return err
+}

@@ -1,0 +1,47 @@
+# bash completion for connetctl (installed as
+# /usr/share/bash-completion/completions/connetctl)
+_connetctl() {
+	local cur prev words cword
+	_init_completion || return
+	local commands="status list peers add-source remove-source add-destination remove-destination reload clients relays tokens help"
+	case $prev in
+	--instance | -i)
+		local names
+		names=$(busctl --system --list --no-legend 2>/dev/null | awk '$1 ~ /^org\.connetd\.Connetd1\./ {sub(/^org\.connetd\.Connetd1\._?/, "", $1); print $1}')
+		COMPREPLY=($(compgen -W "$names" -- "$cur"))
+		return
+		;;
+	--route)
+		COMPREPLY=($(compgen -W "any direct relay" -- "$cur"))
+		return
+		;;
+	--proxy-proto-version)
+		COMPREPLY=($(compgen -W "v1 v2" -- "$cur"))
+		return
+		;;
+	--file-server-root)
+		_filedir -d
+		return
+		;;
+	esac
+	local cmd="" i
+	for ((i = 1; i < cword; i++)); do
+		case ${words[i]} in
+		--instance | -i) ((i++)) ;;
+		-*) ;;
+		*) cmd=${words[i]}; break ;;
+		esac
+	done
+	if [[ -z $cmd ]]; then
+		COMPREPLY=($(compgen -W "$commands --instance --json --help" -- "$cur"))
+		return
+	fi
+	case $cmd in
+	add-source) COMPREPLY=($(compgen -W "--route --json" -- "$cur")) ;;
+	add-destination) COMPREPLY=($(compgen -W "--route --proxy-proto-version --file-server-root --json" -- "$cur")) ;;
+	tokens) COMPREPLY=($(compgen -W "add revoke" -- "$cur")) ;;
+	help) COMPREPLY=($(compgen -W "$commands" -- "$cur")) ;;
+	*) COMPREPLY=($(compgen -W "--json --help" -- "$cur")) ;;
+	esac
+}
+complete -F _connetctl connetctl
