@@ -22,23 +22,19 @@ func (c *command) help() string {
 	return fmt.Sprintf("usage: connetctl [--instance NAME] [--json] %s %s\n\n%s\n", c.name, c.args, c.summary)
 }
 
-var commands []command
-
-func init() {
-	commands = []command{
-		{"status", "", "show the instance: endpoints, peers and the path each uses (direct or relay)", cmdStatus},
-		{"list", "", "list sources and destinations and where each comes from (config or runtime)", cmdList},
-		{"peers", "", "list the peers of every endpoint with path, RTT and bytes", cmdPeers},
-		{"add-source", "NAME ADDR [--route any|direct|relay]", "add a source listening on ADDR (kept across restarts)", cmdAddSource},
-		{"remove-source", "NAME", "remove a source and close its listener", cmdRemove("RemoveSource")},
-		{"add-destination", "NAME ADDR [--route R] [--proxy-proto-version v1|v2] [--file-server-root DIR]", "add a destination forwarding to ADDR (kept across restarts)", cmdAddDestination},
-		{"remove-destination", "NAME", "remove a destination", cmdRemove("RemoveDestination")},
-		{"reload", "", "re-read the configuration file (as systemctl reload does)", cmdReload},
-		{"clients", "", "list the clients connected to a server or control instance", cmdClients},
-		{"relays", "", "list the relays connected to a server or control instance", cmdRelays},
-		{"tokens", "[add TOKEN | revoke TOKEN]", "count client tokens, add one, or revoke one (its clients are disconnected at once)", cmdTokens},
-		{"help", "[COMMAND]", "show help", nil},
-	}
+var commands = []command{
+	{name: "status", args: "", summary: "show the instance: endpoints, peers and the path each uses (direct or relay)", run: cmdStatus},
+	{name: "list", args: "", summary: "list sources and destinations and where each comes from (config or runtime)", run: cmdList},
+	{name: "peers", args: "", summary: "list the peers of every endpoint with path, RTT and bytes", run: cmdPeers},
+	{name: "add-source", args: "NAME ADDR [--route any|direct|relay]", summary: "add a source listening on ADDR (kept across restarts)", run: cmdAddSource},
+	{name: "remove-source", args: "NAME", summary: "remove a source and close its listener", run: cmdRemove("RemoveSource")},
+	{name: "add-destination", args: "NAME ADDR [--route R] [--proxy-proto-version v1|v2] [--file-server-root DIR]", summary: "add a destination forwarding to ADDR (kept across restarts)", run: cmdAddDestination},
+	{name: "remove-destination", args: "NAME", summary: "remove a destination", run: cmdRemove("RemoveDestination")},
+	{name: "reload", args: "", summary: "re-read the configuration file (as systemctl reload does)", run: cmdReload},
+	{name: "clients", args: "", summary: "list the clients connected to a server or control instance", run: cmdClients},
+	{name: "relays", args: "", summary: "list the relays connected to a server or control instance", run: cmdRelays},
+	{name: "tokens", args: "[add TOKEN | revoke TOKEN]", summary: "count client tokens, add one, or revoke one (its clients are disconnected at once)", run: cmdTokens},
+	{name: "help", args: "[COMMAND]", summary: "show help", run: nil},
 }
 
 func lookup(name string) *command {
