@@ -145,15 +145,6 @@ func (d *Daemon) openState() error {
 	return nil
 }
 
-// Run is New then Run, for callers that do not reload.
-func Run(ctx context.Context, f *config.File, opts Options) error {
-	d, err := New(f, opts)
-	if err != nil {
-		return err
-	}
-	return d.Run(ctx)
-}
-
 // Logger is the daemon's logger.
 func (d *Daemon) Logger() *slog.Logger { return d.log }
 
