@@ -163,6 +163,27 @@ func addrOf(a net.Addr) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
+// checkToken finds token (in constant time) and applies its restriction to
+// the connection's address. On refusal it answers, closes the connection
+// and returns false; the restriction is nil when tokens have none.
+func checkToken(conn *quic.Conn, st *quic.Stream, kind string, tokens []string, restricts []restrict.Token, token string, log *slog.Logger) (*restrict.Token, bool) {
+	idx := tokenIndex(tokens, token)
+	if idx < 0 {
+		log.Warn(kind + " refused: invalid token")
+		refuse(conn, st, wire.CodeUnauthorized, "invalid token")
+		return nil, false
+	}
+	if len(restricts) <= idx {
+		return nil, true
+	}
+	if !restricts[idx].IP.Accepts(addrOf(conn.RemoteAddr())) {
+		log.Warn(kind+" refused by token-restriction", "token_index", idx)
+		refuse(conn, st, wire.CodeUnauthorized, "address not allowed for this token")
+		return nil, false
+	}
+	return &restricts[idx], true
+}
+
 // refuse writes an Error and closes the connection, after giving the
 // message time to arrive: closing at once would discard it in flight.
 func refuse(conn *quic.Conn, st *quic.Stream, code, msg string) {

@@ -2,14 +2,9 @@ package control_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"testing"
@@ -19,6 +14,7 @@ import (
 
 	"github.com/connetd/connetd/control"
 	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/internal/testcert"
 	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/restrict"
 	"github.com/connetd/connetd/wire"
@@ -32,18 +28,12 @@ type server struct {
 
 func start(t *testing.T, cfg control.Config) *server {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "control"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	c, err := testcert.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, _ := x509.ParseCertificate(der)
-	roots := x509.NewCertPool()
-	roots.AddCert(leaf)
-	cfg.Cert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+	roots := c.Pool
+	cfg.Cert = c.TLS
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	srv := control.New(cfg)
 	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})

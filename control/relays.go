@@ -30,15 +30,7 @@ func (s *Server) serveRelayConn(ctx context.Context, conn *quic.Conn) {
 		return
 	}
 	auth := s.auth.Load()
-	idx := tokenIndex(auth.RelayTokens, m.RelayHello.Token)
-	if idx < 0 {
-		log.Warn("relay refused: invalid token")
-		refuse(conn, st, wire.CodeUnauthorized, "invalid token")
-		return
-	}
-	if len(auth.RelayTokenRestricts) > idx && !auth.RelayTokenRestricts[idx].IP.Accepts(addrOf(conn.RemoteAddr())) {
-		log.Warn("relay refused by token restriction", "token_index", idx)
-		refuse(conn, st, wire.CodeUnauthorized, "address not allowed for this token")
+	if _, ok := checkToken(conn, st, "relay", auth.RelayTokens, auth.RelayTokenRestricts, m.RelayHello.Token, log); !ok {
 		return
 	}
 	if err := wire.Write(st, &wire.Message{Welcome: &wire.Welcome{Observed: conn.RemoteAddr().String()}}); err != nil {

@@ -71,20 +71,9 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn) {
 		return
 	}
 	auth := s.auth.Load()
-	idx := tokenIndex(auth.ClientTokens, m.Hello.Token)
-	if idx < 0 {
-		log.Warn("client refused: invalid token")
-		refuse(conn, st, wire.CodeUnauthorized, "invalid token")
+	tr, ok := checkToken(conn, st, "client", auth.ClientTokens, auth.ClientTokenRestricts, m.Hello.Token, log)
+	if !ok {
 		return
-	}
-	var tr *restrict.Token
-	if len(auth.ClientTokenRestricts) > idx {
-		tr = &auth.ClientTokenRestricts[idx]
-		if !tr.IP.Accepts(addrOf(conn.RemoteAddr())) {
-			log.Warn("client refused by token-restriction", "token_index", idx)
-			refuse(conn, st, wire.CodeUnauthorized, "address not allowed for this token")
-			return
-		}
 	}
 	observed := conn.RemoteAddr().String()
 	sess := newSession(id, tlsState.PeerCertificates[0].Raw, observed)

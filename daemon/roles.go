@@ -46,10 +46,6 @@ type serverRole struct {
 }
 
 func newServer(d *Daemon, cfg *config.Server) (_ role, err error) {
-	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("load server certificate: %w", err)
-	}
 	r := &serverRole{readyOnce: newReadyOnce(), cfg: cfg}
 	defer func() {
 		if err != nil {
@@ -57,11 +53,9 @@ func newServer(d *Daemon, cfg *config.Server) (_ role, err error) {
 		}
 	}()
 	resetKey := d.resetKey
-	r.ctrl = control.New(control.Config{Cert: cert, Auth: serverAuth(cfg), Version: d.opts.Version, Logger: d.log})
-	if r.clientsU, err = d.udp(fdControl, cfg.Addr); err != nil {
+	if r.ctrl, r.clientsU, r.clientsT, err = d.controlServer(cfg.CertFile, cfg.KeyFile, cfg.Addr, serverAuth(cfg)); err != nil {
 		return nil, err
 	}
-	r.clientsT = &quic.Transport{Conn: r.clientsU, StatelessResetKey: resetKey}
 	if r.relayU, err = d.udp(fdRelay, cfg.RelayAddr); err != nil {
 		return nil, err
 	}
@@ -197,27 +191,35 @@ type controlRole struct {
 }
 
 func newControl(d *Daemon, cfg *config.Control) (_ role, err error) {
-	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("load control certificate: %w", err)
-	}
 	r := &controlRole{readyOnce: newReadyOnce(), cfg: cfg}
 	defer func() {
 		if err != nil {
 			r.close()
 		}
 	}()
-	resetKey := d.resetKey
-	r.ctrl = control.New(control.Config{Cert: cert, Auth: controlAuth(cfg), Version: d.opts.Version, Logger: d.log})
-	if r.clientsU, err = d.udp(fdControl, cfg.ClientsAddr); err != nil {
+	if r.ctrl, r.clientsU, r.clientsT, err = d.controlServer(cfg.CertFile, cfg.KeyFile, cfg.ClientsAddr, controlAuth(cfg)); err != nil {
 		return nil, err
 	}
-	r.clientsT = &quic.Transport{Conn: r.clientsU, StatelessResetKey: resetKey}
 	if r.relayU, err = d.udp(fdRelays, cfg.RelaysAddr); err != nil {
 		return nil, err
 	}
-	r.relayT = &quic.Transport{Conn: r.relayU, StatelessResetKey: resetKey}
+	r.relayT = &quic.Transport{Conn: r.relayU, StatelessResetKey: d.resetKey}
 	return r, nil
+}
+
+// controlServer is what the server and control roles share: the control
+// server with its certificate, on the clients' socket.
+func (d *Daemon) controlServer(certFile, keyFile, addr string, auth control.Auth) (*control.Server, *net.UDPConn, *quic.Transport, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("load control certificate: %w", err)
+	}
+	conn, err := d.udp(fdControl, addr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctrl := control.New(control.Config{Cert: cert, Auth: auth, Version: d.opts.Version, Logger: d.log})
+	return ctrl, conn, &quic.Transport{Conn: conn, StatelessResetKey: d.resetKey}, nil
 }
 
 func (r *controlRole) name() string       { return "control" }

@@ -92,41 +92,32 @@ func variants(opts map[string]string) map[string]dbus.Variant {
 	return out
 }
 
-func cmdAddSource(e *env, args []string) error {
-	opts, pos, err := flags(args, "route")
-	if err != nil {
-		return err
+// cmdAdd makes add-source and add-destination: NAME ADDR and options,
+// passed to the method as its a{sv}.
+func cmdAdd(kind, method string, options ...string) func(*env, []string) error {
+	return func(e *env, args []string) error {
+		opts, pos, err := flags(args, options...)
+		if err != nil {
+			return err
+		}
+		if err := positional(pos, 2, "NAME ADDR"); err != nil {
+			return err
+		}
+		if err := e.connect(); err != nil {
+			return err
+		}
+		var path dbus.ObjectPath
+		if err := e.call(dbusapi.ClientIface+"."+method, []any{pos[0], pos[1], variants(opts)}, &path); err != nil {
+			return err
+		}
+		return e.done(map[string]any{"added": kind, "name": pos[0], "object": path})
 	}
-	if err := positional(pos, 2, "NAME ADDR"); err != nil {
-		return err
-	}
-	if err := e.connect(); err != nil {
-		return err
-	}
-	var path dbus.ObjectPath
-	if err := e.call(dbusapi.ClientIface+".AddSource", []any{pos[0], pos[1], variants(opts)}, &path); err != nil {
-		return err
-	}
-	return e.done(map[string]any{"added": "source", "name": pos[0], "object": path})
 }
 
-func cmdAddDestination(e *env, args []string) error {
-	opts, pos, err := flags(args, "route", "proxy-proto-version", "file-server-root")
-	if err != nil {
-		return err
-	}
-	if err := positional(pos, 2, "NAME ADDR"); err != nil {
-		return err
-	}
-	if err := e.connect(); err != nil {
-		return err
-	}
-	var path dbus.ObjectPath
-	if err := e.call(dbusapi.ClientIface+".AddDestination", []any{pos[0], pos[1], variants(opts)}, &path); err != nil {
-		return err
-	}
-	return e.done(map[string]any{"added": "destination", "name": pos[0], "object": path})
-}
+var (
+	cmdAddSource      = cmdAdd("source", "AddSource", "route")
+	cmdAddDestination = cmdAdd("destination", "AddDestination", "route", "proxy-proto-version", "file-server-root")
+)
 
 func cmdRemove(method string) func(*env, []string) error {
 	return func(e *env, args []string) error {
@@ -190,41 +181,5 @@ func cmdTokens(e *env, args []string) error {
 		return e.printJSON(counts)
 	}
 	_, err := fmt.Fprint(e.stdout, formatTokens(counts))
-	return err
-}
-
-func cmdClients(e *env, args []string) error {
-	if err := positional(args, 0, "no arguments"); err != nil {
-		return err
-	}
-	if err := e.connect(); err != nil {
-		return err
-	}
-	var clients []dbusapi.ClientInfo
-	if err := e.call(dbusapi.ControlIface+".ListClients", nil, &clients); err != nil {
-		return err
-	}
-	if e.g.json {
-		return e.printJSON(clients)
-	}
-	_, err := fmt.Fprint(e.stdout, formatClients(clients))
-	return err
-}
-
-func cmdRelays(e *env, args []string) error {
-	if err := positional(args, 0, "no arguments"); err != nil {
-		return err
-	}
-	if err := e.connect(); err != nil {
-		return err
-	}
-	var relays []dbusapi.RelayInfo
-	if err := e.call(dbusapi.ControlIface+".ListRelays", nil, &relays); err != nil {
-		return err
-	}
-	if e.g.json {
-		return e.printJSON(relays)
-	}
-	_, err := fmt.Fprint(e.stdout, formatRelays(relays))
 	return err
 }

@@ -111,59 +111,47 @@ func storeProps(all map[string]dbus.Variant, into map[string]any) error {
 	return nil
 }
 
-func cmdStatus(e *env, args []string) error {
-	if err := positional(args, 0, "no arguments"); err != nil {
+// show makes a read-only command: fetch, then print as a table, or as
+// JSON (of asJSON(v) when given, else of v).
+func show[T any](fetch func(*env) (T, error), table func(T) string, asJSON func(T) any) func(*env, []string) error {
+	return func(e *env, args []string) error {
+		if err := positional(args, 0, "no arguments"); err != nil {
+			return err
+		}
+		if err := e.connect(); err != nil {
+			return err
+		}
+		v, err := fetch(e)
+		if err != nil {
+			return err
+		}
+		if e.g.json {
+			if asJSON != nil {
+				return e.printJSON(asJSON(v))
+			}
+			return e.printJSON(v)
+		}
+		_, err = fmt.Fprint(e.stdout, table(v))
 		return err
 	}
-	if err := e.connect(); err != nil {
-		return err
-	}
-	v, err := gather(e)
-	if err != nil {
-		return err
-	}
-	if e.g.json {
-		return e.printJSON(v)
-	}
-	_, err = fmt.Fprint(e.stdout, formatStatus(v))
-	return err
 }
 
-func cmdList(e *env, args []string) error {
-	if err := positional(args, 0, "no arguments"); err != nil {
-		return err
+// listOf fetches a list method's answer.
+func listOf[T any](method string) func(*env) ([]T, error) {
+	return func(e *env) ([]T, error) {
+		var out []T
+		err := e.call(method, nil, &out)
+		return out, err
 	}
-	if err := e.connect(); err != nil {
-		return err
-	}
-	rows, err := endpointRows(e)
-	if err != nil {
-		return err
-	}
-	if e.g.json {
-		return e.printJSON(rows)
-	}
-	_, err = fmt.Fprint(e.stdout, formatList(rows))
-	return err
 }
 
-func cmdPeers(e *env, args []string) error {
-	if err := positional(args, 0, "no arguments"); err != nil {
-		return err
-	}
-	if err := e.connect(); err != nil {
-		return err
-	}
-	rows, err := endpointRows(e)
-	if err != nil {
-		return err
-	}
-	if e.g.json {
-		return e.printJSON(peerRows(rows))
-	}
-	_, err = fmt.Fprint(e.stdout, formatPeers(rows))
-	return err
-}
+var (
+	cmdStatus  = show(gather, formatStatus, nil)
+	cmdList    = show(endpointRows, formatList, nil)
+	cmdPeers   = show(endpointRows, formatPeers, func(rows []endpointRow) any { return peerRows(rows) })
+	cmdClients = show(listOf[dbusapi.ClientInfo](dbusapi.ControlIface+".ListClients"), formatClients, nil)
+	cmdRelays  = show(listOf[dbusapi.RelayInfo](dbusapi.ControlIface+".ListRelays"), formatRelays, nil)
+)
 
 // peerRow is one line of `connetctl peers --json`.
 type peerRow struct {
