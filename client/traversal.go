@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -401,19 +402,17 @@ func (c *Client) runPunch(ctx context.Context, m *wire.Punch) {
 		addrs = append(addrs, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 	}
 	c.mu.Lock()
-	p := c.peers[m.Peer]
-	attempt := 0
-	if p != nil {
+	if p := c.peers[m.Peer]; p != nil {
 		p.punchAttempts++
-		attempt = p.punchAttempts
 	}
 	c.mu.Unlock()
 	sess := punch.New(punch.Params{
 		Nonce: nonce, Self: c.id.ID, Peer: m.Peer, PeerAddrs: addrs,
 		SelfNAT: c.natType(), PeerNAT: m.NAT,
-		// Retries alternate the opening TTL, for paths where the NAT is
-		// not the first router.
-		OpenTTL: punch.DefaultOpenTTL + attempt%2,
+		// Always the default: an opening packet with one hop too many
+		// reaches the far NAT on a short path and spoils it for every
+		// later attempt too (its conntrack entry lives on).
+		OpenTTL: punch.DefaultOpenTTL,
 	}, t.main, punch.DefaultLimits)
 	run := &punchRun{sess: sess, peer: m.Peer, goCh: make(chan struct{})}
 	t.mu.Lock()
@@ -432,6 +431,7 @@ func (c *Client) runPunch(ctx context.Context, m *wire.Punch) {
 		conns[i] = s
 	}
 	sess.Open(conns)
+	log.Debug("punch opened", "nonce", fmt.Sprintf("%x", nonce), "candidates", addrs, "nat", natName(m.NAT), "spray", len(conns))
 	c.mu.Lock()
 	c.sendLocked(&wire.Message{PunchReady: &wire.PunchReady{Nonce: nonce[:]}})
 	c.mu.Unlock()
@@ -439,6 +439,7 @@ func (c *Client) runPunch(ctx context.Context, m *wire.Punch) {
 	var err error
 	select {
 	case <-run.goCh:
+		log.Debug("punch go", "nonce", fmt.Sprintf("%x", nonce))
 		res, err = sess.Run(ctx)
 	case <-time.After(punchGoWait):
 		err = errors.New("control did not release the punch attempt")

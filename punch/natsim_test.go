@@ -153,6 +153,17 @@ func (r *simRouter) outbound(n *simNet, src, dst netip.AddrPort) netip.AddrPort 
 		return false
 	}
 	port := src.Port()
+	// Linux reuses an existing mapping of the same source (any
+	// destination) if it is free toward this one, the most recent first
+	// (its by-source hash chain adds at the head): a port that was once
+	// moved stays moved for new destinations too.
+	for i := len(r.entries) - 1; i >= 0; i-- {
+		e := r.entries[i]
+		if e.origSrc == src && !e.local && !taken(e.replyDst.Port()) && r.kind != "hard" {
+			port = e.replyDst.Port()
+			break
+		}
+	}
 	if r.kind == "hard" || taken(port) {
 		for port = uint16(1024 + n.rng.IntN(64512)); taken(port); port = uint16(1024 + n.rng.IntN(64512)) {
 		}

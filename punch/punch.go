@@ -140,9 +140,15 @@ func (s *Session) Open(spray []Conn) {
 	s.mu.Unlock()
 	b := s.ping()
 	n := 0
-	for _, a := range s.p.PeerAddrs {
-		if s.main.WriteTo(b, a, s.p.OpenTTL) == nil {
-			n++
+	// A side without NAT has nothing to open (a stateful firewall drops
+	// unsolicited packets without keeping state, so its first full-TTL ping
+	// opens it in time). Its opening packets would also travel one hop
+	// further than a NATed side's and could reach the far NAT.
+	if s.p.SelfNAT != wire.NATNone {
+		for _, a := range s.p.PeerAddrs {
+			if s.main.WriteTo(b, a, s.p.OpenTTL) == nil {
+				n++
+			}
 		}
 	}
 	if len(spray) > 0 {

@@ -287,3 +287,24 @@ func TestProbesOfOtherAttemptsAreIgnored(t *testing.T) {
 type nopConn struct{}
 
 func (nopConn) WriteTo([]byte, netip.AddrPort, int) error { return nil }
+
+// A public side's opening packets would travel one hop further than a NATed
+// side's and reach the far NAT, whose next new mapping would then move to
+// another port (and Linux reuses that moved port for later destinations
+// too). So a side without NAT sends none, and the NAT stays clean for the
+// next peer.
+func TestPublicSideLeavesTheFarNATClean(t *testing.T) {
+	n := newWorld(t, 8)
+	pub := newSide(t, n, 1, n.host("192.0.2.10", nil), wire.NATNone)
+	easy := newSide(t, n, 2, n.host("10.0.2.2", n.router("198.51.100.2", "easy")), wire.NATEasy)
+	other := newSide(t, n, 3, n.host("10.0.3.2", n.router("198.51.100.3", "easy")), wire.NATEasy)
+	punchOK(t, n, pub, easy)
+	opened := pub.sess.Stats().Opened
+	_, re := punchOK(t, n, other, easy)
+	if re.Remote != other.cands[0] {
+		t.Fatalf("second peer reached at %v, want %v", re.Remote, other.cands[0])
+	}
+	if opened != 0 {
+		t.Fatalf("the public side sent %d opening packets", opened)
+	}
+}

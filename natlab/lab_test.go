@@ -1,0 +1,255 @@
+package natlab
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() == 0 {
+		dir, err := os.MkdirTemp("", "connetd-natlab-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		binDir = dir
+		// Built without -race: the lab measures the daemon, not the test.
+		for _, pkg := range []string{"./cmd/connetd", "./natlab/cmd/natpmpd"} {
+			cmd := exec.Command("go", "build", "-o", binDir, pkg)
+			cmd.Dir = ".."
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			if err := cmd.Run(); err != nil {
+				fmt.Fprintln(os.Stderr, "build", pkg, err)
+				os.Exit(1)
+			}
+		}
+	}
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// proc is a process running in a namespace; its output goes to a file
+// shown when the test fails.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+func (l *lab) start(t *testing.T, ns, name, logDir string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, log: filepath.Join(logDir, name+".log"), done: make(chan struct{})}
+	f, err := os.Create(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	p.cmd.Dir = logDir
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { p.err = p.cmd.Wait(); f.Close(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() {
+			b, _ := os.ReadFile(p.log)
+			if len(b) > 6000 {
+				b = b[len(b)-6000:]
+			}
+			t.Logf("--- last output of %s ---\n%s", name, b)
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM (ip netns exec execs the command, so the signal
+// reaches the daemon) and waits; the daemon must exit 0.
+func (p *proc) stop(t *testing.T) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		if p.err != nil && strings.Contains(p.name, "connetd") {
+			t.Errorf("%s exited with %v after SIGTERM", p.name, p.err)
+		}
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Errorf("%s did not stop within 10s of SIGTERM", p.name)
+	}
+}
+
+func (p *proc) output() string {
+	b, _ := os.ReadFile(p.log)
+	return string(b)
+}
+
+// httpIn is an HTTP client whose connections are made inside ns.
+func httpIn(ns string, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return dialIn(ns, addr, 5*time.Second)
+		},
+	}}
+}
+
+// peerStatus is the part of a client's status the lab reads.
+type clientStatus struct {
+	NAT         string `json:"nat"`
+	PortMapping string `json:"port_mapping"`
+	Sources     []struct {
+		Peers []struct {
+			Path           string `json:"path"`
+			NAT            string `json:"nat"`
+			PunchAttempts  int    `json:"punch_attempts"`
+			PairsTried     int    `json:"pairs_tried"`
+			TimeToDirectMs int64  `json:"time_to_direct_ms"`
+		} `json:"peers"`
+	} `json:"sources"`
+}
+
+func status(ns string) (clientStatus, error) {
+	var st clientStatus
+	resp, err := httpIn(ns, 2*time.Second).Get("http://127.0.0.1:19182/")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	return st, err
+}
+
+// fetch downloads the payload through the source in ns, at most rate bytes
+// per second when rate > 0, and returns the hex sha256 of what arrived.
+func fetch(ns string, rate int, timeout time.Duration) (string, int64, error) {
+	resp, err := httpIn(ns, timeout).Get("http://127.0.0.1:8000/payload.bin")
+	if err != nil {
+		return "", 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", 0, fmt.Errorf("status %s", resp.Status)
+	}
+	h := sha256.New()
+	var r io.Reader = resp.Body
+	var n int64
+	buf := make([]byte, 64<<10)
+	start := time.Now()
+	for {
+		m, err := r.Read(buf)
+		h.Write(buf[:m])
+		n += int64(m)
+		if rate > 0 {
+			if ahead := time.Duration(n)*time.Second/time.Duration(rate) - time.Since(start); ahead > 0 {
+				time.Sleep(ahead)
+			}
+		}
+		if err == io.EOF {
+			return hex.EncodeToString(h.Sum(nil)), n, nil
+		}
+		if err != nil {
+			return hex.EncodeToString(h.Sum(nil)), n, err
+		}
+	}
+}
+
+// writeCert makes the server's certificate, valid for its lab address.
+func writeCert(t *testing.T, dir string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: serverAddr},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP(serverAddr)},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, dir, "cert.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	write(t, dir, "key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})))
+}
+
+func write(t *testing.T, dir, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// payload writes size random bytes to dir/www/payload.bin and returns
+// their sha256.
+func payload(t *testing.T, dir string, size int) string {
+	b := make([]byte, size)
+	_, _ = rand.Read(b)
+	if err := os.MkdirAll(filepath.Join(dir, "www"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "www"), "payload.bin", string(b))
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// logBuf collects the matrix lines for the summary.
+type logBuf struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (b *logBuf) add(format string, args ...any) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lines = append(b.lines, fmt.Sprintf(format, args...))
+}
+
+func (b *logBuf) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out bytes.Buffer
+	for _, l := range b.lines {
+		out.WriteString(l + "\n")
+	}
+	return out.String()
+}

@@ -1,0 +1,328 @@
+package natlab
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	payloadSize = 4 << 20
+	// directWait bounds how long a pairing may take to go direct; hard↔hard
+	// is expected to stay on the relay through it.
+	directWait = 15 * time.Second
+)
+
+// pairing is one row of the matrix: a source at one site, a destination
+// at another.
+type pairing struct {
+	name     string
+	src, dst *site
+	srcI     int // which client of the site
+	dstI     int
+	expect   string // "direct" or "relay"
+	change   bool   // change the source's address mid-transfer
+}
+
+// result is what the routers' counters said.
+type result struct {
+	route        string // direct, relay or mixed, from counters
+	directBytes  int64
+	serverBytes  int64
+	timeToDirect time.Duration // -1: never direct within directWait (status)
+	shaOK        bool
+	note         string
+}
+
+// TestNATMatrix builds the lab once and runs every pairing of site kinds
+// through the real daemon, judging the path from router packet counters.
+func TestNATMatrix(t *testing.T) {
+	needRoot(t)
+	start := time.Now()
+	dir := t.TempDir()
+	l := buildLab(t, binDir)
+	writeCert(t, dir)
+	sum := payload(t, dir, payloadSize)
+	t.Logf("lab built in %v", time.Since(start).Round(time.Millisecond))
+
+	write(t, dir, "server.toml", fmt.Sprintf(`log-level = "debug"
+[server]
+tokens = ["tok"]
+cert-file = "cert.pem"
+key-file = "key.pem"
+relay-hostname = %q
+store-dir = %q
+`, serverAddr, filepath.Join(dir, "store")))
+	srv := l.start(t, l.server, "connetd-server", dir, filepath.Join(binDir, "connetd"), "--config", filepath.Join(dir, "server.toml"))
+	waitLog(t, srv, "control listening for clients", 10*time.Second)
+	for name, st := range l.sites {
+		if st.kind == kindPMP {
+			l.start(t, st.router, "natpmpd-"+name, dir, filepath.Join(binDir, "natpmpd"),
+				"-listen", fmt.Sprintf("10.%d.0.1", 100+st.n), "-wan", "wan", "-external", st.public)
+		}
+	}
+
+	kinds := []string{kindNone, kindEasy, kindHard, kindFirewall, kindPMP}
+	var pairings []pairing
+	for i, a := range kinds {
+		for _, b := range kinds[i:] {
+			expect := "direct"
+			if a == kindHard && b == kindHard {
+				expect = "relay"
+			}
+			pairings = append(pairings, pairing{name: a + "→" + b, src: l.sites[a+"1"], dst: l.sites[b+"2"], expect: expect})
+		}
+	}
+	pairings = append(pairings,
+		pairing{name: "same LAN (easy)", src: l.lan, dst: l.lan, srcI: 0, dstI: 1, expect: "direct"},
+		pairing{name: "easy→easy, address change", src: l.sites["easy1"], dst: l.sites["easy2"], expect: "direct", change: true},
+	)
+
+	var matrix logBuf
+	matrix.add("%-28s %-7s %-7s %12s %12s %10s %s", "pairing (source→dest)", "expect", "route", "direct B", "server B", "to direct", "sha256")
+	pass, fail := 0, 0
+	for _, p := range pairings {
+		ran := false
+		ok := t.Run(strings.NewReplacer("→", "_to_", " ", "_").Replace(p.name), func(t *testing.T) {
+			ran = true
+			r := l.runPairing(t, dir, p, sum)
+			ttd := "never"
+			if r.timeToDirect >= 0 {
+				ttd = r.timeToDirect.Round(10 * time.Millisecond).String()
+			}
+			sha := "ok"
+			if !r.shaOK {
+				sha = "MISMATCH"
+			}
+			matrix.add("%-28s %-7s %-7s %12d %12d %10s %s %s", p.name, p.expect, r.route, r.directBytes, r.serverBytes, ttd, sha, r.note)
+			if r.route != p.expect {
+				t.Errorf("%s: data went %s (direct %d B, server %d B), want %s", p.name, r.route, r.directBytes, r.serverBytes, p.expect)
+			}
+			if !r.shaOK {
+				t.Errorf("%s: payload sha256 mismatch", p.name)
+			}
+		})
+		switch {
+		case !ran:
+		case ok:
+			pass++
+		default:
+			fail++
+		}
+	}
+	t.Logf("NAT lab matrix (route measured by router counters, %d MiB payload):\n%s", payloadSize>>20, matrix.String())
+	fmt.Fprintf(os.Stdout, "NAT lab matrix:\n%s", matrix.String())
+	fmt.Fprintf(os.Stdout, "natlab: %d passed, %d failed in %v\n", pass, fail, time.Since(start).Round(time.Second))
+}
+
+func waitLog(t *testing.T, p *proc, s string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if strings.Contains(p.output(), s) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s did not log %q within %s", p.name, s, timeout)
+}
+
+// accounting installs the counting rules of a pairing: where its direct
+// traffic and its traffic with the server (relay and control) cross a
+// router, with comments naming them.
+func (l *lab) accounting(t *testing.T, p pairing) (ns string) {
+	src, dst := p.src.public, p.dst.public
+	ns = l.core
+	if p.src == p.dst { // one LAN: its router's bridge sees the direct traffic
+		ns = p.src.router
+		src, dst = p.src.lanAddrs[p.srcI], p.dst.lanAddrs[p.dstI]
+		l.w.in(ns, "sh", "-c", "iptables -w -N ACCT 2>/dev/null; iptables -w -C FORWARD -j ACCT 2>/dev/null || iptables -w -I FORWARD -j ACCT")
+	}
+	l.w.in(ns, "iptables", "-w", "-F", "ACCT")
+	add := func(s, d, name string) {
+		l.w.in(ns, "iptables", "-w", "-A", "ACCT", "-p", "udp", "-s", s, "-d", d, "-m", "comment", "--comment", name)
+	}
+	add(src, dst, "direct")
+	add(dst, src, "direct")
+	for _, a := range []string{src, dst} {
+		add(a, serverAddr, "server")
+		add(serverAddr, a, "server")
+	}
+	return ns
+}
+
+func (l *lab) runPairing(t *testing.T, dir string, p pairing, sum string) result {
+	res := result{timeToDirect: -1}
+	pdir := filepath.Join(dir, strings.NewReplacer("→", "-", " ", "-", ",", "", "(", "", ")", "").Replace(p.name))
+	if err := os.MkdirAll(pdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	client := func(extra string) string {
+		return fmt.Sprintf(`log-level = "debug"
+[client]
+token = "tok"
+server-addr = "%s:19190"
+server-cas = %q
+status-addr = "127.0.0.1:19182"
+%s`, serverAddr, filepath.Join(dir, "cert.pem"), extra)
+	}
+	write(t, pdir, "dst.toml", client(fmt.Sprintf("[client.destinations.lab]\naddr = \"127.0.0.1:3000\"\nfile-server-root = %q\n", filepath.Join(dir, "www"))))
+	write(t, pdir, "src.toml", client("[client.sources.lab]\naddr = \"127.0.0.1:8000\"\n"))
+	countNS := l.accounting(t, p)
+	srcNS, dstNS := p.src.clients[p.srcI], p.dst.clients[p.dstI]
+	bin := filepath.Join(binDir, "connetd")
+	dst := l.start(t, dstNS, "connetd-dst", pdir, bin, "--config", filepath.Join(pdir, "dst.toml"))
+	started := time.Now()
+	src := l.start(t, srcNS, "connetd-src", pdir, bin, "--config", filepath.Join(pdir, "src.toml"))
+
+	// Wait for the source to report a direct path (its word only sets the
+	// time; the counters below decide the route), or for the bound.
+	var st clientStatus
+	for time.Since(started) < directWait {
+		s, err := status(srcNS)
+		if err == nil && len(s.Sources) > 0 && len(s.Sources[0].Peers) > 0 {
+			st = s
+			if s.Sources[0].Peers[0].Path == "direct" {
+				res.timeToDirect = time.Since(started)
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(st.Sources) == 0 || len(st.Sources[0].Peers) == 0 {
+		t.Fatalf("the source never saw its destination")
+	}
+	if res.timeToDirect < 0 && p.expect == "direct" {
+		l.dumpConntrack(t, p)
+	}
+	if p.change {
+		l.changeDuringTransfer(t, p, srcNS, sum, &res)
+	}
+	// Zero the counters, move the payload, read the counters.
+	l.w.in(countNS, "iptables", "-w", "-Z", "ACCT")
+	got, n, err := fetch(srcNS, 0, 60*time.Second)
+	if err != nil {
+		t.Errorf("transfer: %v after %d bytes", err, n)
+	}
+	res.shaOK = err == nil && got == sum
+	c := l.counters(countNS, "filter", "ACCT")
+	res.directBytes, res.serverBytes = c["direct"], c["server"]
+	switch {
+	case res.directBytes >= payloadSize && res.serverBytes < payloadSize/10:
+		res.route = "direct"
+	case res.serverBytes >= payloadSize && res.directBytes < payloadSize/10:
+		res.route = "relay"
+	default:
+		res.route = "mixed"
+	}
+	if s, err := status(srcNS); err == nil {
+		st = s
+	}
+	pe := st.Sources[0].Peers[0]
+	ds, _ := status(dstNS)
+	res.note = fmt.Sprintf("nat %s/%s attempts %d pairs %d", st.NAT, ds.NAT, pe.PunchAttempts, pe.PairsTried) + res.note
+	if p.src.kind == kindPMP || p.dst.kind == kindPMP {
+		l.checkPortMapping(t, p, srcNS, dstNS, st, ds, &res)
+	}
+	src.stop(t)
+	dst.stop(t)
+	if p.src.kind == kindPMP {
+		if out := l.w.in(p.src.router, "iptables", "-w", "-t", "nat", "-S", "PREROUTING"); strings.Contains(out, "DNAT") {
+			t.Errorf("the port mapping survived the client's shutdown:\n%s", out)
+		}
+	}
+	return res
+}
+
+// checkPortMapping checks that a client behind the mapping router got a
+// mapping and that the router really forwards it.
+func (l *lab) checkPortMapping(t *testing.T, p pairing, srcNS, dstNS string, ss, ds clientStatus, res *result) {
+	for _, e := range []struct {
+		s  *site
+		st clientStatus
+	}{{p.src, ss}, {p.dst, ds}} {
+		if e.s.kind != kindPMP {
+			continue
+		}
+		if e.st.PortMapping == "" {
+			t.Errorf("client behind %s has no port mapping in its status", e.s.router)
+			continue
+		}
+		rules := l.w.in(e.s.router, "iptables", "-w", "-t", "nat", "-S", "PREROUTING")
+		if !strings.Contains(rules, "DNAT") {
+			t.Errorf("status says %q but the router has no DNAT rule:\n%s", e.st.PortMapping, rules)
+		}
+		res.note += " map " + e.st.PortMapping
+	}
+}
+
+// changeDuringTransfer starts a slow download, moves the source to a new
+// LAN address in the middle of it, and then waits until the source is
+// direct again. The download in flight dies with the direct path it used
+// (its QUIC connection cannot follow: the peer's NAT filters the new
+// mapping); what must hold is that new connections work at once (relay)
+// and go direct again.
+func (l *lab) changeDuringTransfer(t *testing.T, p pairing, srcNS, sum string, res *result) {
+	type outcome struct {
+		sum string
+		n   int64
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		s, n, err := fetch(srcNS, 2<<20, 30*time.Second) // two seconds at 2 MiB/s
+		done <- outcome{s, n, err}
+	}()
+	time.Sleep(700 * time.Millisecond)
+	old := p.src.lanAddrs[p.srcI]
+	moved := strings.TrimSuffix(old, ".10") + ".50"
+	changed := time.Now()
+	l.w.in(srcNS, "ip", "addr", "add", moved+"/24", "dev", "eth0")
+	l.w.in(srcNS, "ip", "addr", "del", old+"/24", "dev", "eth0")
+	p.src.lanAddrs[p.srcI] = moved
+	t.Cleanup(func() { p.src.lanAddrs[p.srcI] = old })
+	o := <-done
+	inflight := "in-flight transfer survived"
+	if o.err != nil || o.sum != sum {
+		inflight = fmt.Sprintf("in-flight transfer broke after %d B", o.n)
+	}
+	// A new connection right after the change must work (relay or direct).
+	got, _, err := fetch(srcNS, 0, 30*time.Second)
+	if err != nil || got != sum {
+		t.Errorf("a new connection after the address change failed: %v", err)
+	}
+	back := time.Duration(-1)
+	for time.Since(changed) < 30*time.Second {
+		s, err := status(srcNS)
+		if err == nil && len(s.Sources) > 0 && len(s.Sources[0].Peers) > 0 && s.Sources[0].Peers[0].Path == "direct" &&
+			s.Sources[0].Peers[0].PunchAttempts > 1 {
+			back = time.Since(changed)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if back < 0 {
+		res.note = fmt.Sprintf("; %s; NOT direct again within 30s of the change", inflight)
+		t.Errorf("not direct again within 30s of the address change")
+		return
+	}
+	res.note = fmt.Sprintf("; %s; direct again %v after the change", inflight, back.Round(10*time.Millisecond))
+}
+
+// dumpConntrack logs the routers' UDP conntrack tables, which show why a
+// punch failed (e.g. an entry that took the pair's tuple).
+func (l *lab) dumpConntrack(t *testing.T, p pairing) {
+	if _, err := exec.LookPath("conntrack"); err != nil {
+		return
+	}
+	for _, s := range []*site{p.src, p.dst} {
+		if s.router != "" {
+			out, _ := exec.Command("ip", "netns", "exec", s.router, "conntrack", "-L", "-p", "udp").CombinedOutput()
+			t.Logf("conntrack of %s:\n%s", s.router, out)
+		}
+	}
+}
