@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"testing"
@@ -153,4 +154,55 @@ func readFile(t *testing.T, dir, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func TestGarbageOnEveryPortLeavesTheDaemonsServing(t *testing.T) {
+	tp := newTopology(t, endpoint{name: "d", srcRoute: "direct", dstRoute: "any"}, endpoint{name: "r", srcRoute: "relay", dstRoute: "any"})
+	tp.start(t)
+	var st struct {
+		Observed string `json:"observed"`
+	}
+	if err := getJSON(addr(tp.dstStatus), &st); err != nil {
+		t.Fatal(err)
+	}
+	targets := []string{addr(tp.serverPort), addr(tp.relayPort), st.Observed}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Random datagrams, some shaped like QUIC long headers and relay frames.
+	for i := range 3000 {
+		b := make([]byte, 1+rnd.IntN(1400))
+		for j := range b {
+			b[j] = byte(rnd.Uint32())
+		}
+		switch i % 3 {
+		case 0:
+			b[0] = 0xc0 | b[0]&0x0f // QUIC long header
+		case 1:
+			b[0] = 0x01 // relay data frame
+		}
+		ua, _ := net.ResolveUDPAddr("udp", targets[i%len(targets)])
+		_, _ = conn.WriteToUDP(b, ua)
+	}
+	// Random bytes into the TCP source listener too.
+	if c, err := net.Dial("tcp", tp.srcAddr("d")); err == nil {
+		_, _ = c.Write(bytes.Repeat([]byte{0xff, 0x00}, 4096))
+		c.Close()
+	}
+	for _, name := range []string{"d", "r"} {
+		got, err := echoRoundTrip(tp.srcAddr(name), []byte("still serving"))
+		if err != nil || string(got) != "still serving" {
+			t.Fatalf("%s after garbage: %q, %v", name, got, err)
+		}
+	}
+	for _, p := range []*proc{tp.server, tp.dst, tp.src} {
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited after garbage", p.name)
+		default:
+		}
+	}
 }
