@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Checks the packages `make deb` and `make rpm` built (arguments: the .deb and
+# the .rpm): lintian, the rpm queries, the same files in both, an rpm install
+# into an empty rpm root and, with its scriptlets, into a Debian root, and
+# ShellCheck on the packaging scripts. Prints each check with PASS or FAIL
+# and exits 1 if any failed.
+# The checks are functions that check() calls by name:
+# shellcheck disable=SC2317
+set -euo pipefail
+cd "$(dirname "$0")/.."
+deb=${1:?usage: check.sh DEB RPM}
+rpm=${2:?usage: check.sh DEB RPM}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/connetd-check.XXXXXX")
+trap 'rm -rf --one-file-system "$work"' EXIT
+failed=0
+
+# check NAME COMMAND...: runs COMMAND with errexit (any failing command in a
+# check function fails the check), prints PASS or FAIL with its output.
+check() {
+	local name=$1 out rc
+	shift
+	set +e
+	out=$(set -e; "$@" 2>&1)
+	rc=$?
+	set -e
+	if [ $rc -eq 0 ]; then
+		printf 'PASS  %s\n' "$name"
+		[ -z "${VERBOSE:-}" ] || printf '%s\n' "$out" | sed 's/^/      /'
+	else
+		printf 'FAIL  %s\n' "$name"
+		printf '%s\n' "$out" | tail -n 40 | sed 's/^/      /'
+		failed=1
+	fi
+}
+
+for f in "$deb" "$rpm"; do
+	[ -f "$f" ] || { echo "check.sh: $f not found" >&2; exit 1; }
+done
+
+# Files every package must hold (optional inputs only when they exist).
+expected=(
+	/usr/bin/connetd /usr/bin/connetctl
+	/usr/lib/systemd/system/connetd@.service
+	/usr/lib/systemd/system/connetd-server-control.socket
+	/usr/lib/systemd/system/connetd-server-relay.socket
+	/usr/lib/systemd/system/connetd-client-direct.socket
+	/usr/lib/sysusers.d/connetd.conf /usr/lib/sysctl.d/60-connetd.conf
+	/usr/share/man/man8/connetd.8.gz /usr/share/man/man1/connetctl.1.gz
+	/usr/share/man/man5/connetd.toml.5.gz
+	/usr/share/doc/connetd/copyright /usr/share/doc/connetd/changelog.gz
+	/usr/share/doc/connetd/examples/server.toml /etc/connet/README
+)
+[ ! -f units/org.connetd.Connetd1.conf ] || expected+=(/usr/share/dbus-1/system.d/org.connetd.Connetd1.conf)
+[ ! -f completions/connetctl.bash ] || expected+=(/usr/share/bash-completion/completions/connetctl)
+
+has_all() { # LISTFILE: every expected path is listed
+	local missing=0
+	for p in "${expected[@]}"; do
+		grep -qxF "$p" "$1" || { echo "missing: $p"; missing=1; }
+	done
+	return "$missing"
+}
+
+# --- Debian package
+lintian_clean() {
+	# --fail-on makes errors and warnings fatal; overrides carry reasons
+	# (packaging/deb/lintian-overrides).
+	lintian --pedantic --fail-on error,warning "$deb"
+}
+check "lintian: no errors or warnings (pedantic)" lintian_clean
+
+dpkg-deb -c "$deb" | awk '{ print substr($6, 2) }' | sed 's|/$||' | grep -v '^$' | sort >"$work/deb.files"
+check "deb: holds every file" has_all "$work/deb.files"
+deb_conffiles() {
+	dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | tee /dev/stderr | grep -qxF /etc/connet/README
+}
+check "deb: /etc/connet/README is a conffile" deb_conffiles
+deb_binaries_static() {
+	local d=$work/debx
+	dpkg-deb -x "$deb" "$d"
+	for b in "$d/usr/bin/connetd" "$d/usr/bin/connetctl"; do
+		file "$b"
+		# No shared library: Go's linker, no cgo.
+		if readelf -d "$b" | grep -q NEEDED; then echo "$b needs shared libraries"; return 1; fi
+		go version -m "$b" | grep -E 'CGO_ENABLED=0|-trimpath' | sed 's/^/  /'
+		go version -m "$b" | grep -q 'CGO_ENABLED=0' || { echo "$b: not built with CGO_ENABLED=0"; return 1; }
+		go version -m "$b" | grep -q -- '-trimpath=true' || { echo "$b: not built with -trimpath"; return 1; }
+	done
+}
+check "deb: binaries need no shared library, built with CGO_ENABLED=0 -trimpath" deb_binaries_static
+
+# --- RPM package
+rpm -qpl "$rpm" 2>/dev/null | sort >"$work/rpm.files"
+check "rpm -qpl: holds every file" has_all "$work/rpm.files"
+same_files() {
+	# The .deb adds only Debian's lintian overrides; directories are listed
+	# by dpkg only.
+	comm -3 <(grep -v '^/usr/share/lintian' "$work/deb.files" | while read -r p; do [ -d "$work/debx$p" ] || echo "$p"; done) \
+		<(while read -r p; do [ -d "$work/debx$p" ] || echo "$p"; done <"$work/rpm.files") | tee /dev/stderr | grep -q . && return 1
+	return 0
+}
+check "deb and rpm hold the same files (one staging tree)" same_files
+rpm_scripts() {
+	local s
+	s=$(rpm -qp --scripts "$rpm" 2>/dev/null)
+	for want in 'preinstall scriptlet' 'systemd-sysusers' 'postinstall scriptlet' 'systemd-sysctl' 'daemon-reload' \
+		'preuninstall scriptlet' "stop 'connetd-\*.socket' 'connetd@\*.service'" 'posttrans scriptlet' "try-restart 'connetd@\*.service'"; do
+		grep -q -- "$want" <<<"$s" || { echo "rpm --scripts lacks: $want"; return 1; }
+	done
+	if grep -qE 'systemctl (enable|start) ' <<<"$s"; then echo "a scriptlet enables or starts a unit"; return 1; fi
+}
+check "rpm --scripts: sysusers, sysctl, reload, stop on removal, restart on upgrade, never enable" rpm_scripts
+rpm_configfiles() {
+	[ "$(rpm -qp --configfiles "$rpm" 2>/dev/null)" = /etc/connet/README ]
+}
+check "rpm --configfiles: /etc/connet/README" rpm_configfiles
+
+rpm_into_empty_root() {
+	local r=$work/rpmroot
+	mkdir -p "$r"
+	rpm --root "$r" --initdb
+	# Payload only: an empty root has no /bin/sh for the scriptlets, and no
+	# systemd to satisfy Requires.
+	rpm --root "$r" -i --nodeps --noscripts "$rpm"
+	rpm --root "$r" -V --nodeps connetd
+	[ -x "$r/usr/bin/connetd" ]
+	rpm --root "$r" -e --nodeps --noscripts connetd
+	[ ! -e "$r/usr/bin/connetd" ]
+}
+check "rpm: installs, verifies (rpm -V) and erases in an empty rpm root" rpm_into_empty_root
+
+rpm_into_debian_root() {
+	local base r
+	base=$(appliance/root.sh)
+	r=$work/debroot
+	cp -a --reflink=auto "$base" "$r"
+	rpm --root "$r" --initdb
+	# With scriptlets: %pre creates the user before /etc/connet gets its
+	# group. systemd comes from dpkg, which rpm cannot see: --nodeps.
+	rpm --root "$r" -i --nodeps "$rpm"
+	chroot "$r" getent passwd connetd
+	chroot "$r" getent group connetd-admin
+	[ "$(chroot "$r" stat -c '%U:%G %a' /etc/connet)" = "root:connetd 2750" ] || { chroot "$r" stat -c '%U:%G %a' /etc/connet; return 1; }
+	rpm --root "$r" -V --nodeps connetd
+	echo "local change" >>"$r/etc/connet/README"
+	rpm --root "$r" -e --nodeps connetd
+	[ ! -e "$r/usr/bin/connetd" ]
+	# rpm keeps an edited configuration file as .rpmsave.
+	[ -f "$r/etc/connet/README.rpmsave" ]
+}
+if [ "${PACKAGE_CHECK_NO_ROOT:-}" = 1 ]; then
+	printf 'SKIP  rpm: install with scriptlets into a Debian root (PACKAGE_CHECK_NO_ROOT=1)\n'
+else
+	check "rpm: installs with scriptlets, verifies and erases in a Debian root (no rpm-based root can be built offline here)" rpm_into_debian_root
+fi
+
+reproducible() {
+	# A second build of the same tree in another directory, with an empty
+	# Go build cache, must give byte-identical packages.
+	local src=$work/src
+	mkdir -p "$src"
+	git ls-files -z --cached --others --exclude-standard | grep -zv -e '^bin/' -e '^dist/' |
+		xargs -0 cp --parents -t "$src" 2>/dev/null || true
+	cp -a .git "$src/.git"
+	GOCACHE=$work/gocache make -C "$src" --no-print-directory deb rpm >"$work/rebuild.log" 2>&1 ||
+		{ tail -n 20 "$work/rebuild.log"; return 1; }
+	sha256sum "$deb" "$rpm" "$src/$deb" "$src/$rpm"
+	cmp "$deb" "$src/$deb"
+	cmp "$rpm" "$src/$rpm"
+}
+if [ "${PACKAGE_CHECK_NO_REBUILD:-}" = 1 ]; then
+	printf 'SKIP  reproducible (PACKAGE_CHECK_NO_REBUILD=1)\n'
+else
+	check "reproducible: a rebuild elsewhere with an empty build cache gives identical .deb and .rpm" reproducible
+fi
+
+if command -v shellcheck >/dev/null; then
+	check "shellcheck: packaging and appliance scripts" shellcheck -x \
+		packaging/*.sh packaging/deb/build.sh packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm \
+		packaging/rpm/build.sh appliance/*.sh scripts/install.sh scripts/version.sh scripts/source-date-epoch.sh
+else
+	printf 'SKIP  shellcheck: not installed (apt-get install shellcheck)\n'
+fi
+
+exit $failed
