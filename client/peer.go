@@ -47,6 +47,10 @@ func allows(route string, p path) bool {
 	return false
 }
 
+// natKnownWait bounds how long a first punch attempt waits for both
+// sides' NAT kinds.
+const natKnownWait = 2 * time.Second
+
 // unusedGrace is how long a peer that control stopped naming keeps its
 // connections: long enough to ride out a control server restart.
 const unusedGrace = 30 * time.Second
@@ -73,6 +77,7 @@ type peer struct {
 	// NAT traversal, for status
 	nat           string    // the peer's NAT behaviour, as control reports it
 	punchAttempts int       // attempts toward or from this peer
+	punchFailures int       // attempts we asked for that failed, in a row
 	pairsTried    int       // candidate pairs (socket, address) probed
 	wantedSince   time.Time // when a direct path was first wanted and missing
 	timeToDirect  time.Duration
@@ -239,7 +244,14 @@ func (c *Client) dialLoop(p *peer) {
 			if p.wantedSince.IsZero() {
 				p.wantedSince = now
 			}
-			if !now.Before(p.nextDirect) {
+			// The first attempt waits (briefly) until both NAT kinds are
+			// known: they decide whether it needs many ports.
+			if wait := p.wantedSince.Add(natKnownWait); p.punchAttempts == 0 && now.Before(wait) &&
+				(p.nat == wire.NATUnknown || c.natType() == wire.NATUnknown) {
+				if wait.Before(next) {
+					next = wait
+				}
+			} else if !now.Before(p.nextDirect) {
 				p.dialingDirect = true
 				c.wg.Add(1)
 				go func() { defer c.wg.Done(); c.holdDirect(p) }()
@@ -274,6 +286,13 @@ func (c *Client) dialLoop(p *peer) {
 // the peer has opened it spoils that NAT's state (see package punch).
 func (c *Client) holdDirect(p *peer) {
 	o := c.punchPeer(p)
+	c.mu.Lock()
+	if o.err != nil {
+		p.punchFailures++
+	} else {
+		p.punchFailures = 0
+	}
+	c.mu.Unlock()
 	if o.err != nil {
 		c.hold(p, nil, o.err, pathDirect)
 		return

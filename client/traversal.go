@@ -141,6 +141,10 @@ func (c *Client) refreshLocal(isChange bool) {
 	t.mu.Lock()
 	same := slices.Equal(st.Addrs, t.local) && st.Gateway == t.gateway
 	gwChanged := st.Gateway != t.gateway
+	lost := gwChanged
+	for _, a := range t.local {
+		lost = lost || !slices.Contains(st.Addrs, a)
+	}
 	t.local, t.gateway = st.Addrs, st.Gateway
 	t.mu.Unlock()
 	if gwChanged || (isChange && !same) {
@@ -162,6 +166,21 @@ func (c *Client) refreshLocal(isChange bool) {
 	for _, p := range c.peers {
 		p.directBackoff.Reset()
 		p.nextDirect = time.Time{}
+		p.punchFailures = 0
+		if !lost {
+			continue
+		}
+		// An address we used is gone: direct paths are dead or about to
+		// be. Closing them now sends new connections to the relay at
+		// once instead of after the idle timeout.
+		if p.directConn != nil {
+			_ = p.directConn.CloseWithError(wire.ConnNormal, "network changed")
+		}
+		for conn, pa := range p.inbound {
+			if pa == pathDirect {
+				_ = conn.CloseWithError(wire.ConnNormal, "network changed")
+			}
+		}
 	}
 	c.wakePeersLocked()
 	c.mu.Unlock()
@@ -279,6 +298,9 @@ func (c *Client) discoverNAT(ctx context.Context) {
 	t.mu.Unlock()
 	if old != nat {
 		c.log.Info("NAT behaviour", "nat", natName(nat), "observed", observed)
+		c.mu.Lock()
+		c.wakePeersLocked()
+		c.mu.Unlock()
 	}
 }
 
@@ -406,9 +428,16 @@ func (c *Client) runPunch(ctx context.Context, m *wire.Punch) {
 		p.punchAttempts++
 	}
 	c.mu.Unlock()
+	selfNAT, peerNAT := c.natType(), m.NAT
+	switch m.Mode { // control asked for a many-port attempt
+	case wire.PunchModeSpray:
+		selfNAT, peerNAT = wire.NATHard, wire.NATEasy
+	case wire.PunchModeRandom:
+		selfNAT, peerNAT = wire.NATEasy, wire.NATHard
+	}
 	sess := punch.New(punch.Params{
 		Nonce: nonce, Self: c.id.ID, Peer: m.Peer, PeerAddrs: addrs,
-		SelfNAT: c.natType(), PeerNAT: m.NAT,
+		SelfNAT: selfNAT, PeerNAT: peerNAT,
 		// Always the default: an opening packet with one hop too many
 		// reaches the far NAT on a short path and spoils it for every
 		// later attempt too (its conntrack entry lives on).
@@ -572,7 +601,7 @@ func (c *Client) punchPeer(p *peer) punchOutcome {
 		c.mu.Unlock()
 		return punchOutcome{err: errors.New("control unreachable: cannot coordinate punching")}
 	}
-	c.sendLocked(&wire.Message{PunchRequest: &wire.PunchRequest{Peer: p.id}})
+	c.sendLocked(&wire.Message{PunchRequest: &wire.PunchRequest{Peer: p.id, Spray: escalation(p.punchFailures, c.natType(), p.nat)}})
 	c.mu.Unlock()
 	select {
 	case o := <-ch:
@@ -582,4 +611,20 @@ func (c *Client) punchPeer(p *peer) punchOutcome {
 	case <-p.ctx.Done():
 		return punchOutcome{err: p.ctx.Err()}
 	}
+}
+
+// escalation picks the kind of attempt after `failures` failed ones in a
+// row. The first is what the NAT kinds call for. After a failure, NAT state
+// may be spoiled for the sockets' current mappings (a NAT that kept a
+// stale entry moves the next mapping to another port), so the following
+// attempts open fresh mappings: many-port attempts from alternating sides.
+// Between two hard NATs this cannot help, and is not tried.
+func escalation(failures int, self, peer string) string {
+	if failures == 0 || (self == wire.NATHard && peer == wire.NATHard) {
+		return ""
+	}
+	if failures%2 == 1 {
+		return wire.PunchSprayDestination
+	}
+	return wire.PunchSpraySource
 }

@@ -74,7 +74,7 @@ func (r *registry) punchView(s *session) wire.Punch {
 
 // startPunch handles a punch_request from src. Requests for peers that are
 // not one of src's direct-capable destinations are ignored.
-func (s *Server) startPunch(src *session, peer identity.ID) {
+func (s *Server) startPunch(src *session, peer identity.ID, spray string) {
 	dst := s.reg.client(peer)
 	if dst == nil || dst == src || !s.reg.isSourceOf(src, dst) {
 		return
@@ -98,6 +98,12 @@ func (s *Server) startPunch(src *session, peer identity.ID) {
 	toA, toB := s.reg.punchView(dst), s.reg.punchView(src)
 	toA.Nonce, toB.Nonce = ps.nonce[:], ps.nonce[:]
 	toA.Dial = true
+	switch spray {
+	case wire.PunchSpraySource:
+		toA.Mode, toB.Mode = wire.PunchModeSpray, wire.PunchModeRandom
+	case wire.PunchSprayDestination:
+		toA.Mode, toB.Mode = wire.PunchModeRandom, wire.PunchModeSpray
+	}
 	src.send(&wire.Message{Punch: &toA})
 	dst.send(&wire.Message{Punch: &toB})
 }

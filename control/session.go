@@ -143,7 +143,7 @@ func (s *Server) clientReader(sess *session, st *quic.Stream, w *lockedWriter, t
 		case m.Candidates != nil:
 			s.reg.setDirect(sess, candidates(sess.observed, m.Candidates.Direct), m.Candidates.NAT)
 		case m.PunchRequest != nil:
-			s.startPunch(sess, m.PunchRequest.Peer)
+			s.startPunch(sess, m.PunchRequest.Peer, m.PunchRequest.Spray)
 		case m.PunchReady != nil:
 			s.punchReady(sess, m.PunchReady.Nonce)
 		default:

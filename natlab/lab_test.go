@@ -156,8 +156,8 @@ func status(ns string) (clientStatus, error) {
 
 // fetch downloads the payload through the source in ns, at most rate bytes
 // per second when rate > 0, and returns the hex sha256 of what arrived.
-func fetch(ns string, rate int, timeout time.Duration) (string, int64, error) {
-	resp, err := httpIn(ns, timeout).Get("http://127.0.0.1:8000/payload.bin")
+func fetch(ns, file string, rate int, timeout time.Duration) (string, int64, error) {
+	resp, err := httpIn(ns, timeout).Get("http://127.0.0.1:8000/" + file)
 	if err != nil {
 		return "", 0, err
 	}
@@ -219,15 +219,15 @@ func write(t *testing.T, dir, name, content string) {
 	}
 }
 
-// payload writes size random bytes to dir/www/payload.bin and returns
-// their sha256.
-func payload(t *testing.T, dir string, size int) string {
+// payload writes size random bytes to dir/www/name and returns their
+// sha256.
+func payload(t *testing.T, dir, name string, size int) string {
 	b := make([]byte, size)
 	_, _ = rand.Read(b)
 	if err := os.MkdirAll(filepath.Join(dir, "www"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	write(t, filepath.Join(dir, "www"), "payload.bin", string(b))
+	write(t, filepath.Join(dir, "www"), name, string(b))
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }

@@ -46,7 +46,8 @@ func TestNATMatrix(t *testing.T) {
 	dir := t.TempDir()
 	l := buildLab(t, binDir)
 	writeCert(t, dir)
-	sum := payload(t, dir, payloadSize)
+	sum := payload(t, dir, "payload.bin", payloadSize)
+	l.bigSum = payload(t, dir, "big.bin", 32<<20)
 	t.Logf("lab built in %v", time.Since(start).Round(time.Millisecond))
 
 	write(t, dir, "server.toml", fmt.Sprintf(`log-level = "debug"
@@ -204,7 +205,7 @@ status-addr = "127.0.0.1:19182"
 	}
 	// Zero the counters, move the payload, read the counters.
 	l.w.in(countNS, "iptables", "-w", "-Z", "ACCT")
-	got, n, err := fetch(srcNS, 0, 60*time.Second)
+	got, n, err := fetch(srcNS, "payload.bin", 0, 60*time.Second)
 	if err != nil {
 		t.Errorf("transfer: %v after %d bytes", err, n)
 	}
@@ -274,7 +275,10 @@ func (l *lab) changeDuringTransfer(t *testing.T, p pairing, srcNS, sum string, r
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		s, n, err := fetch(srcNS, 2<<20, 30*time.Second) // two seconds at 2 MiB/s
+		// Larger than the path's buffers (QUIC windows, TCP socket
+		// buffers), so most of it is still to cross when the address
+		// changes: four seconds at 8 MiB/s.
+		s, n, err := fetch(srcNS, "big.bin", 8<<20, 30*time.Second)
 		done <- outcome{s, n, err}
 	}()
 	time.Sleep(700 * time.Millisecond)
@@ -287,11 +291,11 @@ func (l *lab) changeDuringTransfer(t *testing.T, p pairing, srcNS, sum string, r
 	t.Cleanup(func() { p.src.lanAddrs[p.srcI] = old })
 	o := <-done
 	inflight := "in-flight transfer survived"
-	if o.err != nil || o.sum != sum {
+	if o.err != nil || o.sum != l.bigSum {
 		inflight = fmt.Sprintf("in-flight transfer broke after %d B", o.n)
 	}
 	// A new connection right after the change must work (relay or direct).
-	got, _, err := fetch(srcNS, 0, 30*time.Second)
+	got, _, err := fetch(srcNS, "payload.bin", 0, 30*time.Second)
 	if err != nil || got != sum {
 		t.Errorf("a new connection after the address change failed: %v", err)
 	}

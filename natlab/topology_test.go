@@ -48,6 +48,7 @@ type lab struct {
 	sites  map[string]*site // by name, e.g. "easy1"
 	lan    *site            // two clients on one bridged LAN behind one NAT
 	bins   string
+	bigSum string // sha256 of the large payload of the address-change row
 }
 
 func (l *lab) wan(n int) (core, site string) {

@@ -188,7 +188,20 @@ type Connect struct {
 // (a source) and Peer (one of its destinations).
 type PunchRequest struct {
 	Peer identity.ID `json:"peer"`
+	// Spray, when set, asks for a many-port attempt whatever the NAT kinds:
+	// PunchSpraySource or PunchSprayDestination names the side that opens
+	// many sockets; the other probes random ports. A source asks for it
+	// after plain attempts failed, e.g. because a NAT kept a stale mapping.
+	Spray string `json:"spray,omitempty"`
 }
+
+// Values of PunchRequest.Spray and Punch.Mode.
+const (
+	PunchSpraySource      = "source"
+	PunchSprayDestination = "destination"
+	PunchModeSpray        = "spray"  // open many sockets toward the peer
+	PunchModeRandom       = "random" // probe random ports of the peer
+)
 
 // Punch tells a client to take part in punching toward Peer: both sides get
 // one with the same Nonce, each naming the other. A client sends opening
@@ -199,6 +212,7 @@ type Punch struct {
 	Direct []string    `json:"direct"` // the peer's candidates, observed address first
 	NAT    string      `json:"nat,omitempty"`
 	Dial   bool        `json:"dial,omitempty"` // the receiver asked for this attempt and dials the path found
+	Mode   string      `json:"mode,omitempty"` // "", PunchModeSpray or PunchModeRandom: overrides what the NAT kinds call for
 }
 
 // PunchNonceLen is the length of a punch nonce.

@@ -49,8 +49,8 @@ func sampleMessages() map[string]*Message {
 			{Endpoint: "web", Sources: []identity.ID{testID(4)}, Destinations: []identity.ID{testID(5), testID(6)}},
 		}}},
 		"connect":       {Connect: &Connect{Endpoint: "web", From: "127.0.0.1:5555"}},
-		"punch_request": {PunchRequest: &PunchRequest{Peer: testID(7)}},
-		"punch":         {Punch: &Punch{Nonce: []byte{1, 2, 3, 4, 5, 6, 7, 8}, Peer: testID(8), Direct: []string{"198.51.100.7:4000"}, NAT: NATHard, Dial: true}},
+		"punch_request": {PunchRequest: &PunchRequest{Peer: testID(7), Spray: PunchSprayDestination}},
+		"punch":         {Punch: &Punch{Nonce: []byte{1, 2, 3, 4, 5, 6, 7, 8}, Peer: testID(8), Direct: []string{"198.51.100.7:4000"}, NAT: NATHard, Dial: true, Mode: PunchModeRandom}},
 		"punch_ready":   {PunchReady: &PunchReady{Nonce: []byte{8, 7, 6, 5, 4, 3, 2, 1}}},
 		"punch_go":      {PunchGo: &PunchGo{Nonce: []byte{8, 7, 6, 5, 4, 3, 2, 1}}},
 	}
