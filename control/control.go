@@ -112,6 +112,10 @@ func (s *Server) ServeClients(ctx context.Context, tr *quic.Transport) error {
 		return fmt.Errorf("listen for clients on %s: %w", tr.Conn.LocalAddr(), err)
 	}
 	s.log.Info("control listening for clients", "addr", tr.Conn.LocalAddr().String())
+	rctx, cancel := context.WithCancel(ctx)
+	reflectDone := make(chan struct{})
+	go func() { defer close(reflectDone); serveReflect(rctx, tr) }()
+	defer func() { cancel(); <-reflectDone }()
 	return s.acceptLoop(ctx, ln, func() restrict.IP { return s.auth.Load().ClientIP }, s.serveClient)
 }
 

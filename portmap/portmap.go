@@ -21,8 +21,17 @@ type Mapper struct {
 	Port     uint16     // internal UDP port to map
 	Lifetime time.Duration
 
-	// UPnP, when not nil, is used instead of SSDP discovery (tests).
+	// UPnPLocation, when set, is used instead of SSDP discovery (tests).
 	UPnPLocation *url.URL
+	// ServerPort is the NAT-PMP/PCP port; 0 means Port (tests change it).
+	ServerPort uint16
+}
+
+func (m *Mapper) server() netip.AddrPort {
+	if m.ServerPort != 0 {
+		return netip.AddrPortFrom(m.Gateway, m.ServerPort)
+	}
+	return netip.AddrPortFrom(m.Gateway, Port)
 }
 
 // Mapping is a granted mapping.
@@ -96,7 +105,7 @@ func (m *Mapper) Delete(ctx context.Context, mp *Mapping) error {
 // exchange sends req to the gateway and returns the first answer accept
 // takes, retransmitting per RFC 6886.
 func (m *Mapper) exchange(ctx context.Context, req []byte, accept func([]byte) bool) (netip.Addr, error) {
-	conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(m.Gateway, Port)))
+	conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(m.server()))
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("socket toward %s: %w", m.Gateway, err)
 	}
@@ -132,7 +141,7 @@ func (m *Mapper) exchange(ctx context.Context, req []byte, accept func([]byte) b
 
 // localToward is our address toward the gateway (PCP's client address).
 func (m *Mapper) localToward() (netip.Addr, error) {
-	conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(m.Gateway, Port)))
+	conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(m.server()))
 	if err != nil {
 		return netip.Addr{}, err
 	}

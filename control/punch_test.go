@@ -1,0 +1,141 @@
+package control_test
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/connetd/connetd/control"
+	"github.com/connetd/connetd/wire"
+)
+
+// pair registers a source and a destination of "svc" with the given routes.
+func pair(t *testing.T, s *server, srcRoute, dstRoute string) (src, dst *session) {
+	src, m, err := s.dial(t, "a")
+	if err != nil || m.Welcome == nil {
+		t.Fatalf("hello: %+v, %v", m, err)
+	}
+	dst, m, err = s.dial(t, "b")
+	if err != nil || m.Welcome == nil {
+		t.Fatalf("hello: %+v, %v", m, err)
+	}
+	src.send(t, &wire.Message{Announce: &wire.Announce{Endpoint: "svc", Role: "source", Route: srcRoute}})
+	dst.send(t, &wire.Message{Announce: &wire.Announce{Endpoint: "svc", Role: "destination", Route: dstRoute}})
+	src.next(t, func(m *wire.Message) bool { return m.Peers != nil && len(m.Peers.Peers) == 1 })
+	dst.next(t, func(m *wire.Message) bool { return m.Peers != nil && len(m.Peers.Peers) == 1 })
+	return src, dst
+}
+
+func TestPunchTellsBothSidesAndReleasesThemTogetherOnceBothAreReady(t *testing.T) {
+	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"a", "b"}}})
+	src, dst := pair(t, s, "any", "any")
+	dst.send(t, &wire.Message{Candidates: &wire.Candidates{Direct: []string{"10.0.0.2:19192"}, NAT: wire.NATHard}})
+	src.next(t, func(m *wire.Message) bool { return m.Peers != nil && len(m.Peers.Peers) == 1 && m.Peers.Peers[0].NAT == wire.NATHard })
+
+	src.send(t, &wire.Message{PunchRequest: &wire.PunchRequest{Peer: dst.id.ID, Spray: wire.PunchSprayDestination}})
+	ps := src.next(t, func(m *wire.Message) bool { return m.Punch != nil }).Punch
+	pd := dst.next(t, func(m *wire.Message) bool { return m.Punch != nil }).Punch
+	if !bytes.Equal(ps.Nonce, pd.Nonce) || len(ps.Nonce) != wire.PunchNonceLen {
+		t.Fatalf("nonces %x / %x", ps.Nonce, pd.Nonce)
+	}
+	if ps.Peer != dst.id.ID || pd.Peer != src.id.ID || !ps.Dial || pd.Dial {
+		t.Fatalf("punch to source %+v, to destination %+v", ps, pd)
+	}
+	if ps.NAT != wire.NATHard || len(ps.Direct) != 2 || ps.Direct[1] != "10.0.0.2:19192" {
+		t.Fatalf("the source was not given the destination's candidates and NAT: %+v", ps)
+	}
+	if ps.Mode != wire.PunchModeRandom || pd.Mode != wire.PunchModeSpray {
+		t.Fatalf("modes %q / %q for a destination-spray attempt", ps.Mode, pd.Mode)
+	}
+	// One side ready: no go yet.
+	src.send(t, &wire.Message{PunchReady: &wire.PunchReady{Nonce: ps.Nonce}})
+	early := make(chan *wire.Message, 1)
+	go func() {
+		_ = src.st.SetReadDeadline(time.Now().Add(400 * time.Millisecond))
+		m, _ := wire.Read(src.st)
+		early <- m
+	}()
+	if m := <-early; m != nil && m.PunchGo != nil {
+		t.Fatal("go sent before the destination was ready")
+	}
+	readyAt := time.Now()
+	dst.send(t, &wire.Message{PunchReady: &wire.PunchReady{Nonce: pd.Nonce}})
+	g1 := src.next(t, func(m *wire.Message) bool { return m.PunchGo != nil })
+	g2 := dst.next(t, func(m *wire.Message) bool { return m.PunchGo != nil })
+	if !bytes.Equal(g1.PunchGo.Nonce, ps.Nonce) || !bytes.Equal(g2.PunchGo.Nonce, ps.Nonce) {
+		t.Fatal("go for another attempt")
+	}
+	if time.Since(readyAt) > time.Second {
+		t.Fatalf("go came %v after both were ready", time.Since(readyAt))
+	}
+}
+
+func TestPunchGoesAnywayWhenOneSideNeverAnswers(t *testing.T) {
+	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"a", "b"}}})
+	src, dst := pair(t, s, "any", "any")
+	src.send(t, &wire.Message{PunchRequest: &wire.PunchRequest{Peer: dst.id.ID}})
+	ps := src.next(t, func(m *wire.Message) bool { return m.Punch != nil }).Punch
+	start := time.Now()
+	src.send(t, &wire.Message{PunchReady: &wire.PunchReady{Nonce: ps.Nonce}})
+	src.next(t, func(m *wire.Message) bool { return m.PunchGo != nil })
+	if el := time.Since(start); el < time.Second || el > 4*time.Second {
+		t.Fatalf("go after %v; want control's ready timeout (2s)", el)
+	}
+}
+
+func TestPunchOnlyBetweenASourceAndItsDirectCapableDestination(t *testing.T) {
+	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"a", "b"}}})
+	src, dst := pair(t, s, "any", "relay")
+	// A destination may not start punching toward its source, and a
+	// relay-only pair never punches.
+	dst.send(t, &wire.Message{PunchRequest: &wire.PunchRequest{Peer: src.id.ID}})
+	src.send(t, &wire.Message{PunchRequest: &wire.PunchRequest{Peer: dst.id.ID}})
+	for _, sess := range []*session{src, dst} {
+		got := make(chan *wire.Message, 1)
+		go func() {
+			_ = sess.st.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			for {
+				m, err := wire.Read(sess.st)
+				if err != nil || m.Punch != nil {
+					got <- m
+					return
+				}
+			}
+		}()
+		if m := <-got; m != nil {
+			t.Fatalf("unauthorized punch was coordinated: %+v", m.Punch)
+		}
+	}
+}
+
+func TestControlAnswersReflectRequestsOnItsClientSocket(t *testing.T) {
+	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"a"}}})
+	u, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	req := wire.AppendReflect(nil, wire.Reflect{TxID: [12]byte{7}})
+	b := make([]byte, 100)
+	// The transport starts reading non-QUIC packets when ServeClients runs;
+	// retry briefly in case this races its start.
+	for range 20 {
+		if _, err := u.WriteToUDPAddrPort(req, s.addr.AddrPort()); err != nil {
+			t.Fatal(err)
+		}
+		_ = u.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		n, _, err := u.ReadFromUDPAddrPort(b)
+		if err != nil {
+			continue
+		}
+		r, err := wire.ParseReflect(b[:n])
+		want := u.LocalAddr().(*net.UDPAddr).AddrPort()
+		if err != nil || r.TxID != [12]byte{7} || r.Observed != netip.AddrPortFrom(want.Addr().Unmap(), want.Port()) {
+			t.Fatalf("reflect reply %+v, %v; want %v", r, err, want)
+		}
+		return
+	}
+	t.Fatal("no reflect reply")
+}
