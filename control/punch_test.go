@@ -32,7 +32,9 @@ func TestPunchTellsBothSidesAndReleasesThemTogetherOnceBothAreReady(t *testing.T
 	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"a", "b"}}})
 	src, dst := pair(t, s, "any", "any")
 	dst.send(t, &wire.Message{Candidates: &wire.Candidates{Direct: []string{"10.0.0.2:19192"}, NAT: wire.NATHard}})
-	src.next(t, func(m *wire.Message) bool { return m.Peers != nil && len(m.Peers.Peers) == 1 && m.Peers.Peers[0].NAT == wire.NATHard })
+	src.next(t, func(m *wire.Message) bool {
+		return m.Peers != nil && len(m.Peers.Peers) == 1 && m.Peers.Peers[0].NAT == wire.NATHard
+	})
 
 	src.send(t, &wire.Message{PunchRequest: &wire.PunchRequest{Peer: dst.id.ID, Spray: wire.PunchSprayDestination}})
 	ps := src.next(t, func(m *wire.Message) bool { return m.Punch != nil }).Punch
