@@ -61,13 +61,17 @@ store-dir = %q
 	srv := l.start(t, l.server, "connetd-server", dir, filepath.Join(binDir, "connetd"), "--config", filepath.Join(dir, "server.toml"))
 	waitLog(t, srv, "control listening for clients", 10*time.Second)
 	for name, st := range l.sites {
-		if st.kind == kindPMP {
-			l.start(t, st.router, "natpmpd-"+name, dir, filepath.Join(binDir, "natpmpd"),
-				"-listen", fmt.Sprintf("10.%d.0.1", 100+st.n), "-wan", "wan", "-external", st.public)
+		if st.mapProto != "" {
+			protos := st.mapProto
+			if protos == "pcp" {
+				protos = "pcp,nat-pmp"
+			}
+			l.start(t, st.router, "natpmpd-"+name, dir, filepath.Join(binDir, "natpmpd"), "-protocols", protos,
+				"-listen", fmt.Sprintf("10.%d.0.1", 100+st.n), "-lan", "lan", "-wan", "wan", "-external", st.public)
 		}
 	}
 
-	kinds := []string{kindNone, kindEasy, kindHard, kindFirewall, kindPMP}
+	kinds := allKinds
 	var pairings []pairing
 	for i, a := range kinds {
 		for _, b := range kinds[i:] {
@@ -226,38 +230,49 @@ status-addr = "127.0.0.1:19182"
 	pe := st.Sources[0].Peers[0]
 	ds, _ := status(dstNS)
 	res.note = fmt.Sprintf("nat %s/%s attempts %d pairs %d", st.NAT, ds.NAT, pe.PunchAttempts, pe.PairsTried) + res.note
-	if p.src.kind == kindPMP || p.dst.kind == kindPMP {
-		l.checkPortMapping(t, p, srcNS, dstNS, st, ds, &res)
+	if p.src.mapProto != "" || p.dst.mapProto != "" {
+		l.checkPortMapping(t, p, st, ds, &res)
 	}
 	src.stop(t)
 	dst.stop(t)
-	if p.src.kind == kindPMP {
-		if out := l.w.in(p.src.router, "iptables", "-w", "-t", "nat", "-S", "PREROUTING"); strings.Contains(out, "DNAT") {
-			t.Errorf("the port mapping survived the client's shutdown:\n%s", out)
+	for _, s := range []*site{p.src, p.dst} {
+		if s.mapProto == "" {
+			continue
+		}
+		if out := l.w.in(s.router, "iptables", "-w", "-t", "nat", "-S", "PREROUTING"); strings.Contains(out, "DNAT") {
+			t.Errorf("the port mapping on %s survived the client's shutdown:\n%s", s.router, out)
 		}
 	}
 	return res
 }
 
-// checkPortMapping checks that a client behind the mapping router got a
-// mapping and that the router really forwards it.
-func (l *lab) checkPortMapping(t *testing.T, p pairing, srcNS, dstNS string, ss, ds clientStatus, res *result) {
+// checkPortMapping checks that a client behind a mapping router got a
+// mapping by the protocol that router serves, and that the router really
+// forwards it.
+func (l *lab) checkPortMapping(t *testing.T, p pairing, ss, ds clientStatus, res *result) {
 	for _, e := range []struct {
 		s  *site
+		ns string
 		st clientStatus
-	}{{p.src, ss}, {p.dst, ds}} {
-		if e.s.kind != kindPMP {
+	}{{p.src, p.src.clients[p.srcI], ss}, {p.dst, p.dst.clients[p.dstI], ds}} {
+		if e.s.mapProto == "" {
 			continue
 		}
-		if e.st.PortMapping == "" {
-			t.Errorf("client behind %s has no port mapping in its status", e.s.router)
+		// UPnP discovery alone takes two seconds: the path may be direct
+		// (punched) before the mapping exists.
+		for deadline := time.Now().Add(10 * time.Second); e.st.PortMapping == "" && time.Now().Before(deadline); {
+			time.Sleep(200 * time.Millisecond)
+			e.st, _ = status(e.ns)
+		}
+		if !strings.HasPrefix(e.st.PortMapping, e.s.mapProto+" ") {
+			t.Errorf("client behind %s (serving %s) reports port mapping %q", e.s.router, e.s.mapProto, e.st.PortMapping)
 			continue
 		}
 		rules := l.w.in(e.s.router, "iptables", "-w", "-t", "nat", "-S", "PREROUTING")
 		if !strings.Contains(rules, "DNAT") {
 			t.Errorf("status says %q but the router has no DNAT rule:\n%s", e.st.PortMapping, rules)
 		}
-		res.note += " map " + e.st.PortMapping
+		res.note += "; " + e.st.PortMapping
 	}
 }
 

@@ -27,8 +27,11 @@ const (
 	kindEasy     = "easy"     // MASQUERADE: port-preserving, endpoint-independent mapping
 	kindHard     = "hard"     // MASQUERADE --random-fully: a new port per destination
 	kindFirewall = "firewall" // stateful firewall without NAT
-	kindPMP      = "pmp"      // hard NAT whose router grants NAT-PMP/PCP mappings
+	kindPMP      = "pmp"      // hard NAT whose router grants NAT-PMP (site 1) or PCP (site 2) mappings
+	kindUPnP     = "upnp"     // hard NAT whose router is a UPnP internet gateway device
 )
+
+var allKinds = []string{kindNone, kindEasy, kindHard, kindFirewall, kindPMP, kindUPnP}
 
 // site is a place a client can run.
 type site struct {
@@ -38,6 +41,7 @@ type site struct {
 	clients  []string
 	public   string   // the address its traffic has on the core
 	lanAddrs []string // the clients' own addresses
+	mapProto string   // the port mapping protocol its router serves
 }
 
 // lab is the whole topology.
@@ -71,9 +75,18 @@ func buildLab(t *testing.T, bins string) *lab {
 	w.in(l.server, "ip", "route", "add", "default", "via", "10.200.1.1")
 
 	n := 2
-	for _, kind := range []string{kindNone, kindEasy, kindHard, kindFirewall, kindPMP} {
+	for _, kind := range allKinds {
 		for i := 1; i <= 2; i++ {
-			l.sites[fmt.Sprintf("%s%d", kind, i)] = l.addSite(kind, n, 1, false)
+			st := l.addSite(kind, n, 1, false)
+			switch {
+			case kind == kindPMP && i == 1:
+				st.mapProto = "nat-pmp"
+			case kind == kindPMP:
+				st.mapProto = "pcp"
+			case kind == kindUPnP:
+				st.mapProto = "upnp"
+			}
+			l.sites[fmt.Sprintf("%s%d", kind, i)] = st
 			n++
 		}
 	}
@@ -134,7 +147,7 @@ func (l *lab) addSite(kind string, n, clients int, bridged bool) *site {
 	switch kind {
 	case kindEasy:
 		ipt("-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE")
-	case kindHard, kindPMP:
+	case kindHard, kindPMP, kindUPnP:
 		ipt("-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE", "--random-fully")
 	case kindFirewall:
 		// No NAT: the LAN is public and routed by the core.

@@ -1,11 +1,11 @@
-// Command natpmpd is a small NAT-PMP (RFC 6886) and PCP (RFC 6887) server
-// for the NAT lab's routers: Debian's miniupnpd refuses to map anything
+// Command natpmpd is a small NAT-PMP (RFC 6886), PCP (RFC 6887) and UPnP
+// IGD server for the NAT lab's routers: Debian's miniupnpd refuses to map anything
 // while its WAN address lies in a reserved range, and every range a lab may
 // use is reserved. It grants UDP mappings by installing real iptables DNAT
 // rules, so what a client is told is what the router does, and removes them
 // when they expire, are deleted, or the server stops.
 //
-//	natpmpd -listen 10.101.0.1 -wan wan -external 10.200.5.2
+//	natpmpd -listen 10.101.0.1 -lan lan -wan wan -external 10.200.5.2 -protocols pcp,nat-pmp,upnp
 package main
 
 import (
@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -33,9 +34,9 @@ type mapping struct {
 }
 
 type server struct {
-	wan      string
 	external netip.Addr
 	epoch    time.Time
+	pcp      bool // serve PCP; otherwise answer it as a NAT-PMP-only router
 
 	mu   sync.Mutex
 	maps map[netip.AddrPort]*mapping // by internal address
@@ -46,7 +47,13 @@ func main() {
 	wan := flag.String("wan", "", "WAN interface")
 	ext := flag.String("external", "", "WAN address")
 	maxLife := flag.Duration("max-lifetime", time.Hour, "longest lifetime granted")
+	lan := flag.String("lan", "lan", "LAN interface (UPnP's SSDP)")
+	protos := flag.String("protocols", "pcp,nat-pmp", "protocols served: pcp, nat-pmp, upnp")
 	flag.Parse()
+	serve := map[string]bool{}
+	for _, p := range strings.Split(*protos, ",") {
+		serve[strings.TrimSpace(p)] = true
+	}
 	extAddr, err := netip.ParseAddr(*ext)
 	if err != nil || *wan == "" {
 		log.Fatalf("natpmpd: need -wan and a valid -external: %v", err)
@@ -55,26 +62,35 @@ func main() {
 	if err != nil {
 		log.Fatalf("natpmpd: -listen: %v", err)
 	}
-	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(laddr, portmap.Port)))
-	if err != nil {
-		log.Fatalf("natpmpd: %v", err)
-	}
 	wanIf = *wan
-	s := &server{wan: *wan, external: extAddr, epoch: time.Now(), maps: map[netip.AddrPort]*mapping{}}
+	s := &server{external: extAddr, epoch: time.Now(), maps: map[netip.AddrPort]*mapping{}, pcp: serve["pcp"]}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	go func() { <-ctx.Done(); conn.Close() }()
 	go s.expire(ctx)
-	log.Printf("natpmpd: serving NAT-PMP and PCP on %s for %s (%s)", conn.LocalAddr(), *wan, extAddr)
-	buf := make([]byte, 1100)
-	for {
-		n, from, err := conn.ReadFromUDPAddrPort(buf)
+	if serve["upnp"] {
+		if err := s.serveUPnP(ctx, *lan, laddr, *maxLife); err != nil {
+			log.Fatalf("natpmpd: %v", err)
+		}
+	}
+	if serve["pcp"] || serve["nat-pmp"] {
+		conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(laddr, portmap.Port)))
 		if err != nil {
-			break
+			log.Fatalf("natpmpd: %v", err)
 		}
-		if reply := s.handle(buf[:n], from, *maxLife); reply != nil {
-			_, _ = conn.WriteToUDPAddrPort(reply, from)
+		go func() { <-ctx.Done(); conn.Close() }()
+		log.Printf("natpmpd: serving %s on %s for %s (%s)", *protos, conn.LocalAddr(), *wan, extAddr)
+		buf := make([]byte, 1100)
+		for {
+			n, from, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				break
+			}
+			if reply := s.handle(buf[:n], from, *maxLife); reply != nil {
+				_, _ = conn.WriteToUDPAddrPort(reply, from)
+			}
 		}
+	} else {
+		<-ctx.Done()
 	}
 	s.mu.Lock()
 	for _, m := range s.maps {
@@ -88,6 +104,9 @@ func (s *server) epochSecs() uint32 { return uint32(time.Since(s.epoch) / time.S
 
 func (s *server) handle(b []byte, from netip.AddrPort, maxLife time.Duration) []byte {
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	if portmap.IsPCP(b) && !s.pcp {
+		return portmap.AppendPCPUnsupported(nil)
+	}
 	if portmap.IsPCP(b) {
 		req, err := portmap.ParsePCPMap(b)
 		if err != nil || req.Response {
@@ -163,6 +182,21 @@ func (s *server) setMapping(internal netip.AddrPort, suggested uint16, life time
 	s.maps[internal] = m
 	log.Printf("natpmpd: mapped %s:%d -> %s for %s", s.external, port, internal, life)
 	return port, nil
+}
+
+// deleteExternal removes the mapping of an external port (UPnP deletes by
+// external port).
+func (s *server) deleteExternal(port uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, m := range s.maps {
+		if m.external == port {
+			s.remove(m)
+			delete(s.maps, k)
+			return true
+		}
+	}
+	return false
 }
 
 func (s *server) taken(port uint16) bool {
