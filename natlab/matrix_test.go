@@ -121,7 +121,8 @@ store-dir = %q
 	}
 	t.Logf("NAT lab matrix (route measured by router counters, %d MiB payload):\n%s", payloadSize>>20, matrix.String())
 	fmt.Fprintf(os.Stdout, "NAT lab matrix:\n%s", matrix.String())
-	fmt.Fprintf(os.Stdout, "natlab: %d passed, %d failed in %v\n", pass, fail, time.Since(start).Round(time.Second))
+	fmt.Fprintf(os.Stdout, "NAT lab took %v\n", time.Since(start).Round(time.Second))
+	fmt.Fprintf(os.Stdout, "natlab: %d passed, %d failed\n", pass, fail)
 }
 
 func waitLog(t *testing.T, p *proc, s string, timeout time.Duration) {
