@@ -376,4 +376,3 @@ func (c *Client) handleProbe(sock punch.Conn, from netip.AddrPort, b []byte) {
 		run.sess.Handle(sock, from, b)
 	}
 }
-
