@@ -12,9 +12,10 @@ set -euo pipefail
 
 suite=bookworm
 variant=minbase
-# systemd as PID 1, D-Bus for connetctl; everything else the test needs is
-# in minbase (bash, coreutils, util-linux, apt, dpkg).
-packages=systemd,systemd-sysv,dbus
+# systemd as PID 1, D-Bus for connetctl, procps for /bin/kill (the unit's
+# ExecReload; the package depends on it); everything else the test needs
+# is in minbase (bash, coreutils, util-linux, apt, dpkg).
+packages=systemd,systemd-sysv,dbus,procps
 mirror=${APPLIANCE_MIRROR:-http://deb.debian.org/debian}
 cache=${APPLIANCE_CACHE:-/var/cache/connetd-appliance}
 format=1 # bump when this script changes what a root holds

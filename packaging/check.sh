@@ -4,7 +4,9 @@
 # into an empty rpm root and, with its scriptlets, into a Debian root, and
 # ShellCheck on the packaging scripts. Prints each check with PASS or FAIL
 # and exits 1 if any failed.
-# The checks are functions that check() calls by name:
+# The checks are functions that check() calls by name (SC2317). They run
+# with pipefail: "producer | grep -q" would fail when grep's early exit kills
+# the producer with SIGPIPE, so they let grep read everything (>/dev/null).
 # shellcheck disable=SC2317
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,7 +75,7 @@ check "lintian: no errors or warnings (pedantic)" lintian_clean
 dpkg-deb -c "$deb" | awk '{ print substr($6, 2) }' | sed 's|/$||' | grep -v '^$' | sort >"$work/deb.files"
 check "deb: holds every file" has_all "$work/deb.files"
 deb_conffiles() {
-	dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | tee /dev/stderr | grep -qxF /etc/connet/README
+	dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | tee /dev/stderr | grep -xF /etc/connet/README >/dev/null
 }
 check "deb: /etc/connet/README is a conffile" deb_conffiles
 deb_binaries_static() {
@@ -82,10 +84,10 @@ deb_binaries_static() {
 	for b in "$d/usr/bin/connetd" "$d/usr/bin/connetctl"; do
 		file "$b"
 		# No shared library: Go's linker, no cgo.
-		if readelf -d "$b" | grep -q NEEDED; then echo "$b needs shared libraries"; return 1; fi
+		if readelf -d "$b" | grep NEEDED >/dev/null; then echo "$b needs shared libraries"; return 1; fi
 		go version -m "$b" | grep -E 'CGO_ENABLED=0|-trimpath' | sed 's/^/  /'
-		go version -m "$b" | grep -q 'CGO_ENABLED=0' || { echo "$b: not built with CGO_ENABLED=0"; return 1; }
-		go version -m "$b" | grep -q -- '-trimpath=true' || { echo "$b: not built with -trimpath"; return 1; }
+		go version -m "$b" | grep 'CGO_ENABLED=0' >/dev/null || { echo "$b: not built with CGO_ENABLED=0"; return 1; }
+		go version -m "$b" | grep -- '-trimpath=true' >/dev/null || { echo "$b: not built with -trimpath"; return 1; }
 	done
 }
 check "deb: binaries need no shared library, built with CGO_ENABLED=0 -trimpath" deb_binaries_static
@@ -97,7 +99,7 @@ same_files() {
 	# The .deb adds only Debian's lintian overrides; directories are listed
 	# by dpkg only.
 	comm -3 <(grep -v '^/usr/share/lintian' "$work/deb.files" | while read -r p; do [ -d "$work/debx$p" ] || echo "$p"; done) \
-		<(while read -r p; do [ -d "$work/debx$p" ] || echo "$p"; done <"$work/rpm.files") | tee /dev/stderr | grep -q . && return 1
+		<(while read -r p; do [ -d "$work/debx$p" ] || echo "$p"; done <"$work/rpm.files") | tee /dev/stderr | grep . >/dev/null && return 1
 	return 0
 }
 check "deb and rpm hold the same files (one staging tree)" same_files

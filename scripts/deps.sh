@@ -7,9 +7,14 @@ cd "$(dirname "$0")/.."
 need_apt=()
 # command:package — systemd-analyze and systemd-socket-activate for the unit
 # and activation tests, ip and iptables for the NAT lab, dbus-daemon and
-# setpriv for the D-Bus tests.
+# setpriv for the D-Bus tests; mandoc and man for the manual pages; dpkg-deb,
+# rpmbuild, lintian, readelf, file and shellcheck for the packages
+# (make package-check); debootstrap, systemd-nspawn and nsenter for the
+# appliance test (make test-appliance).
 for tool in openssl:openssl curl:curl systemd-analyze:systemd systemd-socket-activate:systemd \
-	ip:iproute2 iptables:iptables dbus-daemon:dbus setpriv:util-linux; do
+	ip:iproute2 iptables:iptables dbus-daemon:dbus setpriv:util-linux \
+	mandoc:mandoc man:man-db dpkg-deb:dpkg rpmbuild:rpm lintian:lintian readelf:binutils file:file \
+	shellcheck:shellcheck debootstrap:debootstrap systemd-nspawn:systemd-container nsenter:util-linux; do
 	cmd=${tool%%:*} pkg=${tool##*:}
 	command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
