@@ -78,6 +78,7 @@ type peer struct {
 	nat           string    // the peer's NAT behaviour, as control reports it
 	punchAttempts int       // attempts toward or from this peer
 	punchFailures int       // attempts we asked for that failed, in a row
+	migrating     bool      // directConn is moving to a new path: not for new TCP connections
 	pairsTried    int       // candidate pairs (socket, address) probed
 	wantedSince   time.Time // when a direct path was first wanted and missing
 	timeToDirect  time.Duration

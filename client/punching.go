@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/connetd/connetd/punch"
 	"github.com/connetd/connetd/wire"
 )
@@ -226,7 +228,13 @@ func (c *Client) punchPeer(p *peer) punchOutcome {
 		default:
 		}
 	}()
+	// Control may be reconnecting (after a network change): wait briefly.
 	c.mu.Lock()
+	for deadline := time.Now().Add(controlWait); c.ctl == nil && time.Now().Before(deadline) && p.ctx.Err() == nil; {
+		c.mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+		c.mu.Lock()
+	}
 	if c.ctl == nil {
 		c.mu.Unlock()
 		return punchOutcome{err: errors.New("control unreachable: cannot coordinate punching")}
@@ -257,4 +265,48 @@ func escalation(failures int, self, peer string) string {
 		return wire.PunchSprayDestination
 	}
 	return wire.PunchSpraySource
+}
+
+// followChange decides, after our address changed, whether a direct
+// connection we dialed survived: QUIC moves a connection to the new
+// address by itself (the dialer's NAT rebinding) when the peer accepts
+// packets from it — a peer without NAT or firewall does; a peer behind a
+// NAT drops them. If packets still arrive, the connection and the TCP
+// connections it carries go on; otherwise it is closed at once (rather
+// than after the idle timeout) and a new path is punched. Meanwhile new
+// TCP connections go through the relay.
+func (c *Client) followChange(p *peer, conn *quic.Conn) {
+	defer func() {
+		c.mu.Lock()
+		p.migrating = false
+		c.notifyChangedLocked()
+		c.mu.Unlock()
+	}()
+	// Packets the peer sent before the change may still arrive: start
+	// counting after them.
+	select {
+	case <-time.After(followSettle):
+	case <-conn.Context().Done():
+		return
+	}
+	before := conn.ConnectionStats().PacketsReceived
+	deadline := time.NewTimer(followWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-conn.Context().Done():
+			return
+		case <-deadline.C:
+			c.log.Info("direct path did not survive the network change; punching a new one", "peer", p.id.Short())
+			_ = conn.CloseWithError(wire.ConnNormal, "network changed")
+			return
+		case <-tick.C:
+			if conn.ConnectionStats().PacketsReceived > before {
+				c.log.Info("direct path survived the network change", "peer", p.id.Short())
+				return
+			}
+		}
+	}
 }

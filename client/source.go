@@ -134,7 +134,7 @@ func (c *Client) pickLocked(s *source) (*quic.Conn, *peer, path) {
 			conn *quic.Conn
 			pa   path
 		}{{p.directConn, pathDirect}, {p.relayConn, pathRelay}} {
-			if cand.conn == nil || !allows(s.route, cand.pa) || !allows(theirs, cand.pa) {
+			if cand.conn == nil || !allows(s.route, cand.pa) || !allows(theirs, cand.pa) || (cand.pa == pathDirect && p.migrating) {
 				continue
 			}
 			rtt := cand.conn.ConnectionStats().SmoothedRTT

@@ -80,7 +80,10 @@ const (
 	sprayListen   = 15 * time.Second // a destination keeps a winning spray socket this long for the dial
 	reflectWait   = 700 * time.Millisecond
 	reflectTries  = 3
-	directIdle    = 5 * time.Second // a dead direct path is noticed within this
+	followSettle  = 300 * time.Millisecond  // after a change, before counting the peer's packets
+	followWait    = 1500 * time.Millisecond // then this long for one, or the direct path is dead
+	controlWait   = 3 * time.Second         // a punch waits this long for control to come back
+	directIdle    = 5 * time.Second         // a dead direct path is noticed within this
 	directKeepAlv = time.Second
 )
 
@@ -156,6 +159,7 @@ func (c *Client) refreshLocal(isChange bool) {
 	c.mu.Lock()
 	if c.ctl != nil && c.ctl.conn != nil {
 		_ = c.ctl.conn.CloseWithError(wire.ConnNormal, "network changed")
+		c.ctl = nil // nothing more goes to the old session
 	}
 	for _, l := range c.relays {
 		if l.conn != nil {
@@ -169,11 +173,20 @@ func (c *Client) refreshLocal(isChange bool) {
 		if !lost {
 			continue
 		}
-		// An address we used is gone: direct paths are dead or about to
-		// be. Closing them now sends new connections to the relay at
-		// once instead of after the idle timeout.
-		if p.directConn != nil {
-			_ = p.directConn.CloseWithError(wire.ConnNormal, "network changed")
+		// Our old connection's packets, now leaving from a new public
+		// port, have likely left stale entries in the peer's NAT: start
+		// with a many-port attempt (fresh sockets, fresh mappings).
+		p.punchFailures = 1
+		// An address we used is gone. Connections we dialed may follow
+		// (QUIC migrates a dialer whose address changed, if the peer lets
+		// the new address in): check. Those we accepted cannot (the peer
+		// would have to follow us): closing them now sends new
+		// connections to the relay at once instead of after the idle
+		// timeout.
+		if conn := p.directConn; conn != nil && !p.migrating {
+			p.migrating = true
+			c.wg.Add(1)
+			go func() { defer c.wg.Done(); c.followChange(p, conn) }()
 		}
 		for conn, pa := range p.inbound {
 			if pa == pathDirect {

@@ -81,9 +81,9 @@ func (l *lab) start(t *testing.T, ns, name, logDir string, args ...string) *proc
 	go func() { p.err = p.cmd.Wait(); f.Close(); close(p.done) }()
 	t.Cleanup(func() {
 		p.stop(t)
-		if t.Failed() {
+		if t.Failed() || os.Getenv("NATLAB_LOGS") != "" {
 			b, _ := os.ReadFile(p.log)
-			if len(b) > 6000 {
+			if len(b) > 6000 && os.Getenv("NATLAB_LOGS") == "" {
 				b = b[len(b)-6000:]
 			}
 			t.Logf("--- last output of %s ---\n%s", name, b)

@@ -26,6 +26,7 @@ type pairing struct {
 	dstI     int
 	expect   string // "direct" or "relay"
 	change   bool   // change the source's address mid-transfer
+	survive  bool   // the transfer in flight must survive the change
 }
 
 // result is what the routers' counters said.
@@ -84,6 +85,10 @@ store-dir = %q
 	}
 	pairings = append(pairings,
 		pairing{name: "same LAN (easy)", src: l.lan, dst: l.lan, srcI: 0, dstI: 1, expect: "direct"},
+		// The dialer's connection follows its new address only where the
+		// peer lets the new address in: a peer without NAT does, a peer
+		// behind a NAT does not (the path is punched again).
+		pairing{name: "easy→none, address change", src: l.sites["easy1"], dst: l.sites["none2"], expect: "direct", change: true, survive: true},
 		pairing{name: "easy→easy, address change", src: l.sites["easy1"], dst: l.sites["easy2"], expect: "direct", change: true},
 	)
 
@@ -299,27 +304,34 @@ func (l *lab) changeDuringTransfer(t *testing.T, p pairing, srcNS, sum string, r
 	}()
 	time.Sleep(700 * time.Millisecond)
 	old := p.src.lanAddrs[p.srcI]
-	moved := strings.TrimSuffix(old, ".10") + ".50"
+	l.moves++
+	moved := fmt.Sprintf("%s.%d", old[:strings.LastIndex(old, ".")], 50+l.moves)
 	changed := time.Now()
 	l.w.in(srcNS, "ip", "addr", "add", moved+"/24", "dev", "eth0")
 	l.w.in(srcNS, "ip", "addr", "del", old+"/24", "dev", "eth0")
-	p.src.lanAddrs[p.srcI] = moved
-	t.Cleanup(func() { p.src.lanAddrs[p.srcI] = old })
+	p.src.lanAddrs[p.srcI] = moved // the site keeps its new address
 	o := <-done
 	inflight := "in-flight transfer survived"
 	if o.err != nil || o.sum != l.bigSum {
 		inflight = fmt.Sprintf("in-flight transfer broke after %d B", o.n)
+		if p.survive {
+			t.Errorf("the transfer in flight did not survive the address change: %v after %d B", o.err, o.n)
+		}
 	}
 	// A new connection right after the change must work (relay or direct).
 	got, _, err := fetch(srcNS, "payload.bin", 0, 30*time.Second)
 	if err != nil || got != sum {
 		t.Errorf("a new connection after the address change failed: %v", err)
 	}
+	if p.survive && o.err == nil && o.sum == l.bigSum {
+		res.note = "; in-flight transfer survived, direct path kept"
+		return
+	}
 	back := time.Duration(-1)
 	for time.Since(changed) < 30*time.Second {
 		s, err := status(srcNS)
 		if err == nil && len(s.Sources) > 0 && len(s.Sources[0].Peers) > 0 && s.Sources[0].Peers[0].Path == "direct" &&
-			s.Sources[0].Peers[0].PunchAttempts > 1 {
+			(p.survive || s.Sources[0].Peers[0].PunchAttempts > 1) {
 			back = time.Since(changed)
 			break
 		}

@@ -52,7 +52,8 @@ type lab struct {
 	sites  map[string]*site // by name, e.g. "easy1"
 	lan    *site            // two clients on one bridged LAN behind one NAT
 	bins   string
-	bigSum string // sha256 of the large payload of the address-change row
+	bigSum string // sha256 of the large payload of the address-change rows
+	moves  int    // address changes so far
 }
 
 func (l *lab) wan(n int) (core, site string) {
