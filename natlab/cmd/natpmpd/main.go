@@ -176,7 +176,7 @@ func (s *server) setMapping(internal netip.AddrPort, suggested uint16, life time
 		port = uint16(1024 + rand.IntN(64512))
 	}
 	m = &mapping{internal: internal, external: port, expires: time.Now().Add(life)}
-	if err := iptables("-A", m); err != nil {
+	if err := ruleFunc("-A", m); err != nil {
 		return 0, err
 	}
 	s.maps[internal] = m
@@ -209,11 +209,14 @@ func (s *server) taken(port uint16) bool {
 }
 
 func (s *server) remove(m *mapping) {
-	if err := iptables("-D", m); err != nil {
+	if err := ruleFunc("-D", m); err != nil {
 		log.Printf("natpmpd: %v", err)
 	}
 	log.Printf("natpmpd: removed %d -> %s", m.external, m.internal)
 }
+
+// ruleFunc installs or removes a mapping's rule; tests replace it.
+var ruleFunc = iptables
 
 // wanIf is the -wan interface the DNAT rules match.
 var wanIf string
