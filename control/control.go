@@ -115,7 +115,7 @@ func (s *Server) ServeClients(ctx context.Context, tr *quic.Transport) error {
 	rctx, cancel := context.WithCancel(ctx)
 	reflectDone := make(chan struct{})
 	go func() { defer close(reflectDone); serveReflect(rctx, tr) }()
-	defer func() { cancel(); <-reflectDone }()
+	defer func() { cancel(); <-reflectDone; s.punches.stopAll() }()
 	return s.acceptLoop(ctx, ln, func() restrict.IP { return s.auth.Load().ClientIP }, s.serveClient)
 }
 

@@ -40,6 +40,19 @@ type punches struct {
 	byPeer map[*session]int
 }
 
+// stopAll drops every waiting attempt (the server is stopping), so that no
+// timer outlives it.
+func (p *punches) stopAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, ps := range p.byKey {
+		ps.done = true
+		ps.timer.Stop()
+		delete(p.byKey, k)
+	}
+	clear(p.byPeer)
+}
+
 func newPunches() *punches {
 	return &punches{byKey: map[[wire.PunchNonceLen]byte]*punchState{}, byPeer: map[*session]int{}}
 }
