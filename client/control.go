@@ -92,7 +92,7 @@ func (c *Client) controlSession(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { _ = conn.CloseWithError(wire.ConnNormal, "client stopping") })
 	defer stop()
 	cs := &controlStream{st: st, conn: conn}
-	if err := cs.write(&wire.Message{Hello: &wire.Hello{Token: c.cfg.Token, Version: c.cfg.Version, Direct: c.localCandidates(), NAT: c.natType()}}); err != nil {
+	if err := cs.write(&wire.Message{Hello: &wire.Hello{Token: c.cfg.Token, Version: c.cfg.Version, Direct: c.localCandidates(), NAT: c.natType(), Punch: true}}); err != nil {
 		return err
 	}
 	_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))

@@ -78,7 +78,7 @@ func (s *server) dial(t *testing.T, token string) (*session, *wire.Message, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := wire.Write(st, &wire.Message{Hello: &wire.Hello{Token: token}}); err != nil {
+	if err := wire.Write(st, &wire.Message{Hello: &wire.Hello{Token: token, Punch: true}}); err != nil {
 		return nil, nil, err
 	}
 	_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))

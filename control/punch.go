@@ -89,7 +89,7 @@ func (r *registry) punchView(s *session) wire.Punch {
 // not one of src's direct-capable destinations are ignored.
 func (s *Server) startPunch(src *session, peer identity.ID, spray string) {
 	dst := s.reg.client(peer)
-	if dst == nil || dst == src || !s.reg.isSourceOf(src, dst) {
+	if dst == nil || dst == src || !src.punch || !dst.punch || !s.reg.isSourceOf(src, dst) {
 		return
 	}
 	ps := &punchState{a: src, b: dst, ready: map[*session]bool{}}

@@ -53,24 +53,60 @@ func TestPunchTellsBothSidesAndReleasesThemTogetherOnceBothAreReady(t *testing.T
 	}
 	// One side ready: no go yet.
 	src.send(t, &wire.Message{PunchReady: &wire.PunchReady{Nonce: ps.Nonce}})
-	early := make(chan *wire.Message, 1)
-	go func() {
-		_ = src.st.SetReadDeadline(time.Now().Add(400 * time.Millisecond))
-		m, _ := wire.Read(src.st)
-		early <- m
-	}()
-	if m := <-early; m != nil && m.PunchGo != nil {
+	srcIn, dstIn := inbox(src), inbox(dst)
+	if m := waitFor(srcIn, 400*time.Millisecond, func(m *wire.Message) bool { return m.PunchGo != nil }); m != nil {
 		t.Fatal("go sent before the destination was ready")
 	}
 	readyAt := time.Now()
 	dst.send(t, &wire.Message{PunchReady: &wire.PunchReady{Nonce: pd.Nonce}})
-	g1 := src.next(t, func(m *wire.Message) bool { return m.PunchGo != nil })
-	g2 := dst.next(t, func(m *wire.Message) bool { return m.PunchGo != nil })
+	isGo := func(m *wire.Message) bool { return m.PunchGo != nil }
+	g1, g2 := waitFor(srcIn, 5*time.Second, isGo), waitFor(dstIn, 5*time.Second, isGo)
+	if g1 == nil || g2 == nil {
+		t.Fatal("no go after both were ready")
+	}
 	if !bytes.Equal(g1.PunchGo.Nonce, ps.Nonce) || !bytes.Equal(g2.PunchGo.Nonce, ps.Nonce) {
 		t.Fatal("go for another attempt")
 	}
 	if time.Since(readyAt) > time.Second {
 		t.Fatalf("go came %v after both were ready", time.Since(readyAt))
+	}
+}
+
+// inbox reads a session's messages from now on, so that waiting with a
+// time limit never leaves half a frame read.
+func inbox(s *session) <-chan *wire.Message {
+	ch := make(chan *wire.Message, 64)
+	_ = s.st.SetReadDeadline(time.Time{})
+	go func() {
+		defer close(ch)
+		for {
+			m, err := wire.Read(s.st)
+			if err != nil {
+				return
+			}
+			ch <- m
+		}
+	}()
+	return ch
+}
+
+// waitFor returns the first message from in that want takes, or nil when
+// none comes within d.
+func waitFor(in <-chan *wire.Message, d time.Duration, want func(*wire.Message) bool) *wire.Message {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case m, ok := <-in:
+			if !ok {
+				return nil
+			}
+			if want(m) {
+				return m
+			}
+		case <-timer.C:
+			return nil
+		}
 	}
 }
 
@@ -95,18 +131,7 @@ func TestPunchOnlyBetweenASourceAndItsDirectCapableDestination(t *testing.T) {
 	dst.send(t, &wire.Message{PunchRequest: &wire.PunchRequest{Peer: src.id.ID}})
 	src.send(t, &wire.Message{PunchRequest: &wire.PunchRequest{Peer: dst.id.ID}})
 	for _, sess := range []*session{src, dst} {
-		got := make(chan *wire.Message, 1)
-		go func() {
-			_ = sess.st.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-			for {
-				m, err := wire.Read(sess.st)
-				if err != nil || m.Punch != nil {
-					got <- m
-					return
-				}
-			}
-		}()
-		if m := <-got; m != nil {
+		if m := waitFor(inbox(sess), 500*time.Millisecond, func(m *wire.Message) bool { return m.Punch != nil }); m != nil {
 			t.Fatalf("unauthorized punch was coordinated: %+v", m.Punch)
 		}
 	}

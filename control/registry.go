@@ -24,6 +24,7 @@ type session struct {
 	notify   chan struct{}
 	close    func() // ends the session's connection
 	w        *lockedWriter
+	punch    bool // the client takes part in hole punching (hello.punch)
 
 	// guarded by registry.mu
 	nat   string

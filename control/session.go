@@ -80,6 +80,7 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn) {
 	sess.token = m.Hello.Token
 	sess.direct = candidates(observed, m.Hello.Direct)
 	sess.nat = validNAT(m.Hello.NAT)
+	sess.punch = m.Hello.Punch
 	w := &lockedWriter{st: st}
 	sess.w = w
 	if err := w.write(&wire.Message{Welcome: &wire.Welcome{Observed: observed}}); err != nil {

@@ -60,6 +60,9 @@ type Hello struct {
 	Version string   `json:"version"`
 	Direct  []string `json:"direct"`        // host:port candidates for direct connections
 	NAT     string   `json:"nat,omitempty"` // the client's NAT behaviour, one of the NAT* values
+	// Punch says the client takes part in hole punching: control may send
+	// it punch and punch_go messages, which an older client would refuse.
+	Punch bool `json:"punch,omitempty"`
 }
 
 // NAT behaviours a client reports for its direct socket (the mapping

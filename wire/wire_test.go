@@ -33,7 +33,7 @@ func frame(body string) []byte {
 func sampleMessages() map[string]*Message {
 	cert := []byte{0x30, 0x82, 0x01, 0x00, 0xff, 0x00, 0x7f}
 	return map[string]*Message{
-		"hello":      {Hello: &Hello{Token: "tok", Version: "v1.2.3", Direct: []string{"192.0.2.1:19192", "[2001:db8::1]:19192"}, NAT: NATEasy}},
+		"hello":      {Hello: &Hello{Token: "tok", Version: "v1.2.3", Direct: []string{"192.0.2.1:19192", "[2001:db8::1]:19192"}, NAT: NATEasy, Punch: true}},
 		"welcome":    {Welcome: &Welcome{Observed: "198.51.100.7:40000"}},
 		"error":      {Error: &Error{Code: CodeForbidden, Message: "no", Endpoint: "web", Role: "source"}},
 		"announce":   {Announce: &Announce{Endpoint: "web", Role: "destination", Route: RouteRelay}},
