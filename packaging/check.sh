@@ -153,6 +153,8 @@ rpm_into_debian_root() {
 }
 if [ "${PACKAGE_CHECK_NO_ROOT:-}" = 1 ]; then
 	printf 'SKIP  rpm: install with scriptlets into a Debian root (PACKAGE_CHECK_NO_ROOT=1)\n'
+elif [ "$(id -u)" -ne 0 ]; then
+	printf 'SKIP  rpm: install with scriptlets into a Debian root (needs root for debootstrap and chroot)\n'
 else
 	check "rpm: installs with scriptlets, verifies and erases in a Debian root (no rpm-based root can be built offline here)" rpm_into_debian_root
 fi
