@@ -130,17 +130,6 @@ func call(ctx context.Context, obj dbus.BusObject, method string, args ...any) *
 	return obj.CallWithContext(ctx, method, 0, args...)
 }
 
-// dbusErrorName is the D-Bus error name of err, or "".
-func dbusErrorName(err error) string {
-	if e, ok := err.(dbus.Error); ok {
-		return e.Name
-	}
-	if e, ok := err.(*dbus.Error); ok {
-		return e.Name
-	}
-	return ""
-}
-
 func TestDBusAddSourceCarriesTrafficAndRemoveClosesIt(t *testing.T) {
 	b := startBus(t)
 	tp := newTopology(t, endpoint{name: "svc", srcRoute: "any", dstRoute: "any"})
