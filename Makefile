@@ -84,10 +84,9 @@ package-check: deb rpm
 	packaging/check.sh "$(DEB)" "$(DIST)/connetd-$(VERSION)-1.$$(rpm --eval '%{_arch}').rpm"
 
 # test-appliance boots Debian with systemd-nspawn, installs the .deb and uses
-# connetd as an administrator would (appliance/README.md). The connetctl
-# steps are skipped only while connetctl has no command table.
+# connetd as an administrator would (appliance/README.md).
 test-appliance: deb
-	$(if $(wildcard cmd/connetctl/commands.go),,APPLIANCE_SKIP_CONNETCTL=1 )appliance/run.sh "$(DEB)"
+	appliance/run.sh "$(DEB)"
 
 clean:
 	rm -rf $(BIN) $(DIST)
