@@ -17,7 +17,7 @@ DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null || go env GOARCH)
 DEB = $(DIST)/connetd_$(VERSION)_$(DEB_ARCH).deb
 STATICCHECK_VERSION = v0.8.2
 
-.PHONY: all build test lint unit e2e fuzz bench demo deps clean install stage deb rpm man package-check test-appliance
+.PHONY: all build test lint unit natlab e2e fuzz bench demo deps clean install stage deb rpm man package-check test-appliance
 
 all: build
 
@@ -29,7 +29,7 @@ deps:
 	scripts/deps.sh
 
 # test is the one command that runs every check CI runs.
-test: deps lint unit fuzz man package-check test-appliance
+test: deps lint unit natlab fuzz man package-check test-appliance
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
@@ -38,7 +38,12 @@ lint:
 	$$(go env GOPATH)/bin/staticcheck ./...
 
 unit:
-	go test -race -count=1 -timeout 20m ./...
+	go test -race -count=1 -timeout 20m $$(go list ./... | grep -v '/natlab$$')
+
+# natlab runs the NAT lab (root: network namespaces, iptables) verbosely,
+# so the matrix of NAT pairings and routes is printed.
+natlab:
+	go test -race -count=1 -timeout 15m -v ./natlab/
 
 e2e:
 	go test -race -count=1 -timeout 20m ./e2e/

@@ -9,15 +9,18 @@ import (
 	"github.com/connetd/connetd/daemon"
 )
 
-// PeerInfo is one peer of an endpoint, signature (ssssxtt).
+// PeerInfo is one peer of an endpoint, signature (ssssxttsuu).
 type PeerInfo struct {
-	ID        string // peer ID (hex)
-	Route     string // the peer's route setting
-	Path      string // direct, relay or none
-	Remote    string // address of the path in use
-	RTTMicros int64
-	BytesIn   uint64
-	BytesOut  uint64
+	ID            string // peer ID (hex)
+	Route         string // the peer's route setting
+	Path          string // direct, relay or none
+	Remote        string // address of the path in use
+	RTTMicros     int64
+	BytesIn       uint64
+	BytesOut      uint64
+	NAT           string // the peer's NAT behaviour: none, easy, hard or unknown
+	PunchAttempts uint32 // hole-punching attempts toward the peer
+	PairsTried    uint32 // (socket, address) pairs probed, random ports included
 }
 
 // endpointStatus is the part of a client endpoint's status the API uses.
@@ -35,7 +38,8 @@ func toEndpointStatus(list []client.EndpointStatus) []endpointStatus {
 		for _, p := range e.Peers {
 			es.paths = append(es.paths, p.Path)
 			es.peers = append(es.peers, PeerInfo{ID: p.ID, Route: p.Route, Path: p.Path, Remote: p.Remote,
-				RTTMicros: p.RTTMicro, BytesIn: uint64(p.BytesIn), BytesOut: uint64(p.BytesOut)})
+				RTTMicros: p.RTTMicro, BytesIn: uint64(p.BytesIn), BytesOut: uint64(p.BytesOut),
+				NAT: p.NAT, PunchAttempts: uint32(p.PunchAttempts), PairsTried: uint32(p.PairsTried)})
 		}
 		out = append(out, es)
 	}

@@ -10,11 +10,13 @@ import (
 type counters struct {
 	Endpoints, PeersDirect, PeersRelayed, Clients, Relays uint32
 	BytesIn, BytesOut                                     uint64
+	NAT                                                   string // client: its own NAT behaviour
 }
 
 func (s *Server) counters() counters {
 	var c counters
 	if st, ok := s.d.ClientStatus(); ok {
+		c.NAT = st.NAT
 		c.Endpoints = uint32(len(st.Sources) + len(st.Destinations))
 		for _, list := range [][]endpointStatus{toEndpointStatus(st.Sources), toEndpointStatus(st.Destinations)} {
 			for _, e := range list {
@@ -65,6 +67,7 @@ func (s *Server) managerProps() map[string]*prop.Prop {
 		"Relays":       live(c.Relays),
 		"BytesIn":      live(c.BytesIn),
 		"BytesOut":     live(c.BytesOut),
+		"NAT":          live(c.NAT),
 	}
 }
 
@@ -82,7 +85,7 @@ func (s *Server) syncManager() {
 	for name, v := range map[string]any{
 		"State": s.d.State(), "StatusText": s.d.Summary(), "Endpoints": c.Endpoints,
 		"PeersDirect": c.PeersDirect, "PeersRelayed": c.PeersRelayed, "Clients": c.Clients,
-		"Relays": c.Relays, "BytesIn": c.BytesIn, "BytesOut": c.BytesOut,
+		"Relays": c.Relays, "BytesIn": c.BytesIn, "BytesOut": c.BytesOut, "NAT": c.NAT,
 	} {
 		setProp(s.props, ManagerIface, name, v)
 	}

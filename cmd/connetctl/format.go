@@ -57,6 +57,9 @@ func dash(s string) string {
 func formatStatus(v statusView) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "connetd@%s (%s): %s — %s\n", v.Instance, v.Role, v.State, v.Summary)
+	if v.NAT != "" {
+		fmt.Fprintf(&b, "NAT: %s\n", v.NAT)
+	}
 	if v.Role == "client" {
 		b.WriteString("\n")
 		var rows [][]string
@@ -109,10 +112,11 @@ func formatPeers(rows []endpointRow) string {
 	var out [][]string
 	for _, e := range rows {
 		for _, p := range e.Peers {
-			out = append(out, []string{e.Name, e.Kind, shortID(p.ID), p.Path, dash(p.Remote), rttText(p.RTTMicros), bytesText(p.BytesIn), bytesText(p.BytesOut)})
+			out = append(out, []string{e.Name, e.Kind, shortID(p.ID), p.Path, dash(p.Remote), rttText(p.RTTMicros),
+				dash(p.NAT), fmt.Sprintf("%d/%d", p.PunchAttempts, p.PairsTried), bytesText(p.BytesIn), bytesText(p.BytesOut)})
 		}
 	}
-	return table("ENDPOINT\tKIND\tPEER\tPATH\tREMOTE\tRTT\tIN\tOUT", out)
+	return table("ENDPOINT\tKIND\tPEER\tPATH\tREMOTE\tRTT\tNAT\tPUNCH/PAIRS\tIN\tOUT", out)
 }
 
 func formatClients(clients []dbusapi.ClientInfo) string {

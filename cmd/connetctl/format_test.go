@@ -33,12 +33,12 @@ func golden(t *testing.T, name, got string) {
 
 var clientView = statusView{
 	Instance: "src", Role: "client", State: "running",
-	Summary: "2 sources, 1 destination; control connected; 1 peer direct, 1 relayed",
+	Summary: "2 sources, 1 destination; control connected; 1 peer direct, 1 relayed", NAT: "easy",
 	Endpoints: []endpointRow{
 		{Kind: "source", Name: "web", Address: "127.0.0.1:8000", Route: "any", Origin: "config", State: "active",
 			BytesIn: 1536, BytesOut: 300, Peers: []dbusapi.PeerInfo{
-				{ID: "6e27eab7cdc95e9b428da3acf2d56a7c", Route: "any", Path: "direct", Remote: "192.0.2.7:19192", RTTMicros: 312, BytesIn: 1536, BytesOut: 300},
-				{ID: "85b1776a00000000000000000000000a", Route: "relay", Path: "relay", Remote: "85b1776a@198.51.100.1:19191", RTTMicros: 2450, BytesIn: 0, BytesOut: 0},
+				{ID: "6e27eab7cdc95e9b428da3acf2d56a7c", Route: "any", Path: "direct", Remote: "192.0.2.7:19192", RTTMicros: 312, BytesIn: 1536, BytesOut: 300, NAT: "hard", PunchAttempts: 2, PairsTried: 571},
+				{ID: "85b1776a00000000000000000000000a", Route: "relay", Path: "relay", Remote: "85b1776a@198.51.100.1:19191", RTTMicros: 2450, BytesIn: 0, BytesOut: 0, NAT: "unknown"},
 			}},
 		{Kind: "source", Name: "db", Address: "127.0.0.1:5432", Route: "direct", Origin: "runtime", State: "active", Peers: []dbusapi.PeerInfo{}},
 		{Kind: "destination", Name: "files", Address: "127.0.0.1:3000", Route: "any", Origin: "config", State: "active",

@@ -14,6 +14,7 @@ type statusView struct {
 	Role      string        `json:"role"`
 	State     string        `json:"state"`
 	Summary   string        `json:"summary"`
+	NAT       string        `json:"nat,omitempty"`       // client: its own NAT behaviour
 	Endpoints []endpointRow `json:"endpoints,omitempty"` // client
 
 	Clients          []dbusapi.ClientInfo      `json:"clients,omitempty"`           // server, control
@@ -50,6 +51,9 @@ func gather(e *env) (statusView, error) {
 	}
 	switch v.Role {
 	case "client":
+		if err := e.property(dbusapi.ManagerIface+".NAT", &v.NAT); err != nil {
+			return v, err
+		}
 		rows, err := endpointRows(e)
 		if err != nil {
 			return v, err
