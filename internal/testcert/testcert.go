@@ -27,8 +27,9 @@ type Cert struct {
 	Key  []byte         // PKCS#8 private key, PEM
 }
 
-// New generates a certificate.
-func New() (*Cert, error) {
+// New generates a certificate, valid also for the extra hosts (IP
+// addresses or DNS names) given.
+func New(hosts ...string) (*Cert, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate key: %w", err)
@@ -48,6 +49,13 @@ func New() (*Cert, error) {
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -71,9 +79,9 @@ func New() (*Cert, error) {
 	}, nil
 }
 
-// Write generates a certificate into dir as cert.pem and key.pem.
-func Write(dir string) (*Cert, error) {
-	c, err := New()
+// Write generates a certificate (see New) into dir as cert.pem and key.pem.
+func Write(dir string, hosts ...string) (*Cert, error) {
+	c, err := New(hosts...)
 	if err != nil {
 		return nil, err
 	}
