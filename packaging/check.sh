@@ -107,7 +107,7 @@ rpm_scripts() {
 	local s
 	s=$(rpm -qp --scripts "$rpm" 2>/dev/null)
 	for want in 'preinstall scriptlet' 'systemd-sysusers' 'postinstall scriptlet' 'systemd-sysctl' 'daemon-reload' \
-		'preuninstall scriptlet' "stop 'connetd-\*.socket' 'connetd@\*.service'" 'posttrans scriptlet' "try-restart 'connetd@\*.service'"; do
+		'preuninstall scriptlet' "stop 'connetd-\*.socket'" "stop 'connetd@\*.service'" 'posttrans scriptlet' "try-restart 'connetd@\*.service'"; do
 		grep -q -- "$want" <<<"$s" || { echo "rpm --scripts lacks: $want"; return 1; }
 	done
 	if grep -qE 'systemctl (enable|start) ' <<<"$s"; then echo "a scriptlet enables or starts a unit"; return 1; fi
