@@ -18,29 +18,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connetd/connetd/internal/testbin"
 	"github.com/connetd/connetd/internal/testcert"
 )
 
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "connetd-e2e-bin-")
+	dir, err := testbin.Build("..", "./cmd/connetd", "./cmd/connetctl", "./e2e/echod")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	binDir = dir
-	// The daemon is built without -race: the race detector caps a process
-	// at 8128 goroutines, below what ten thousand open connections need.
-	for _, pkg := range []string{"./cmd/connetd", "./cmd/connetctl", "./e2e/echod"} {
-		cmd := exec.Command("go", "build", "-o", binDir, pkg)
-		cmd.Dir = ".."
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build", pkg, err)
-			os.Exit(1)
-		}
-	}
 	code := m.Run()
 	os.RemoveAll(binDir)
 	os.Exit(code)

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connetd/connetd/internal/testbin"
 	"github.com/connetd/connetd/internal/testcert"
 )
 
@@ -27,22 +28,12 @@ var binDir string
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() == 0 {
-		dir, err := os.MkdirTemp("", "connetd-natlab-bin-")
+		dir, err := testbin.Build("..", "./cmd/connetd", "./natlab/cmd/natpmpd")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 		binDir = dir
-		// Built without -race: the lab measures the daemon, not the test.
-		for _, pkg := range []string{"./cmd/connetd", "./natlab/cmd/natpmpd"} {
-			cmd := exec.Command("go", "build", "-o", binDir, pkg)
-			cmd.Dir = ".."
-			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-			if err := cmd.Run(); err != nil {
-				fmt.Fprintln(os.Stderr, "build", pkg, err)
-				os.Exit(1)
-			}
-		}
 	}
 	code := m.Run()
 	if binDir != "" {
