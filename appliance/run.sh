@@ -480,14 +480,17 @@ ctl_step "the source added with connetctl is back after the restart (:8001)" wai
 # --- 9. socket activation
 
 socket_activation_udp() {
+	# The clients go first: a running client retries control at once, and
+	# its packet would start the server before we could look at it.
+	ct systemctl stop connetd@src connetd@dst
 	ct systemctl stop connetd@server
 	ct systemctl start connetd-server-control.socket connetd-server-relay.socket
 	local st
 	st=$(ct systemctl is-active connetd@server || true)
-	echo "connetd@server after stop, with its sockets listening: $st"
+	echo "connetd@server after stop, with its sockets listening and no client running: $st"
 	[ "$st" = inactive ]
-	# The clients retry control within a second: their first packet starts
-	# the server.
+	# The clients' first packet to control starts the server.
+	ct systemctl start connetd@dst connetd@src
 	wait_for 30 ct systemctl is-active --quiet connetd@server
 	ct journalctl -u connetd@server --no-pager -o cat | grep 'using socket from systemd'
 	ct journalctl -u connetd@server --no-pager -o export | grep -x 'CONNET_FD_NAME=control' >/dev/null
