@@ -162,6 +162,15 @@ func (c *Client) Run(ctx context.Context) error {
 // and has announced its endpoints.
 func (c *Client) Registered() <-chan struct{} { return c.registered }
 
+// Changed is closed at the next change of what Status reports, except
+// byte counters and RTTs: endpoints, peers and their paths, control, relays,
+// NAT behaviour and port mapping. Take a new channel after each wake-up.
+func (c *Client) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
 // notifyChangedLocked wakes everyone waiting for a path.
 func (c *Client) notifyChangedLocked() {
 	close(c.changed)

@@ -140,30 +140,47 @@ func sortPeers(ps []PeerStatus) {
 	sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })
 }
 
-// Summary is the one-line state for systemd's STATUS=, e.g.
-// "2 sources, 1 destination; control connected; 1 peer direct, 1 relayed".
-func (c *Client) Summary() string {
-	st := c.Status()
-	direct, relayed, waiting := 0, 0, 0
-	seen := map[string]bool{}
+// PeerCounts counts distinct peers by the best path any endpoint uses to
+// them: a peer serving two endpoints counts once, as direct if either
+// endpoint reaches it directly. STATUS= and D-Bus both count this way.
+func (st Status) PeerCounts() (direct, relayed, waiting int) {
+	best := map[string]string{}
+	rank := map[string]int{"direct": 0, "relay": 1}
 	for _, list := range [][]EndpointStatus{st.Sources, st.Destinations} {
 		for _, e := range list {
 			for _, p := range e.Peers {
-				if seen[p.ID+p.Path] {
-					continue
+				old, seen := best[p.ID]
+				r, ok := rank[p.Path]
+				if !ok {
+					r = 2
 				}
-				seen[p.ID+p.Path] = true
-				switch p.Path {
-				case "direct":
-					direct++
-				case "relay":
-					relayed++
-				default:
-					waiting++
+				or, ook := rank[old]
+				if !ook {
+					or = 2
+				}
+				if !seen || r < or {
+					best[p.ID] = p.Path
 				}
 			}
 		}
 	}
+	for _, pa := range best {
+		switch pa {
+		case "direct":
+			direct++
+		case "relay":
+			relayed++
+		default:
+			waiting++
+		}
+	}
+	return direct, relayed, waiting
+}
+
+// Summary is the one-line state for systemd's STATUS=, e.g.
+// "2 sources, 1 destination; control connected; 1 peer direct, 1 relayed".
+func (st Status) Summary() string {
+	direct, relayed, waiting := st.PeerCounts()
 	s := fmt.Sprintf("%s, %s; control %s", plural(len(st.Sources), "source"), plural(len(st.Destinations), "destination"), st.Control)
 	if direct+relayed+waiting > 0 {
 		s += fmt.Sprintf("; %s direct, %d relayed", plural(direct, "peer"), relayed)

@@ -231,3 +231,7 @@ type RelayStatus struct {
 
 // Status reports the registry.
 func (s *Server) Status() Status { return s.reg.status() }
+
+// Changed is closed at the next change of what Status reports about
+// clients, endpoints and relays.
+func (s *Server) Changed() <-chan struct{} { return s.reg.changed.C() }

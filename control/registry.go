@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/internal/changes"
 	"github.com/connetd/connetd/restrict"
 	"github.com/connetd/connetd/wire"
 )
@@ -61,6 +62,8 @@ type registry struct {
 	clients   map[identity.ID]*session
 	endpoints map[string]map[epKey]map[identity.ID]*session // name → (name, role) → clients
 	relays    map[identity.ID]*session
+
+	changed changes.Signal // clients, endpoints or relays changed (for status)
 }
 
 func newRegistry() *registry {
@@ -82,6 +85,7 @@ func (r *registry) addClient(s *session) *session {
 	}
 	r.clients[s.id] = s
 	s.poke()
+	r.changed.Notify()
 	return old
 }
 
@@ -93,6 +97,7 @@ func (r *registry) removeClient(s *session) {
 	}
 	delete(r.clients, s.id)
 	r.dropEndpointsLocked(s)
+	r.changed.Notify()
 }
 
 func (r *registry) dropEndpointsLocked(s *session) {
@@ -116,6 +121,7 @@ func (r *registry) announce(s *session, name, role, route string) {
 	}
 	byRole[k][s.id] = s
 	r.pokeEndpointLocked(name)
+	r.changed.Notify()
 }
 
 func (r *registry) withdraw(s *session, name, role string) {
@@ -138,6 +144,7 @@ func (r *registry) withdrawLocked(s *session, k epKey) {
 		}
 	}
 	r.pokeEndpointLocked(k.name)
+	r.changed.Notify()
 }
 
 func (r *registry) setDirect(s *session, direct []string, nat string) {
@@ -185,6 +192,7 @@ func (r *registry) addRelay(s *session, addr string) *session {
 	s.relayAddr = addr
 	r.relays[s.id] = s
 	r.pokeAllLocked()
+	r.changed.Notify()
 	return old
 }
 
@@ -196,6 +204,7 @@ func (r *registry) removeRelay(s *session) {
 	}
 	delete(r.relays, s.id)
 	r.pokeAllLocked()
+	r.changed.Notify()
 }
 
 func (r *registry) pokeAllLocked() {

@@ -81,7 +81,7 @@ func (r *clientRole) addDestination(name string, d config.Destination) error {
 func (r *clientRole) name() string                    { return "client" }
 func (r *clientRole) statusAddr() string              { return r.cfg.StatusAddr }
 func (r *clientRole) status() any                     { return r.c.Status() }
-func (r *clientRole) summary() string                 { return r.c.Summary() }
+func (r *clientRole) summary() string                 { return r.c.Status().Summary() }
 func (r *clientRole) ready() <-chan struct{}          { return r.c.Registered() }
 func (r *clientRole) serve(ctx context.Context) error { return r.c.Run(ctx) }
 func (r *clientRole) close()                          { closeAll(r.direct, r.relay) }

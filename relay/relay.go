@@ -22,6 +22,7 @@ import (
 
 	"github.com/connetd/connetd/backoff"
 	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/internal/changes"
 	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/relayconn"
 	"github.com/connetd/connetd/wire"
@@ -76,6 +77,8 @@ type Server struct {
 
 	forwarded atomic.Int64 // packets
 	dropped   atomic.Int64
+
+	changed changes.Signal // clients or authorized endpoints changed
 }
 
 // New wraps cfg.Conn; Run serves it.
@@ -160,6 +163,7 @@ func (s *Server) SetAuth(a *wire.RelayAuth) {
 		}
 	}
 	s.auth.Store(t)
+	s.changed.Notify()
 	s.log.Debug("relay authorization updated", "endpoints", len(a.Endpoints))
 }
 
@@ -213,6 +217,7 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn) {
 	s.byID[id] = cs
 	s.byAddr[addr] = cs
 	s.mu.Unlock()
+	s.changed.Notify()
 	if old != nil {
 		_ = old.conn.CloseWithError(wire.ConnReplaced, "replaced by a newer connection")
 	}
@@ -262,6 +267,7 @@ wait:
 		delete(s.byAddr, cs.addr)
 	}
 	s.mu.Unlock()
+	s.changed.Notify()
 	log.Info("relay client disconnected")
 }
 
@@ -354,6 +360,10 @@ type EndpointStatus struct {
 	Destinations int    `json:"destinations"`
 	Bytes        int64  `json:"bytes"`
 }
+
+// Changed is closed at the next change of the relay's clients or
+// authorized endpoints (not of byte counters, which change all the time).
+func (s *Server) Changed() <-chan struct{} { return s.changed.C() }
 
 // Status reports the relay.
 func (s *Server) Status() Status {
