@@ -2,6 +2,18 @@
 // destinations with the control server, keeps QUIC connections to the peers
 // control names (directly when a path exists, through a relay otherwise),
 // and carries each TCP connection over its own stream.
+//
+// Who owns what: Client keeps the endpoints and the index of peers; each
+// peer owns its connections and the goroutines that keep them (peer.go);
+// controlLink owns the control session and the only goroutine that writes
+// to it (controllink.go); relayLinks owns the links to relays (relays.go);
+// package traversal owns NAT discovery, port mapping and hole punching.
+//
+// Lock order: Client.mu, then peer.mu. controlLink, relayLinks and the
+// traversal have locks of their own that are taken last: they never call
+// out while holding them. Nothing writes to the network while holding any
+// of these locks: control messages are queued, connections are closed after
+// unlocking.
 package client
 
 import (
@@ -11,12 +23,16 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/internal/changes"
 	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/relayconn"
+	"github.com/connetd/connetd/traversal"
 	"github.com/connetd/connetd/wire"
 )
 
@@ -53,23 +69,24 @@ type Client struct {
 	direct   *quic.Transport
 	relayNet *relayconn.Conn
 	relayTr  *quic.Transport
+	trav     *traversal.Traversal
+	ctl      *controlLink
+	relays   *relayLinks
 
-	runCtx context.Context
-	wg     sync.WaitGroup // endpoint and peer goroutines
-
-	mu           sync.Mutex
-	sources      map[string]*source
-	destinations map[string]*destination
-	peers        map[identity.ID]*peer
-	relays       map[identity.ID]*relayLink
-	ctl          *controlStream // nil while control is unreachable
-	observed     string
-	changed      chan struct{} // closed and replaced when any path changes
+	changed changes.Signal // what Status shows changed
+	traffic trafficNote    // byte counters moved
 
 	registered     chan struct{} // closed on the first welcome from control
 	registeredOnce sync.Once
 
-	trav *traversal // NAT traversal: candidates, NAT behaviour, punching
+	tasks sync.WaitGroup // endpoint and relay-link goroutines; Run waits
+
+	mu           sync.Mutex
+	runCtx       context.Context // nil unless Run is running: nothing starts then
+	sources      map[string]*source
+	destinations map[string]*destination
+	peers        map[identity.ID]*peer
+	peersDirty   chan struct{} // a peer may have become unused
 }
 
 // New prepares a client; Run starts it.
@@ -89,14 +106,20 @@ func New(cfg Config) (*Client, error) {
 		sources:      map[string]*source{},
 		destinations: map[string]*destination{},
 		peers:        map[identity.ID]*peer{},
-		relays:       map[identity.ID]*relayLink{},
-		changed:      make(chan struct{}),
+		peersDirty:   make(chan struct{}, 1),
 		registered:   make(chan struct{}),
 	}
+	c.traffic.kick = make(chan struct{}, 1)
 	c.direct = &quic.Transport{Conn: cfg.DirectConn}
-	c.trav = newTraversal(cfg.DirectConn)
 	c.relayNet = relayconn.New(cfg.RelayConn)
 	c.relayTr = &quic.Transport{Conn: c.relayNet}
+	c.ctl = &controlLink{log: log}
+	c.relays = &relayLinks{c: c, links: map[identity.ID]*relayLink{}}
+	c.trav = traversal.New(traversal.Config{
+		Transport: c.direct, Conn: cfg.DirectConn, Self: id.ID, PortMapping: cfg.PortMapping,
+		Control: c.ctl, Changed: c.wakePeers, NetworkChanged: c.networkChanged,
+		ServeSpray: c.serveSprayWinner, Logger: log,
+	})
 	return c, nil
 }
 
@@ -105,18 +128,6 @@ func (c *Client) ID() identity.ID { return c.id.ID }
 
 // Run serves until ctx ends, then closes everything.
 func (c *Client) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	c.mu.Lock()
-	c.runCtx = ctx
-	for _, s := range c.sources {
-		c.startSourceLocked(s)
-	}
-	for _, d := range c.destinations {
-		c.startDestinationLocked(d)
-	}
-	c.mu.Unlock()
-
 	peerTLS := c.id.ServerTLS(wire.ALPNPeer, c.isAllowedSource)
 	peerConf := quicconf.Peer()
 	if c.cfg.MaxStreams > 0 {
@@ -128,60 +139,121 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	relayLn, err := c.relayTr.Listen(peerTLS, peerConf)
 	if err != nil {
+		directLn.Close()
 		return fmt.Errorf("listen for relayed peers: %w", err)
 	}
 	c.log.Info("client started", "client", c.id.ID.Short(), "direct_addr", c.cfg.DirectConn.LocalAddr().String())
 
-	var wg sync.WaitGroup
-	wg.Add(4)
-	go func() { defer wg.Done(); c.runTraversal(ctx) }()
-	go func() { defer wg.Done(); c.acceptPeers(ctx, directLn, pathDirect) }()
-	go func() { defer wg.Done(); c.acceptPeers(ctx, relayLn, pathRelay) }()
-	go func() { defer wg.Done(); c.runControl(ctx) }()
-	<-ctx.Done()
-	// Everything below watches ctx: connections are closed with
-	// CONNECTION_CLOSE so peers and control notice at once, and every flow
-	// ends with its connection.
-	directLn.Close()
-	relayLn.Close()
+	g, ctx := errgroup.WithContext(ctx)
 	c.mu.Lock()
+	c.runCtx = ctx
+	for _, s := range c.sources {
+		c.startSourceLocked(s)
+	}
 	for _, d := range c.destinations {
-		if d.fileServer != nil {
-			_ = d.fileServer.Close()
-		}
+		c.startDestinationLocked(d)
 	}
 	c.mu.Unlock()
-	wg.Wait()
-	c.wg.Wait()
+	g.Go(func() error { return c.trav.Run(ctx) })
+	g.Go(func() error { c.acceptPeers(ctx, directLn, pathDirect); return nil })
+	g.Go(func() error { c.acceptPeers(ctx, relayLn, pathRelay); return nil })
+	g.Go(func() error { c.runControl(ctx); return nil })
+	g.Go(func() error { c.retirePeers(ctx); return nil })
+	g.Go(func() error { c.traffic.run(ctx, &c.changed); return nil })
+	<-ctx.Done()
+	// Everything watches ctx: connections are closed with CONNECTION_CLOSE
+	// so peers and control notice at once, and every flow ends with its
+	// connection.
+	directLn.Close()
+	relayLn.Close()
+	err = g.Wait()
+	c.mu.Lock()
+	c.runCtx = nil
+	peers := make([]*peer, 0, len(c.peers))
+	for _, p := range c.peers {
+		peers = append(peers, p)
+	}
+	for _, d := range c.destinations {
+		d.stop()
+	}
+	c.mu.Unlock()
+	for _, p := range peers {
+		p.close("client stopping")
+	}
+	c.tasks.Wait()
 	_ = c.direct.Close()
 	_ = c.relayTr.Close()
-	return nil
+	return err
+}
+
+// spawnLocked runs f as one of Run's tasks; false once Run has ended.
+func (c *Client) spawnLocked(f func(ctx context.Context)) bool {
+	ctx := c.runCtx
+	if ctx == nil {
+		return false
+	}
+	c.tasks.Go(func() { f(ctx) })
+	return true
+}
+
+func (c *Client) spawn(f func(ctx context.Context)) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.spawnLocked(f)
 }
 
 // Registered is closed once the client has first been welcomed by control
 // and has announced its endpoints.
 func (c *Client) Registered() <-chan struct{} { return c.registered }
 
-// Changed is closed at the next change of what Status reports, except
-// byte counters and RTTs: endpoints, peers and their paths, control, relays,
-// NAT behaviour and port mapping. Take a new channel after each wake-up.
-func (c *Client) Changed() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.changed
-}
-
-// notifyChangedLocked wakes everyone waiting for a path.
-func (c *Client) notifyChangedLocked() {
-	close(c.changed)
-	c.changed = make(chan struct{})
-}
+// Changed is closed at the next change of what Status reports:
+// endpoints, peers and their paths, control, relays, NAT behaviour, port
+// mapping, and byte counters (at most once a second while bytes move).
+// Take a new channel after each wake-up.
+func (c *Client) Changed() <-chan struct{} { return c.changed.C() }
 
 // isAllowedSource pins inbound peers: only clients control named as sources
 // of one of our destinations may connect.
 func (c *Client) isAllowedSource(id identity.ID) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	p := c.peers[id]
+	c.mu.Unlock()
 	return p != nil && p.isSourceOfUs()
+}
+
+// trafficNote tells status watchers that byte counters moved: at once
+// when bytes start to move, then at most once a second while they do, and
+// once more after they stop, so the last count is shown too.
+type trafficNote struct {
+	dirty atomic.Bool // bytes moved since the last notification
+	kick  chan struct{}
+}
+
+// moved is called on the data path; while a notification is pending it
+// costs one atomic load.
+func (t *trafficNote) moved() {
+	if !t.dirty.Load() && t.dirty.CompareAndSwap(false, true) {
+		select {
+		case t.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (t *trafficNote) run(ctx context.Context, sig *changes.Signal) {
+	pause := newSleeper()
+	defer pause.stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.kick:
+		}
+		for t.dirty.Swap(false) {
+			sig.Notify()
+			if !pause.sleep(ctx, trafficEvery) {
+				return
+			}
+		}
+	}
 }

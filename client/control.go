@@ -6,29 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/connetd/connetd/backoff"
 	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/wire"
 )
-
-// controlStream is the live session's stream; writes from endpoint changes
-// and from the session itself are serialized here.
-type controlStream struct {
-	mu   sync.Mutex
-	st   *quic.Stream
-	conn *quic.Conn // closed to start a new session after a network change
-}
-
-func (s *controlStream) write(m *wire.Message) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return wire.Write(s.st, m)
-}
 
 // runControl keeps a session with the control server until ctx ends,
 // reconnecting with backoff. Peer connections do not depend on it: they keep
@@ -79,112 +65,113 @@ func (c *Client) dialControl(ctx context.Context) (*quic.Conn, error) {
 	return conn, nil
 }
 
+// hello opens the session's stream and exchanges hello and welcome.
+func (c *Client) hello(ctx context.Context, conn *quic.Conn) (*quic.Stream, *wire.Welcome, error) {
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open control stream: %w", err)
+	}
+	hello := &wire.Hello{Token: c.cfg.Token, Version: c.cfg.Version, Direct: c.trav.Candidates(), NAT: c.trav.NAT(), Punch: true}
+	if err := wire.Write(st, &wire.Message{Hello: hello}); err != nil {
+		return nil, nil, err
+	}
+	_ = st.SetReadDeadline(time.Now().Add(helloTimeout))
+	m, err := wire.Read(st)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read welcome: %w", err)
+	}
+	_ = st.SetReadDeadline(time.Time{})
+	if m.Error != nil {
+		return nil, nil, m.Error
+	}
+	if m.Welcome == nil {
+		return nil, nil, fmt.Errorf("control answered hello with something other than welcome")
+	}
+	return st, m.Welcome, nil
+}
+
 func (c *Client) controlSession(ctx context.Context) error {
 	conn, err := c.dialControl(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.CloseWithError(wire.ConnNormal, "")
-	st, err := conn.OpenStreamSync(ctx)
-	if err != nil {
-		return fmt.Errorf("open control stream: %w", err)
-	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.CloseWithError(wire.ConnNormal, "client stopping") })
 	defer stop()
-	cs := &controlStream{st: st, conn: conn}
-	if err := cs.write(&wire.Message{Hello: &wire.Hello{Token: c.cfg.Token, Version: c.cfg.Version, Direct: c.localCandidates(), NAT: c.natType(), Punch: true}}); err != nil {
+	st, welcome, err := c.hello(ctx, conn)
+	if err != nil {
 		return err
 	}
-	_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
-	m, err := wire.Read(st)
-	if err != nil {
-		return fmt.Errorf("read welcome: %w", err)
-	}
-	_ = st.SetReadDeadline(time.Time{})
-	if m.Error != nil {
-		return m.Error
-	}
-	if m.Welcome == nil {
-		return fmt.Errorf("control answered hello with something other than welcome")
-	}
-	c.log.Info("connected to control", "server", c.cfg.ServerAddr, "observed", m.Welcome.Observed)
+	c.log.Info("connected to control", "server", c.cfg.ServerAddr, "observed", welcome.Observed)
 
-	// Announce under the lock so that an endpoint added concurrently is
+	sess := newControlSession(conn, st)
+	// Announce under the lock, so that an endpoint added concurrently is
 	// announced exactly once: either here or by AddSource/AddDestination.
 	c.mu.Lock()
-	c.observed = m.Welcome.Observed
-	c.ctl = cs
-	var announceErr error
+	c.ctl.publish(sess, welcome.Observed)
 	for _, s := range c.sources {
-		if err := cs.write(s.announce()); err != nil {
-			announceErr = err
-		}
+		sess.enqueue(s.announce())
 	}
 	for _, d := range c.destinations {
-		if err := cs.write(d.announce()); err != nil {
-			announceErr = err
-		}
+		sess.enqueue(d.announce())
 	}
 	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		if c.ctl == cs {
-			c.ctl = nil
-		}
-		c.mu.Unlock()
-	}()
-	if announceErr != nil {
-		return announceErr
-	}
+	defer c.ctl.withdraw(sess)
+	defer c.changed.Notify()
 	c.registeredOnce.Do(func() { close(c.registered) })
 	// A new session may see a new public address: measure the NAT again
 	// and report candidates.
-	c.trav.mu.Lock()
-	c.trav.reported = ""
-	c.trav.mu.Unlock()
-	poke(c.trav.changed)
+	c.trav.SetObserved(welcome.Observed)
+	c.changed.Notify()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return sess.writeLoop(gctx) })
+	g.Go(func() error { return c.readControl(gctx, st) })
+	g.Go(func() error {
+		<-gctx.Done() // the reader blocks in Read: closing the connection ends it
+		_ = conn.CloseWithError(wire.ConnNormal, "")
+		return nil
+	})
+	err = g.Wait()
+	return fmt.Errorf("control session: %w", err)
+}
+
+// readControl handles control's messages until the stream fails.
+func (c *Client) readControl(ctx context.Context, st *quic.Stream) error {
 	for {
 		m, err := wire.Read(st)
 		if err != nil {
-			return fmt.Errorf("control session: %w", err)
+			return err
 		}
 		switch {
 		case m.Peers != nil:
 			c.updatePeers(m.Peers)
 		case m.Relays != nil:
-			c.updateRelays(ctx, m.Relays)
-			poke(c.trav.changed)
+			c.relays.update(m.Relays)
 		case m.Punch != nil:
-			c.onPunch(ctx, m.Punch)
+			c.trav.OnPunch(m.Punch)
 		case m.PunchGo != nil:
-			c.onPunchGo(m.PunchGo)
+			c.trav.OnPunchGo(m.PunchGo)
 		case m.Error != nil:
 			c.endpointRefused(m.Error)
 		default:
 			return fmt.Errorf("unexpected message from control")
 		}
-	}
-}
-
-// sendLocked sends m on the live session, if any; a failure ends that
-// session, which re-announces everything on reconnect.
-func (c *Client) sendLocked(m *wire.Message) {
-	if c.ctl == nil {
-		return
-	}
-	if err := c.ctl.write(m); err != nil {
-		c.log.Debug("control write failed", "err", err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 	}
 }
 
 func (c *Client) endpointRefused(e *wire.Error) {
 	c.log.Error("control refused endpoint", "endpoint", e.Endpoint, "role", e.Role, "code", e.Code, "reason", e.Message)
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if s := c.sources[e.Endpoint]; s != nil && e.Role == "source" {
 		s.refused = e.Message
 	}
 	if d := c.destinations[e.Endpoint]; d != nil && e.Role == "destination" {
 		d.refused = e.Message
 	}
+	c.mu.Unlock()
+	c.changed.Notify()
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -26,11 +27,13 @@ type DestinationConfig struct {
 	FileServerRoot string // when set, serve this directory over HTTP at Addr
 }
 
+// destination is guarded by Client.mu, except traffic.
 type destination struct {
 	name       string
 	addr       string
 	route      string
 	proxyProto string
+	fileLn     net.Listener // the file server's, until it is served
 	fileServer *http.Server
 	refused    string
 	traffic    traffic
@@ -40,12 +43,23 @@ func (d *destination) announce() *wire.Message {
 	return &wire.Message{Announce: &wire.Announce{Endpoint: d.name, Role: restrict.RoleDestination, Route: d.route}}
 }
 
+// stop closes the destination's file server, if any.
+func (d *destination) stop() {
+	if d.fileServer != nil {
+		_ = d.fileServer.Close()
+	}
+	if d.fileLn != nil {
+		_ = d.fileLn.Close()
+	}
+}
+
 // AddDestination starts offering a destination.
 func (c *Client) AddDestination(name string, cfg DestinationConfig) error {
 	if cfg.Route == "" {
 		cfg.Route = wire.RouteAny
 	}
 	c.mu.Lock()
+	defer c.changed.Notify()
 	defer c.mu.Unlock()
 	if c.destinations[name] != nil {
 		return fmt.Errorf("destination %q: %w", name, ErrExists)
@@ -56,39 +70,40 @@ func (c *Client) AddDestination(name string, cfg DestinationConfig) error {
 		if err != nil {
 			return fmt.Errorf("destination %q: file server listen %s: %w", name, cfg.Addr, err)
 		}
-		d.addr = ln.Addr().String()
+		d.addr, d.fileLn = ln.Addr().String(), ln
 		d.fileServer = &http.Server{Handler: http.FileServer(http.Dir(cfg.FileServerRoot)), ReadHeaderTimeout: 10 * time.Second}
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			_ = d.fileServer.Serve(ln)
-		}()
 	}
 	c.destinations[name] = d
-	if c.runCtx != nil {
-		c.startDestinationLocked(d)
-	}
-	c.sendLocked(d.announce())
+	c.startDestinationLocked(d)
+	c.ctl.Send(d.announce())
 	return nil
 }
 
+// startDestinationLocked serves the file server, once Run runs.
 func (c *Client) startDestinationLocked(d *destination) {
+	if c.runCtx == nil {
+		return
+	}
 	c.log.Info("destination offered", "endpoint", d.name, "addr", d.addr, "route", d.route)
+	if ln := d.fileLn; ln != nil {
+		d.fileLn = nil
+		c.spawnLocked(func(context.Context) { _ = d.fileServer.Serve(ln) })
+	}
 }
 
 // RemoveDestination stops offering a destination; flows already open end.
 func (c *Client) RemoveDestination(name string) error {
 	c.mu.Lock()
+	defer c.changed.Notify()
 	defer c.mu.Unlock()
 	d := c.destinations[name]
 	if d == nil {
 		return fmt.Errorf("destination %q: %w", name, ErrNotFound)
 	}
 	delete(c.destinations, name)
-	if d.fileServer != nil {
-		_ = d.fileServer.Close()
-	}
-	c.sendLocked(&wire.Message{Withdraw: &wire.Withdraw{Endpoint: name, Role: restrict.RoleDestination}})
+	d.stop()
+	c.dropEndpointLocked("destination", name)
+	c.ctl.Send(&wire.Message{Withdraw: &wire.Withdraw{Endpoint: name, Role: restrict.RoleDestination}})
 	return nil
 }
 
@@ -99,28 +114,23 @@ func (c *Client) acceptPeers(ctx context.Context, ln *quic.Listener, pa path) {
 		if err != nil {
 			return
 		}
-		c.admitPeer(ctx, conn, pa)
+		c.admitPeer(conn, pa)
 	}
 }
 
-// admitPeer serves an accepted connection if it comes from a source of ours.
-func (c *Client) admitPeer(ctx context.Context, conn *quic.Conn, pa path) {
+// admitPeer hands an accepted connection to its peer, if the peer is a
+// source of ours; the peer serves it.
+func (c *Client) admitPeer(conn *quic.Conn, pa path) {
 	id, _ := identity.PeerIDOf(conn.ConnectionState().TLS)
 	c.mu.Lock()
 	p := c.peers[id]
-	if p == nil || !p.isSourceOfUs() {
-		c.mu.Unlock()
+	c.mu.Unlock()
+	if p == nil || !p.isSourceOfUs() || !p.serve(conn, pa) {
 		_ = conn.CloseWithError(wire.ConnUnauthorized, "not a source of this client")
 		return
 	}
-	p.inbound[conn] = pa
-	c.mu.Unlock()
 	c.log.Info("peer connected", "peer", id.Short(), "path", pa.String(), "remote", conn.RemoteAddr().String())
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		c.serveInbound(ctx, p, conn, pa)
-	}()
+	c.changed.Notify()
 }
 
 // serveSprayWinner accepts the source's dial on the spray socket a punch
@@ -144,32 +154,28 @@ func (c *Client) serveSprayWinner(ctx context.Context, u *net.UDPConn) {
 	if err != nil {
 		return
 	}
-	c.admitPeer(ctx, conn, pathDirect)
+	c.admitPeer(conn, pathDirect)
 	select {
 	case <-conn.Context().Done():
 	case <-ctx.Done():
 	}
 }
 
-func (c *Client) serveInbound(ctx context.Context, p *peer, conn *quic.Conn, pa path) {
-	defer func() {
-		c.mu.Lock()
-		delete(p.inbound, conn)
-		c.mu.Unlock()
-	}()
-	stop := context.AfterFunc(ctx, func() { _ = conn.CloseWithError(wire.ConnShutdown, "client stopping") })
+// serveInbound accepts the streams of a connection from a source until it
+// ends, and waits for them.
+func (p *peer) serveInbound(conn *quic.Conn, pa path) {
+	defer p.removeInbound(conn)
+	stop := context.AfterFunc(p.ctx, func() { _ = conn.CloseWithError(wire.ConnShutdown, "client stopping") })
 	defer stop()
+	var streams sync.WaitGroup
+	defer streams.Wait()
 	for {
-		st, err := conn.AcceptStream(ctx)
+		st, err := conn.AcceptStream(p.ctx)
 		if err != nil {
-			c.log.Debug("peer disconnected", "peer", p.id.Short(), "path", pa.String(), "err", err)
+			p.c.log.Debug("peer disconnected", "peer", p.id.Short(), "path", pa.String(), "err", err)
 			return
 		}
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			c.serveStream(p, st, pa)
-		}()
+		streams.Go(func() { p.c.serveStream(p, st, pa) })
 	}
 }
 
@@ -190,14 +196,14 @@ func (c *Client) serveStream(p *peer, st *quic.Stream, pa path) {
 	log := c.log.With("endpoint", name, "peer", p.id.Short(), "route", pa.String())
 	c.mu.Lock()
 	d := c.destinations[name]
-	theirs, authorized := p.asSource[name]
 	c.mu.Unlock()
+	r, authorized := p.sourceRoutes(name)
 	if d == nil || !authorized {
 		log.Warn("refusing stream for an endpoint this peer may not use")
 		abort(st, wire.StreamUnknownEndpoint)
 		return
 	}
-	if !allows(d.route, pa) || !allows(theirs, pa) {
+	if !r.allow(pa) {
 		log.Warn("refusing stream on a path the routes do not allow")
 		abort(st, wire.StreamBadRequest)
 		return
@@ -217,7 +223,7 @@ func (c *Client) serveStream(p *peer, st *quic.Stream, pa path) {
 		}
 	}
 	log.Debug("connection routed", "from", m.Connect.From)
-	proxy(tc.(*net.TCPConn), st, &d.traffic, &p.traffic)
+	c.proxy(tc.(*net.TCPConn), st, &d.traffic, &p.traffic)
 }
 
 func writeProxyHeader(tc net.Conn, version, from string) error {

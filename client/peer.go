@@ -2,17 +2,13 @@ package client
 
 import (
 	"context"
-	"errors"
-	"net"
-	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
 	"github.com/connetd/connetd/backoff"
 	"github.com/connetd/connetd/identity"
-	"github.com/connetd/connetd/quicconf"
-	"github.com/connetd/connetd/relayconn"
 	"github.com/connetd/connetd/wire"
 )
 
@@ -47,23 +43,34 @@ func allows(route string, p path) bool {
 	return false
 }
 
-// natKnownWait bounds how long a first punch attempt waits for both
-// sides' NAT kinds.
-const natKnownWait = 2 * time.Second
+// routes are the two route settings of one endpoint shared with a peer.
+type routes struct{ ours, theirs string }
 
-// unusedGrace is how long a peer that control stopped naming keeps its
-// connections: long enough to ride out a control server restart.
-const unusedGrace = 30 * time.Second
+func (r routes) allow(p path) bool { return allows(r.ours, p) && allows(r.theirs, p) }
 
 // peer is another client: a destination of our sources, a source of our
-// destinations, or both. All fields are guarded by Client.mu.
+// destinations, or both. It owns its connections and the goroutines that
+// keep them; start launches them and close ends and waits for them. Its
+// goroutines never take Client.mu, so the client may hold it while calling
+// peer methods.
 type peer struct {
-	id     identity.ID
-	cert   []byte
-	direct []string
+	id  identity.ID
+	c   *Client
+	ctx context.Context
+	// cancel ends every goroutine of the peer.
+	cancel context.CancelFunc
+	wake   chan struct{}
+	wg     sync.WaitGroup
+	// traffic counts bytes in both directions, over all paths.
+	traffic traffic
 
-	asDestination map[string]string // our source name → the peer's route
-	asSource      map[string]string // our destination name → the peer's route
+	mu     sync.Mutex
+	closed bool
+	direct []string // candidates, as control reports them
+	nat    string   // the peer's NAT behaviour, as control reports it
+
+	asDestination map[string]routes // by our source's name
+	asSource      map[string]routes // by our destination's name
 
 	// outbound connections, dialed because the peer is a destination
 	directConn, relayConn *quic.Conn
@@ -73,28 +80,48 @@ type peer struct {
 	directBackoff         *backoff.Backoff
 	relayBackoff          *backoff.Backoff
 	lastDirectErr         string
-
-	// NAT traversal, for status
-	nat           string    // the peer's NAT behaviour, as control reports it
-	punchAttempts int       // attempts toward or from this peer
-	punchFailures int       // attempts we asked for that failed, in a row
-	migrating     bool      // directConn is moving to a new path: not for new TCP connections
-	pairsTried    int       // candidate pairs (socket, address) probed
-	wantedSince   time.Time // when a direct path was first wanted and missing
-	timeToDirect  time.Duration
+	punchFailures         int           // attempts we asked for that failed, in a row
+	migrating             bool          // directConn is moving to a new path: not for new TCP connections
+	wantedSince           time.Time     // when a direct path was first wanted and missing
+	timeToDirect          time.Duration // from wanting a direct path to having one
 
 	inbound map[*quic.Conn]path // accepted because the peer is a source
-
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wake    chan struct{}
-	running bool
-	unused  *time.Timer
-
-	traffic traffic
 }
 
-func (p *peer) isSourceOfUs() bool { return len(p.asSource) > 0 }
+func newPeer(c *Client, id identity.ID) *peer {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &peer{
+		id: id, c: c, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
+		asDestination: map[string]routes{}, asSource: map[string]routes{},
+		inbound:       map[*quic.Conn]path{},
+		directBackoff: backoff.New(time.Second, 30*time.Second),
+		relayBackoff:  backoff.New(200*time.Millisecond, 5*time.Second),
+	}
+}
+
+// start launches the dial loop, which keeps outbound paths while the peer
+// is a destination of one of our sources.
+func (p *peer) start() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.wg.Go(p.dialLoop)
+}
+
+// close ends the peer's connections and goroutines and waits for them.
+func (p *peer) close(reason string) {
+	p.mu.Lock()
+	p.closed = true
+	conns := make([]*quic.Conn, 0, len(p.inbound))
+	for conn := range p.inbound {
+		conns = append(conns, conn)
+	}
+	p.mu.Unlock()
+	p.cancel()
+	for _, conn := range conns {
+		_ = conn.CloseWithError(wire.ConnNormal, reason)
+	}
+	p.wg.Wait()
+}
 
 func (p *peer) poke() {
 	select {
@@ -103,329 +130,136 @@ func (p *peer) poke() {
 	}
 }
 
-func (p *peer) stop() {
-	p.cancel()
-	if p.unused != nil {
-		p.unused.Stop()
-	}
+// update takes what control says about the peer.
+func (p *peer) update(direct []string, nat string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.direct, p.nat = direct, nat
 }
 
-func (c *Client) peerLocked(id identity.ID) *peer {
-	p := c.peers[id]
-	if p == nil {
-		ctx, cancel := context.WithCancel(c.runCtx)
-		p = &peer{
-			id: id, asDestination: map[string]string{}, asSource: map[string]string{},
-			inbound: map[*quic.Conn]path{}, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
-			directBackoff: backoff.New(time.Second, 30*time.Second),
-			relayBackoff:  backoff.New(200*time.Millisecond, 5*time.Second),
-		}
-		c.peers[id] = p
+// setRole records the peer as counterpart of our endpoint name in role
+// ("source": we are the source, the peer a destination); ok false removes
+// it. It reports whether the routes are new or changed.
+func (p *peer) setRole(role, name string, r routes, ok bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := p.asSource
+	if role == "source" {
+		m = p.asDestination
 	}
-	if p.unused != nil {
-		p.unused.Stop()
-		p.unused = nil
+	old, had := m[name]
+	if !ok {
+		delete(m, name)
+		return had
 	}
-	return p
+	m[name] = r
+	return !had || old != r
 }
 
-func (c *Client) wakePeersLocked() {
-	for _, p := range c.peers {
-		p.poke()
-	}
-	c.notifyChangedLocked()
+// unused reports whether no endpoint of ours uses the peer any more.
+func (p *peer) unused() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.asDestination) == 0 && len(p.asSource) == 0
 }
 
-// updatePeers applies control's current list of counterparts of one of our
-// endpoints.
-func (c *Client) updatePeers(m *wire.Peers) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.runCtx == nil {
-		return
-	}
-	listed := map[identity.ID]bool{}
-	for _, wp := range m.Peers {
-		if wp.ID != identity.IDOf(wp.Cert) {
-			c.log.Warn("control sent a peer whose id does not match its certificate", "peer", wp.ID.Short())
-			continue
-		}
-		listed[wp.ID] = true
-		p := c.peerLocked(wp.ID)
-		p.cert, p.direct, p.nat = wp.Cert, wp.Direct, wp.NAT
-		if m.Role == "source" {
-			if s := c.sources[m.Endpoint]; s != nil {
-				if old, ok := p.asDestination[m.Endpoint]; !ok || old != wp.Route {
-					c.checkRoutes(m.Endpoint, s.route, wp)
-				}
-			}
-			p.asDestination[m.Endpoint] = wp.Route
-			c.ensureDialerLocked(p)
-		} else {
-			p.asSource[m.Endpoint] = wp.Route
-		}
-		p.poke()
-	}
-	for id, p := range c.peers {
-		if listed[id] {
-			continue
-		}
-		if m.Role == "source" {
-			delete(p.asDestination, m.Endpoint)
-		} else {
-			delete(p.asSource, m.Endpoint)
-		}
-		c.maybeRetirePeerLocked(p)
-	}
-	c.notifyChangedLocked()
+func (p *peer) isSourceOfUs() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.asSource) > 0
 }
 
-// checkRoutes logs a source/destination pair whose routes share no path.
-func (c *Client) checkRoutes(name, ours string, wp wire.Peer) {
-	if (allows(ours, pathDirect) && allows(wp.Route, pathDirect)) || (allows(ours, pathRelay) && allows(wp.Route, pathRelay)) {
-		return
-	}
-	c.log.Error("source and destination routes are incompatible: no connection will be made",
-		"endpoint", name, "source_route", ours, "destination_route", wp.Route, "peer", wp.ID.Short())
-}
-
-func (c *Client) maybeRetirePeerLocked(p *peer) {
-	if len(p.asDestination) > 0 || len(p.asSource) > 0 || p.unused != nil {
-		return
-	}
-	p.unused = time.AfterFunc(unusedGrace, func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if len(p.asDestination) == 0 && len(p.asSource) == 0 && c.peers[p.id] == p {
-			delete(c.peers, p.id)
-			p.stop()
-			for conn := range p.inbound {
-				_ = conn.CloseWithError(wire.ConnNormal, "peer no longer authorized")
-			}
-		}
-	})
+// sourceRoutes are the routes of our destination name toward the peer,
+// if the peer is one of its sources.
+func (p *peer) sourceRoutes(name string) (routes, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r, ok := p.asSource[name]
+	return r, ok
 }
 
 // wantsLocked reports which paths any of our sources toward p may use.
-func (c *Client) wantsLocked(p *peer) (direct, relay bool) {
-	for name, theirs := range p.asDestination {
-		s := c.sources[name]
-		if s == nil {
-			continue
-		}
-		direct = direct || (allows(s.route, pathDirect) && allows(theirs, pathDirect))
-		relay = relay || (allows(s.route, pathRelay) && allows(theirs, pathRelay))
+func (p *peer) wantsLocked() (direct, relay bool) {
+	for _, r := range p.asDestination {
+		direct = direct || r.allow(pathDirect)
+		relay = relay || r.allow(pathRelay)
 	}
 	return direct, relay
 }
 
-func (c *Client) ensureDialerLocked(p *peer) {
-	if p.running {
-		return
+// serve records a connection the peer made to us and serves it; false if
+// the peer is closing.
+func (p *peer) serve(conn *quic.Conn, pa path) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
 	}
-	p.running = true
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		c.dialLoop(p)
-	}()
+	p.inbound[conn] = pa
+	p.wg.Go(func() { p.serveInbound(conn, pa) })
+	return true
 }
 
-// dialLoop keeps the outbound direct and relayed connections to a
-// destination peer up, as its routes allow.
-func (c *Client) dialLoop(p *peer) {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		c.mu.Lock()
-		wantD, wantR := c.wantsLocked(p)
-		now := time.Now()
-		next := now.Add(time.Minute)
-		if wantD && !p.dialingDirect && len(p.direct) > 0 {
-			if p.wantedSince.IsZero() {
-				p.wantedSince = now
-			}
-			// The first attempt waits (briefly) until both NAT kinds are
-			// known: they decide whether it needs many ports.
-			if wait := p.wantedSince.Add(natKnownWait); p.punchAttempts == 0 && now.Before(wait) &&
-				(p.nat == wire.NATUnknown || c.natType() == wire.NATUnknown) {
-				if wait.Before(next) {
-					next = wait
-				}
-			} else if !now.Before(p.nextDirect) {
-				p.dialingDirect = true
-				c.wg.Add(1)
-				go func() { defer c.wg.Done(); c.holdDirect(p) }()
-			} else if p.nextDirect.Before(next) {
-				next = p.nextDirect
-			}
-		}
-		relays := c.liveRelaysLocked()
-		if wantR && !p.dialingRelay && len(relays) > 0 {
-			if !now.Before(p.nextRelay) {
-				p.dialingRelay = true
-				c.wg.Add(1)
-				go func() { defer c.wg.Done(); c.holdRelay(p, relays) }()
-			} else if p.nextRelay.Before(next) {
-				next = p.nextRelay
-			}
-		}
-		c.mu.Unlock()
-		timer.Reset(time.Until(next))
-		select {
-		case <-p.ctx.Done():
-			return
-		case <-p.wake:
-		case <-timer.C:
-		}
-	}
+func (p *peer) removeInbound(conn *quic.Conn) {
+	p.mu.Lock()
+	delete(p.inbound, conn)
+	p.mu.Unlock()
+	p.c.changed.Notify()
 }
 
-// holdDirect punches a path to the peer (coordinated by control), dials
-// it, and keeps the connection until it dies. Direct dials never go to
-// candidates blindly: a full-TTL packet that reaches the peer's NAT before
-// the peer has opened it spoils that NAT's state (see package punch).
-func (c *Client) holdDirect(p *peer) {
-	o := c.punchPeer(p)
-	c.mu.Lock()
-	if o.err != nil {
-		p.punchFailures++
-	} else {
-		p.punchFailures = 0
+// pathFor picks the connection a new TCP connection of our source name
+// goes over: the peer's best usable path, with its RTT.
+func (p *peer) pathFor(name string) (*quic.Conn, path, time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r, ok := p.asDestination[name]
+	if !ok {
+		return nil, pathNone, 0
 	}
-	c.mu.Unlock()
-	if o.err != nil {
-		c.hold(p, nil, o.err, pathDirect)
-		return
-	}
-	tr := c.direct
-	if o.spray != nil {
-		tr = &quic.Transport{Conn: o.spray}
-		defer func() {
-			_ = tr.Close()
-			_ = o.spray.Close()
-		}()
-	}
-	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
-	tlsConf := c.id.ClientTLS(wire.ALPNPeer, func(id identity.ID) bool { return id == p.id })
-	conn, err := tr.Dial(ctx, net.UDPAddrFromAddrPort(o.res.Remote), tlsConf, directPeerConfig())
-	cancel()
-	c.hold(p, conn, err, pathDirect)
-}
-
-// directPeerConfig is the peer configuration for direct connections: a
-// short idle timeout with frequent keep-alives, so that a dead direct path
-// (an address change, a NAT that dropped its state) is noticed within a
-// few seconds and new connections go through the relay until a new path is
-// punched. The idle timeout is the smaller of both ends', so the dialer's
-// setting rules.
-func directPeerConfig() *quic.Config {
-	conf := quicconf.Peer()
-	conf.MaxIdleTimeout = directIdle
-	conf.KeepAlivePeriod = directKeepAlv
-	return conf
-}
-
-func (c *Client) holdRelay(p *peer, relays []netip.AddrPort) {
-	addrs := make([]net.Addr, 0, len(relays))
-	for _, r := range relays {
-		addrs = append(addrs, relayconn.Addr{Relay: r, Peer: p.id})
-	}
-	conn, err := c.dialFirst(p, addrs, c.relayTr)
-	c.hold(p, conn, err, pathRelay)
-}
-
-func (c *Client) hold(p *peer, conn *quic.Conn, err error, pa path) {
-	log := c.log.With("peer", p.id.Short(), "path", pa.String())
-	c.mu.Lock()
-	if err != nil {
-		bo, next := p.directBackoff, &p.nextDirect
-		if pa == pathRelay {
-			bo, next = p.relayBackoff, &p.nextRelay
-			p.dialingRelay = false
-		} else {
-			p.dialingDirect = false
-			p.lastDirectErr = err.Error()
-		}
-		*next = time.Now().Add(bo.Next())
-		c.mu.Unlock()
-		if p.ctx.Err() == nil {
-			log.Debug("peer connect failed", "err", err)
-		}
-		p.poke()
-		return
-	}
-	if pa == pathDirect {
-		p.directConn, p.lastDirectErr = conn, ""
-		p.directBackoff.Reset()
-		if !p.wantedSince.IsZero() {
-			p.timeToDirect = time.Since(p.wantedSince)
-			p.wantedSince = time.Time{}
-		}
-	} else {
-		p.relayConn = conn
-		p.relayBackoff.Reset()
-	}
-	c.notifyChangedLocked()
-	c.mu.Unlock()
-	log.Info("peer path up", "remote", conn.RemoteAddr().String())
-
-	select {
-	case <-p.ctx.Done():
-		_ = conn.CloseWithError(wire.ConnNormal, "peer no longer used")
-	case <-conn.Context().Done():
-		log.Info("peer path down", "err", context.Cause(conn.Context()))
-	}
-	c.mu.Lock()
-	if pa == pathDirect {
-		p.directConn, p.dialingDirect = nil, false
-	} else {
-		p.relayConn, p.dialingRelay = nil, false
-	}
-	c.notifyChangedLocked()
-	c.mu.Unlock()
-	p.poke()
-}
-
-var errNoCandidates = errors.New("no candidate addresses")
-
-// dialFirst races dials to addrs and returns the first connection.
-func (c *Client) dialFirst(p *peer, addrs []net.Addr, tr *quic.Transport) (*quic.Conn, error) {
-	if len(addrs) == 0 {
-		return nil, errNoCandidates
-	}
-	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
-	defer cancel()
-	type result struct {
+	for _, cand := range []struct {
 		conn *quic.Conn
-		err  error
+		pa   path
+	}{{p.directConn, pathDirect}, {p.relayConn, pathRelay}} {
+		if cand.conn == nil || !r.allow(cand.pa) || (cand.pa == pathDirect && p.migrating) {
+			continue
+		}
+		return cand.conn, cand.pa, cand.conn.ConnectionStats().SmoothedRTT
 	}
-	results := make(chan result, len(addrs))
-	tlsConf := c.id.ClientTLS(wire.ALPNPeer, func(id identity.ID) bool { return id == p.id })
-	for _, a := range addrs {
-		go func() {
-			conn, err := tr.Dial(ctx, a, tlsConf, quicconf.Peer())
-			results <- result{conn, err}
-		}()
-	}
-	var winner *quic.Conn
-	var firstErr error
-	for range addrs {
-		r := <-results
-		switch {
-		case r.err != nil:
-			if firstErr == nil {
-				firstErr = r.err
+	return nil, pathNone, 0
+}
+
+// networkChanged prepares the peer for a new network: direct paths are
+// punched again at once; if an address we used is gone, direct
+// connections are checked (dialed) or closed (accepted).
+func (p *peer) networkChanged(lost bool) {
+	p.mu.Lock()
+	p.directBackoff.Reset()
+	p.nextDirect = time.Time{}
+	p.punchFailures = 0
+	var stale []*quic.Conn
+	if lost {
+		// Our old connection's packets, now leaving from a new public
+		// port, have likely left stale entries in the peer's NAT: start
+		// with a many-port attempt (fresh sockets, fresh mappings).
+		p.punchFailures = 1
+		// Connections we dialed may follow (QUIC migrates a dialer whose
+		// address changed, if the peer lets the new address in): check.
+		// Those we accepted cannot (the peer would have to follow us):
+		// closing them now sends new connections to the relay at once
+		// instead of after the idle timeout.
+		if conn := p.directConn; conn != nil && !p.migrating && !p.closed {
+			p.migrating = true
+			p.wg.Go(func() { p.followChange(conn) })
+		}
+		for conn, pa := range p.inbound {
+			if pa == pathDirect {
+				stale = append(stale, conn)
 			}
-		case winner == nil:
-			winner = r.conn
-			cancel() // stop the other attempts
-		default:
-			_ = r.conn.CloseWithError(wire.ConnReplaced, "another path won")
 		}
 	}
-	if winner != nil {
-		return winner, nil
+	p.mu.Unlock()
+	for _, conn := range stale {
+		_ = conn.CloseWithError(wire.ConnNormal, "network changed")
 	}
-	return nil, firstErr
+	p.poke()
 }

@@ -24,8 +24,9 @@ var (
 	largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}
 )
 
-// copyAdaptive copies until EOF (nil error) or a failure.
-func copyAdaptive(dst io.Writer, src io.Reader, counts []*atomic.Int64) error {
+// copyAdaptive copies until EOF (nil error) or a failure; moved is told
+// of every write.
+func copyAdaptive(dst io.Writer, src io.Reader, counts []*atomic.Int64, moved func()) error {
 	bp := smallPool.Get().(*[]byte)
 	pool := &smallPool
 	defer func() { pool.Put(bp) }()
@@ -39,6 +40,7 @@ func copyAdaptive(dst io.Writer, src io.Reader, counts []*atomic.Int64) error {
 			for _, c := range counts {
 				c.Add(int64(n))
 			}
+			moved()
 			if n == len(buf) && pool == &smallPool {
 				smallPool.Put(bp)
 				bp, pool = largePool.Get().(*[]byte), &largePool
@@ -62,23 +64,22 @@ type traffic struct {
 // and carries half-closes across: EOF from TCP becomes FIN on the stream and
 // FIN from the stream becomes shutdown(SHUT_WR) on TCP. A failure on either
 // side aborts both.
-func proxy(tcp *net.TCPConn, st *quic.Stream, counters ...*traffic) {
+func (c *Client) proxy(tcp *net.TCPConn, st *quic.Stream, counters ...*traffic) {
 	var out, in []*atomic.Int64
-	for _, c := range counters {
-		out, in = append(out, &c.out), append(in, &c.in)
+	for _, t := range counters {
+		out, in = append(out, &t.out), append(in, &t.in)
 	}
+	moved := c.traffic.moved
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := copyAdaptive(st, tcp, out); err != nil {
+	wg.Go(func() {
+		if err := copyAdaptive(st, tcp, out, moved); err != nil {
 			st.CancelWrite(wire.StreamAborted)
 			st.CancelRead(wire.StreamAborted)
 			return
 		}
 		_ = st.Close()
-	}()
-	if err := copyAdaptive(tcp, st, in); err != nil {
+	})
+	if err := copyAdaptive(tcp, st, in, moved); err != nil {
 		st.CancelRead(wire.StreamAborted)
 		st.CancelWrite(wire.StreamAborted)
 		_ = tcp.SetLinger(0)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sort"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -15,60 +17,77 @@ import (
 	"github.com/connetd/connetd/wire"
 )
 
-// relayLink is the client's own connection to one relay. Relayed peer
-// connections go through relays whose link is up.
+// relayLinks are the client's own connections to the relays control names.
+// Relayed peer connections go through relays whose link is up.
+type relayLinks struct {
+	c *Client
+
+	mu    sync.Mutex
+	links map[identity.ID]*relayLink
+}
+
+// relayLink is the connection to one relay.
 type relayLink struct {
 	info   wire.Relay
 	addr   netip.AddrPort
 	cancel context.CancelFunc
-	conn   *quic.Conn // guarded by Client.mu; nil while down
+	conn   *quic.Conn // guarded by relayLinks.mu; nil while down
 }
 
-// updateRelays applies control's list of relays.
-func (c *Client) updateRelays(ctx context.Context, m *wire.Relays) {
+// update applies control's list of relays: links to relays no longer
+// named end, links to new ones start.
+func (r *relayLinks) update(m *wire.Relays) {
 	resolved := map[identity.ID]netip.AddrPort{}
-	for _, r := range m.Relays {
-		ua, err := net.ResolveUDPAddr("udp", r.Addr)
+	want := map[identity.ID]wire.Relay{}
+	for _, rl := range m.Relays {
+		ua, err := net.ResolveUDPAddr("udp", rl.Addr)
 		if err != nil {
-			c.log.Warn("cannot resolve relay address", "relay", r.ID.Short(), "addr", r.Addr, "err", err)
+			r.c.log.Warn("cannot resolve relay address", "relay", rl.ID.Short(), "addr", rl.Addr, "err", err)
 			continue
 		}
 		ap := ua.AddrPort()
-		resolved[r.ID] = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		resolved[rl.ID] = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		want[rl.ID] = rl
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	want := map[identity.ID]wire.Relay{}
-	for _, r := range m.Relays {
-		if _, ok := resolved[r.ID]; ok {
-			want[r.ID] = r
-		}
-	}
-	for id, l := range c.relays {
+	r.mu.Lock()
+	for id, l := range r.links {
 		if w, ok := want[id]; !ok || w.Addr != l.info.Addr || string(w.Cert) != string(l.info.Cert) {
 			l.cancel()
-			delete(c.relays, id)
+			delete(r.links, id)
 		}
 	}
 	addrs := make([]netip.AddrPort, 0, len(want))
-	for id, r := range want {
+	var start []*relayLink
+	for id, rl := range want {
 		addrs = append(addrs, resolved[id])
-		if c.relays[id] != nil {
-			continue
+		if r.links[id] == nil {
+			l := &relayLink{info: rl, addr: resolved[id], cancel: func() {}}
+			r.links[id] = l
+			start = append(start, l)
 		}
-		lctx, cancel := context.WithCancel(ctx)
-		l := &relayLink{info: r, addr: resolved[id], cancel: cancel}
-		c.relays[id] = l
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			c.runRelayLink(lctx, l)
-		}()
 	}
-	c.relayNet.SetRelays(addrs)
+	r.mu.Unlock()
+	r.c.relayNet.SetRelays(addrs)
+	r.c.trav.SetRelays(addrs)
+	for _, l := range start {
+		r.c.spawn(func(ctx context.Context) {
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			r.mu.Lock()
+			if r.links[l.info.ID] != l { // replaced before it started
+				r.mu.Unlock()
+				return
+			}
+			l.cancel = cancel
+			r.mu.Unlock()
+			r.run(ctx, l)
+		})
+	}
+	r.c.changed.Notify()
 }
 
-func (c *Client) runRelayLink(ctx context.Context, l *relayLink) {
+func (r *relayLinks) run(ctx context.Context, l *relayLink) {
+	c := r.c
 	log := c.log.With("relay", l.info.ID.Short(), "addr", l.info.Addr)
 	bo := backoff.New(100*time.Millisecond, 2*time.Second)
 	for ctx.Err() == nil {
@@ -93,30 +112,61 @@ func (c *Client) runRelayLink(ctx context.Context, l *relayLink) {
 		}
 		bo.Reset()
 		log.Info("connected to relay", "observed", observed)
-		c.mu.Lock()
-		l.conn = conn
-		c.wakePeersLocked()
-		c.mu.Unlock()
+		r.setConn(l, conn)
 		select {
 		case <-ctx.Done():
 			_ = conn.CloseWithError(wire.ConnNormal, "relay no longer used")
 		case <-conn.Context().Done():
 			log.Warn("lost relay", "err", context.Cause(conn.Context()))
 		}
-		c.mu.Lock()
-		l.conn = nil
-		c.mu.Unlock()
+		r.setConn(l, nil)
 	}
 }
 
-// liveRelaysLocked lists the relays whose link is up.
-func (c *Client) liveRelaysLocked() []netip.AddrPort {
+func (r *relayLinks) setConn(l *relayLink, conn *quic.Conn) {
+	r.mu.Lock()
+	l.conn = conn
+	r.mu.Unlock()
+	r.c.wakePeers()
+}
+
+// live lists the relays whose link is up.
+func (r *relayLinks) live() []netip.AddrPort {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	var out []netip.AddrPort
-	for _, l := range c.relays {
+	for _, l := range r.links {
 		if l.conn != nil {
 			out = append(out, l.addr)
 		}
 	}
+	return out
+}
+
+// drop closes every link's connection (after a network change); each
+// reconnects from the new network.
+func (r *relayLinks) drop(reason string) {
+	r.mu.Lock()
+	var conns []*quic.Conn
+	for _, l := range r.links {
+		if l.conn != nil {
+			conns = append(conns, l.conn)
+		}
+	}
+	r.mu.Unlock()
+	for _, conn := range conns {
+		_ = conn.CloseWithError(wire.ConnNormal, reason)
+	}
+}
+
+func (r *relayLinks) status() []RelayStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := []RelayStatus{}
+	for id, l := range r.links {
+		out = append(out, RelayStatus{ID: id.String(), Addr: l.info.Addr, Connected: l.conn != nil})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -12,10 +13,6 @@ import (
 	"github.com/connetd/connetd/restrict"
 	"github.com/connetd/connetd/wire"
 )
-
-// connectWait is how long a new TCP connection waits for a usable path
-// (e.g. right after start-up) before it is refused.
-const connectWait = 5 * time.Second
 
 // SourceConfig describes a source: a local TCP listener whose connections
 // go to the destination of the same name.
@@ -25,6 +22,7 @@ type SourceConfig struct {
 	Listener net.Listener // already bound (socket activation); nil to bind Addr
 }
 
+// source is guarded by Client.mu, except traffic.
 type source struct {
 	name    string
 	addr    string
@@ -51,6 +49,7 @@ func (c *Client) AddSource(name string, cfg SourceConfig) error {
 		cfg.Route = wire.RouteAny
 	}
 	c.mu.Lock()
+	defer c.changed.Notify()
 	defer c.mu.Unlock()
 	if c.sources[name] != nil {
 		return fmt.Errorf("source %q: %w", name, ErrExists)
@@ -64,16 +63,16 @@ func (c *Client) AddSource(name string, cfg SourceConfig) error {
 	}
 	s := &source{name: name, addr: cfg.Addr, route: cfg.Route, ln: ln}
 	c.sources[name] = s
-	if c.runCtx != nil {
-		c.startSourceLocked(s)
-	}
-	c.sendLocked(s.announce())
+	c.startSourceLocked(s)
+	c.ctl.Send(s.announce())
 	return nil
 }
 
-// RemoveSource closes the source's listener and its connections.
+// RemoveSource closes the source's listener; connections already open go
+// on until they end.
 func (c *Client) RemoveSource(name string) error {
 	c.mu.Lock()
+	defer c.changed.Notify()
 	defer c.mu.Unlock()
 	s := c.sources[name]
 	if s == nil {
@@ -84,22 +83,27 @@ func (c *Client) RemoveSource(name string) error {
 		s.cancel()
 	}
 	_ = s.ln.Close()
-	c.sendLocked(&wire.Message{Withdraw: &wire.Withdraw{Endpoint: name, Role: restrict.RoleSource}})
+	c.dropEndpointLocked("source", name)
+	c.ctl.Send(&wire.Message{Withdraw: &wire.Withdraw{Endpoint: name, Role: restrict.RoleSource}})
 	return nil
 }
 
+// startSourceLocked starts accepting; before Run, Run starts it.
 func (c *Client) startSourceLocked(s *source) {
+	if c.runCtx == nil || s.cancel != nil {
+		return
+	}
 	ctx, cancel := context.WithCancel(c.runCtx)
 	s.cancel = cancel
 	c.log.Info("source listening", "endpoint", s.name, "addr", s.ln.Addr().String(), "route", s.route)
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		c.acceptSource(ctx, s)
-	}()
+	c.spawnLocked(func(context.Context) { c.acceptSource(ctx, s) })
 }
 
+// acceptSource accepts TCP connections until the listener closes, and
+// waits for the connections it forwards.
 func (c *Client) acceptSource(ctx context.Context, s *source) {
+	var flows sync.WaitGroup
+	defer flows.Wait()
 	stop := context.AfterFunc(ctx, func() { _ = s.ln.Close() })
 	defer stop()
 	for {
@@ -110,63 +114,49 @@ func (c *Client) acceptSource(ctx context.Context, s *source) {
 			}
 			return
 		}
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			c.forward(ctx, s, tc.(*net.TCPConn))
-		}()
+		flows.Go(func() { c.forward(ctx, s, tc.(*net.TCPConn)) })
 	}
 }
 
-// pickLocked chooses the connection a new TCP connection of s goes over:
-// a direct path to any destination beats a relayed one, lower RTT wins.
-func (c *Client) pickLocked(s *source) (*quic.Conn, *peer, path) {
+// pick chooses the peer connection a new TCP connection of source name
+// goes over: a direct path to any destination beats a relayed one, lower
+// RTT wins.
+func (c *Client) pick(name string) (*peer, path, *quic.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var best *quic.Conn
 	var bestPeer *peer
 	bestPath := pathNone
 	var bestRTT time.Duration
 	for _, p := range c.peers {
-		theirs, ok := p.asDestination[s.name]
-		if !ok {
+		conn, pa, rtt := p.pathFor(name)
+		if conn == nil {
 			continue
 		}
-		for _, cand := range []struct {
-			conn *quic.Conn
-			pa   path
-		}{{p.directConn, pathDirect}, {p.relayConn, pathRelay}} {
-			if cand.conn == nil || !allows(s.route, cand.pa) || !allows(theirs, cand.pa) || (cand.pa == pathDirect && p.migrating) {
-				continue
-			}
-			rtt := cand.conn.ConnectionStats().SmoothedRTT
-			if best == nil || cand.pa < bestPath || (cand.pa == bestPath && rtt < bestRTT) {
-				best, bestPeer, bestPath, bestRTT = cand.conn, p, cand.pa, rtt
-			}
-			break // the first usable path of a peer is its best
+		if best == nil || pa < bestPath || (pa == bestPath && rtt < bestRTT) {
+			best, bestPeer, bestPath, bestRTT = conn, p, pa, rtt
 		}
 	}
-	return best, bestPeer, bestPath
+	return bestPeer, bestPath, best
 }
 
 func (c *Client) forward(ctx context.Context, s *source, tc *net.TCPConn) {
 	log := c.log.With("endpoint", s.name, "from", tc.RemoteAddr().String())
 	deadline := time.NewTimer(connectWait)
 	defer deadline.Stop()
-	for attempt := 0; ; attempt++ {
-		c.mu.Lock()
-		conn, p, pa := c.pickLocked(s)
-		changed := c.changed
-		c.mu.Unlock()
+	for {
+		changed := c.changed.C()
+		p, pa, conn := c.pick(s.name)
 		if conn != nil {
 			st, err := conn.OpenStream()
 			if err == nil {
 				log.Debug("connection routed", "peer", p.id.Short(), "route", pa.String())
 				if err := wire.Write(st, &wire.Message{Connect: &wire.Connect{Endpoint: s.name, From: tc.RemoteAddr().String()}}); err != nil {
-					st.CancelWrite(wire.StreamAborted)
-					st.CancelRead(wire.StreamAborted)
+					abort(st, wire.StreamAborted)
 					_ = tc.Close()
 					return
 				}
-				proxy(tc, st, &s.traffic, &p.traffic)
+				c.proxy(tc, st, &s.traffic, &p.traffic)
 				return
 			}
 			var nerr net.Error

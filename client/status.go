@@ -3,6 +3,10 @@ package client
 import (
 	"fmt"
 	"sort"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/connetd/connetd/traversal"
 )
 
 // Status is the client's JSON status.
@@ -57,48 +61,21 @@ type RelayStatus struct {
 
 // Status reports the client.
 func (c *Client) Status() Status {
+	st := Status{ID: c.id.ID.String(), ServerAddr: c.cfg.ServerAddr,
+		Sources: []EndpointStatus{}, Destinations: []EndpointStatus{}, Relays: c.relays.status()}
+	st.Control, st.Observed = c.ctl.state()
+	st.Candidates = c.trav.Candidates()
+	st.NAT = traversal.Name(c.trav.NAT())
+	st.PortMapping = c.trav.PortMapping()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := Status{ID: c.id.ID.String(), ServerAddr: c.cfg.ServerAddr, Control: "connecting",
-		Sources: []EndpointStatus{}, Destinations: []EndpointStatus{}, Relays: []RelayStatus{}}
-	if c.ctl != nil {
-		st.Control, st.Observed = "connected", c.observed
-	}
-	st.Candidates = c.localCandidates()
-	c.trav.mu.Lock()
-	st.NAT = natName(c.trav.nat)
-	if c.trav.mapped.IsValid() {
-		st.PortMapping = c.trav.mapProto + " " + c.trav.mapped.String()
-	}
-	c.trav.mu.Unlock()
 	for _, s := range c.sources {
 		es := EndpointStatus{Name: s.name, Addr: s.ln.Addr().String(), Route: s.route, Refused: s.refused,
 			BytesIn: s.traffic.in.Load(), BytesOut: s.traffic.out.Load(), Peers: []PeerStatus{}}
 		for _, p := range c.peers {
-			theirs, ok := p.asDestination[s.name]
-			if !ok {
-				continue
+			if ps, ok := p.status(s.name, true); ok {
+				es.Peers = append(es.Peers, ps)
 			}
-			ps := PeerStatus{ID: p.id.String(), Route: theirs, Path: "none", Error: p.lastDirectErr,
-				BytesIn: p.traffic.in.Load(), BytesOut: p.traffic.out.Load(), NAT: p.nat,
-				PunchAttempts: p.punchAttempts, PairsTried: p.pairsTried, TimeToDirectMs: p.timeToDirect.Milliseconds()}
-			for _, cand := range []struct {
-				ok bool
-				pa path
-			}{{p.directConn != nil && allows(s.route, pathDirect) && allows(theirs, pathDirect), pathDirect},
-				{p.relayConn != nil && allows(s.route, pathRelay) && allows(theirs, pathRelay), pathRelay}} {
-				if !cand.ok {
-					continue
-				}
-				conn := p.directConn
-				if cand.pa == pathRelay {
-					conn = p.relayConn
-				}
-				ps.Path, ps.Remote = cand.pa.String(), conn.RemoteAddr().String()
-				ps.RTTMicro = conn.ConnectionStats().SmoothedRTT.Microseconds()
-				break
-			}
-			es.Peers = append(es.Peers, ps)
 		}
 		sortPeers(es.Peers)
 		st.Sources = append(st.Sources, es)
@@ -107,33 +84,60 @@ func (c *Client) Status() Status {
 		es := EndpointStatus{Name: d.name, Addr: d.addr, Route: d.route, Refused: d.refused,
 			BytesIn: d.traffic.in.Load(), BytesOut: d.traffic.out.Load(), Peers: []PeerStatus{}}
 		for _, p := range c.peers {
-			theirs, ok := p.asSource[d.name]
-			if !ok {
-				continue
+			if ps, ok := p.status(d.name, false); ok {
+				es.Peers = append(es.Peers, ps)
 			}
-			ps := PeerStatus{ID: p.id.String(), Route: theirs, Path: "none",
-				BytesIn: p.traffic.in.Load(), BytesOut: p.traffic.out.Load(), NAT: p.nat,
-				PunchAttempts: p.punchAttempts, PairsTried: p.pairsTried}
-			best := pathNone
-			for conn, pa := range p.inbound {
-				if best == pathNone || pa < best {
-					best = pa
-					ps.Path, ps.Remote = pa.String(), conn.RemoteAddr().String()
-					ps.RTTMicro = conn.ConnectionStats().SmoothedRTT.Microseconds()
-				}
-			}
-			es.Peers = append(es.Peers, ps)
 		}
 		sortPeers(es.Peers)
 		st.Destinations = append(st.Destinations, es)
 	}
-	for id, l := range c.relays {
-		st.Relays = append(st.Relays, RelayStatus{ID: id.String(), Addr: l.info.Addr, Connected: l.conn != nil})
-	}
 	sort.Slice(st.Sources, func(i, j int) bool { return st.Sources[i].Name < st.Sources[j].Name })
 	sort.Slice(st.Destinations, func(i, j int) bool { return st.Destinations[i].Name < st.Destinations[j].Name })
-	sort.Slice(st.Relays, func(i, j int) bool { return st.Relays[i].ID < st.Relays[j].ID })
 	return st
+}
+
+// status is the peer as counterpart of our endpoint name: a destination
+// of our source (weAreSource), or a source of our destination.
+func (p *peer) status(name string, weAreSource bool) (PeerStatus, bool) {
+	punched := p.c.trav.PeerStats(p.id)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := p.asSource
+	if weAreSource {
+		m = p.asDestination
+	}
+	r, ok := m[name]
+	if !ok {
+		return PeerStatus{}, false
+	}
+	ps := PeerStatus{ID: p.id.String(), Route: r.theirs, Path: "none",
+		BytesIn: p.traffic.in.Load(), BytesOut: p.traffic.out.Load(), NAT: p.nat,
+		PunchAttempts: punched.Attempts, PairsTried: punched.Pairs}
+	var conn *quic.Conn
+	if weAreSource {
+		ps.Error, ps.TimeToDirectMs = p.lastDirectErr, p.timeToDirect.Milliseconds()
+		for _, cand := range []struct {
+			conn *quic.Conn
+			pa   path
+		}{{p.directConn, pathDirect}, {p.relayConn, pathRelay}} {
+			if cand.conn != nil && r.allow(cand.pa) {
+				conn, ps.Path = cand.conn, cand.pa.String()
+				break
+			}
+		}
+	} else {
+		best := pathNone
+		for in, pa := range p.inbound {
+			if best == pathNone || pa < best {
+				best, conn, ps.Path = pa, in, pa.String()
+			}
+		}
+	}
+	if conn != nil {
+		ps.Remote = conn.RemoteAddr().String()
+		ps.RTTMicro = conn.ConnectionStats().SmoothedRTT.Microseconds()
+	}
+	return ps, true
 }
 
 func sortPeers(ps []PeerStatus) {

@@ -1,0 +1,178 @@
+package client
+
+import (
+	"context"
+	"time"
+
+	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/wire"
+)
+
+// The client's index of peers: which peer serves which endpoint of ours.
+
+// peerLocked returns the peer of id, creating and starting it if needed.
+func (c *Client) peerLocked(id identity.ID) *peer {
+	p := c.peers[id]
+	if p == nil {
+		p = newPeer(c, id)
+		c.peers[id] = p
+		p.start()
+	}
+	return p
+}
+
+// updatePeers applies control's current list of counterparts of one of our
+// endpoints.
+func (c *Client) updatePeers(m *wire.Peers) {
+	c.mu.Lock()
+	if c.runCtx == nil {
+		c.mu.Unlock()
+		return
+	}
+	listed := map[identity.ID]bool{}
+	for _, wp := range m.Peers {
+		if wp.ID != identity.IDOf(wp.Cert) {
+			c.log.Warn("control sent a peer whose id does not match its certificate", "peer", wp.ID.Short())
+			continue
+		}
+		var ours string
+		switch m.Role {
+		case "source":
+			s := c.sources[m.Endpoint]
+			if s == nil {
+				continue // removed meanwhile
+			}
+			ours = s.route
+		default:
+			d := c.destinations[m.Endpoint]
+			if d == nil {
+				continue
+			}
+			ours = d.route
+		}
+		listed[wp.ID] = true
+		p := c.peerLocked(wp.ID)
+		p.update(wp.Direct, wp.NAT)
+		if p.setRole(m.Role, m.Endpoint, routes{ours: ours, theirs: wp.Route}, true) && m.Role == "source" {
+			c.checkRoutes(m.Endpoint, ours, wp)
+		}
+		p.poke()
+	}
+	for id, p := range c.peers {
+		if !listed[id] {
+			p.setRole(m.Role, m.Endpoint, routes{}, false)
+		}
+	}
+	c.mu.Unlock()
+	c.peersChanged()
+}
+
+// dropEndpointLocked forgets endpoint name of role for every peer, when
+// the endpoint is removed.
+func (c *Client) dropEndpointLocked(role, name string) {
+	for _, p := range c.peers {
+		p.setRole(role, name, routes{}, false)
+		p.poke()
+	}
+	select {
+	case c.peersDirty <- struct{}{}:
+	default:
+	}
+}
+
+// peersChanged tells the retirer and status watchers that peers changed.
+func (c *Client) peersChanged() {
+	select {
+	case c.peersDirty <- struct{}{}:
+	default:
+	}
+	c.changed.Notify()
+}
+
+// checkRoutes logs a source/destination pair whose routes share no path.
+func (c *Client) checkRoutes(name, ours string, wp wire.Peer) {
+	if (allows(ours, pathDirect) && allows(wp.Route, pathDirect)) || (allows(ours, pathRelay) && allows(wp.Route, pathRelay)) {
+		return
+	}
+	c.log.Error("source and destination routes are incompatible: no connection will be made",
+		"endpoint", name, "source_route", ours, "destination_route", wp.Route, "peer", wp.ID.Short())
+}
+
+// retirePeers closes peers that control has not named for unusedGrace,
+// until ctx ends.
+func (c *Client) retirePeers(ctx context.Context) {
+	unusedSince := map[identity.ID]time.Time{}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := time.Now()
+		next := now.Add(time.Hour)
+		var retire []*peer
+		c.mu.Lock()
+		for id, p := range c.peers {
+			if !p.unused() {
+				delete(unusedSince, id)
+				continue
+			}
+			since, ok := unusedSince[id]
+			if !ok {
+				since = now
+				unusedSince[id] = now
+			}
+			if at := since.Add(unusedGrace); now.Before(at) {
+				next = minTime(next, at)
+				continue
+			}
+			delete(c.peers, id)
+			delete(unusedSince, id)
+			retire = append(retire, p)
+		}
+		c.mu.Unlock()
+		for _, p := range retire {
+			p.close("peer no longer authorized")
+			c.trav.Forget(p.id)
+		}
+		if len(retire) > 0 {
+			c.changed.Notify()
+		}
+		timer.Reset(time.Until(next))
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.peersDirty:
+		case <-timer.C:
+		}
+	}
+}
+
+// wakePeers makes every peer look at its paths again (a relay came up, our
+// NAT behaviour is known) and tells status watchers.
+func (c *Client) wakePeers() {
+	c.mu.Lock()
+	for _, p := range c.peers {
+		p.poke()
+	}
+	c.mu.Unlock()
+	c.changed.Notify()
+}
+
+// pathChanged wakes connections waiting for a path, and status watchers.
+func (c *Client) pathChanged() { c.changed.Notify() }
+
+// networkChanged moves everything to a new network: a new control session
+// (control then observes the new public address), new relay links, and
+// direct paths punched again.
+func (c *Client) networkChanged(lost bool) {
+	c.ctl.drop("network changed")
+	c.relays.drop("network changed")
+	c.mu.Lock()
+	peers := make([]*peer, 0, len(c.peers))
+	for _, p := range c.peers {
+		peers = append(peers, p)
+	}
+	c.mu.Unlock()
+	for _, p := range peers {
+		p.networkChanged(lost)
+	}
+	c.changed.Notify()
+}

@@ -1,0 +1,13 @@
+package traversal
+
+import "time"
+
+// Every timing of NAT traversal, in one place: they depend on each other
+// (a punch attempt must fit in what the dialing side waits for it).
+const (
+	punchGoWait  = 4 * time.Second        // for control's punch_go after our punch_ready
+	punchWait    = 12 * time.Second       // the dialing side waits this long for an outcome
+	controlWait  = 3 * time.Second        // a punch waits this long for control to come back
+	reflectWait  = 700 * time.Millisecond // per reflect request
+	reflectTries = 3
+)
