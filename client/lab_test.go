@@ -129,7 +129,9 @@ func newLab(t *testing.T) *lab {
 func (l *lab) client(name string, cfg client.Config, setup func(*client.Client)) *client.Client {
 	l.t.Helper()
 	cfg.Token = "tok"
-	cfg.ServerAddr = l.ctrlAddr
+	if cfg.ServerAddr == "" {
+		cfg.ServerAddr = l.ctrlAddr
+	}
 	cfg.ServerTLS = &tls.Config{RootCAs: l.roots, ServerName: "127.0.0.1"}
 	cfg.DirectConn, cfg.RelayConn = udp(l.t), udp(l.t)
 	cfg.Logger = slog.New(slog.NewTextHandler(l.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("role", name)
