@@ -113,7 +113,7 @@ func New(cfg Config) (*Client, error) {
 	c.direct = &quic.Transport{Conn: cfg.DirectConn}
 	c.relayNet = relayconn.New(cfg.RelayConn)
 	c.relayTr = &quic.Transport{Conn: c.relayNet}
-	c.ctl = &controlLink{log: log}
+	c.ctl = &controlLink{c: c, log: log}
 	c.relays = &relayLinks{c: c, links: map[identity.ID]*relayLink{}}
 	c.trav = traversal.New(traversal.Config{
 		Transport: c.direct, Conn: cfg.DirectConn, Self: id.ID, PortMapping: cfg.PortMapping,
@@ -157,7 +157,7 @@ func (c *Client) Run(ctx context.Context) error {
 	g.Go(func() error { return c.trav.Run(ctx) })
 	g.Go(func() error { c.acceptPeers(ctx, directLn, pathDirect); return nil })
 	g.Go(func() error { c.acceptPeers(ctx, relayLn, pathRelay); return nil })
-	g.Go(func() error { c.runControl(ctx); return nil })
+	g.Go(func() error { c.ctl.run(ctx); return nil })
 	g.Go(func() error { c.retirePeers(ctx); return nil })
 	g.Go(func() error { c.traffic.run(ctx, &c.changed); return nil })
 	<-ctx.Done()

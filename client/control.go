@@ -16,15 +16,16 @@ import (
 	"github.com/connetd/connetd/wire"
 )
 
-// runControl keeps a session with the control server until ctx ends,
+// run keeps a session with the control server until ctx ends,
 // reconnecting with backoff. Peer connections do not depend on it: they keep
 // carrying traffic while control is away.
-func (c *Client) runControl(ctx context.Context) {
+func (l *controlLink) run(ctx context.Context) {
+	c := l.c
 	bo := backoff.New(100*time.Millisecond, time.Second)
 	refusedBo := backoff.New(time.Second, 30*time.Second)
 	for ctx.Err() == nil {
 		started := time.Now()
-		err := c.controlSession(ctx)
+		err := l.session(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -47,7 +48,8 @@ func (c *Client) runControl(ctx context.Context) {
 	}
 }
 
-func (c *Client) dialControl(ctx context.Context) (*quic.Conn, error) {
+func (l *controlLink) dial(ctx context.Context) (*quic.Conn, error) {
+	c := l.c
 	addr, err := net.ResolveUDPAddr("udp", c.cfg.ServerAddr)
 	if err != nil {
 		return nil, fmt.Errorf("resolve control %s: %w", c.cfg.ServerAddr, err)
@@ -66,7 +68,8 @@ func (c *Client) dialControl(ctx context.Context) (*quic.Conn, error) {
 }
 
 // hello opens the session's stream and exchanges hello and welcome.
-func (c *Client) hello(ctx context.Context, conn *quic.Conn) (*quic.Stream, *wire.Welcome, error) {
+func (l *controlLink) hello(ctx context.Context, conn *quic.Conn) (*quic.Stream, *wire.Welcome, error) {
+	c := l.c
 	st, err := conn.OpenStreamSync(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open control stream: %w", err)
@@ -90,15 +93,16 @@ func (c *Client) hello(ctx context.Context, conn *quic.Conn) (*quic.Stream, *wir
 	return st, m.Welcome, nil
 }
 
-func (c *Client) controlSession(ctx context.Context) error {
-	conn, err := c.dialControl(ctx)
+func (l *controlLink) session(ctx context.Context) error {
+	c := l.c
+	conn, err := l.dial(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.CloseWithError(wire.ConnNormal, "")
 	stop := context.AfterFunc(ctx, func() { _ = conn.CloseWithError(wire.ConnNormal, "client stopping") })
 	defer stop()
-	st, welcome, err := c.hello(ctx, conn)
+	st, welcome, err := l.hello(ctx, conn)
 	if err != nil {
 		return err
 	}
@@ -108,7 +112,7 @@ func (c *Client) controlSession(ctx context.Context) error {
 	// Announce under the lock, so that an endpoint added concurrently is
 	// announced exactly once: either here or by AddSource/AddDestination.
 	c.mu.Lock()
-	c.ctl.publish(sess, welcome.Observed)
+	l.publish(sess, welcome.Observed)
 	for _, s := range c.sources {
 		sess.enqueue(s.announce())
 	}
@@ -116,7 +120,7 @@ func (c *Client) controlSession(ctx context.Context) error {
 		sess.enqueue(d.announce())
 	}
 	c.mu.Unlock()
-	defer c.ctl.withdraw(sess)
+	defer l.withdraw(sess)
 	defer c.changed.Notify()
 	c.registeredOnce.Do(func() { close(c.registered) })
 	// A new session may see a new public address: measure the NAT again
@@ -126,7 +130,7 @@ func (c *Client) controlSession(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return sess.writeLoop(gctx) })
-	g.Go(func() error { return c.readControl(gctx, st) })
+	g.Go(func() error { return l.read(gctx, st) })
 	g.Go(func() error {
 		<-gctx.Done() // the reader blocks in Read: closing the connection ends it
 		_ = conn.CloseWithError(wire.ConnNormal, "")
@@ -136,8 +140,9 @@ func (c *Client) controlSession(ctx context.Context) error {
 	return fmt.Errorf("control session: %w", err)
 }
 
-// readControl handles control's messages until the stream fails.
-func (c *Client) readControl(ctx context.Context, st *quic.Stream) error {
+// read handles control's messages until the stream fails.
+func (l *controlLink) read(ctx context.Context, st *quic.Stream) error {
+	c := l.c
 	for {
 		m, err := wire.Read(st)
 		if err != nil {

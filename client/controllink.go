@@ -16,6 +16,7 @@ import (
 // queued and written by the session's one writer goroutine: a control
 // stream stalled on flow control delays control messages, nothing else.
 type controlLink struct {
+	c   *Client
 	log *slog.Logger
 	up  changes.Signal // a session went live or ended
 

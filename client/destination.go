@@ -175,7 +175,7 @@ func (p *peer) serveInbound(conn *quic.Conn, pa path) {
 			p.c.log.Debug("peer disconnected", "peer", p.id.Short(), "path", pa.String(), "err", err)
 			return
 		}
-		streams.Go(func() { p.c.serveStream(p, st, pa) })
+		streams.Go(func() { p.serveStream(st, pa) })
 	}
 }
 
@@ -184,7 +184,10 @@ func abort(st *quic.Stream, code quic.StreamErrorCode) {
 	st.CancelWrite(code)
 }
 
-func (c *Client) serveStream(p *peer, st *quic.Stream, pa path) {
+// serveStream connects one stream from a source to our destination
+// service.
+func (p *peer) serveStream(st *quic.Stream, pa path) {
+	c := p.c
 	_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	m, err := wire.Read(st)
 	if err != nil || m.Connect == nil {
@@ -223,7 +226,7 @@ func (c *Client) serveStream(p *peer, st *quic.Stream, pa path) {
 		}
 	}
 	log.Debug("connection routed", "from", m.Connect.From)
-	c.proxy(tc.(*net.TCPConn), st, &d.traffic, &p.traffic)
+	proxy(tc.(*net.TCPConn), st, &c.traffic, &d.traffic, &p.traffic)
 }
 
 func writeProxyHeader(tc net.Conn, version, from string) error {

@@ -161,7 +161,7 @@ func (p *peer) hold(conn *quic.Conn, err error, pa path) {
 		p.relayBackoff.Reset()
 	}
 	p.mu.Unlock()
-	p.c.pathChanged()
+	p.c.changed.Notify()
 	log.Info("peer path up", "remote", conn.RemoteAddr().String())
 
 	select {
@@ -177,7 +177,7 @@ func (p *peer) hold(conn *quic.Conn, err error, pa path) {
 		p.relayConn, p.dialingRelay = nil, false
 	}
 	p.mu.Unlock()
-	p.c.pathChanged()
+	p.c.changed.Notify()
 	p.poke()
 }
 
@@ -237,7 +237,7 @@ func (p *peer) followChange(conn *quic.Conn) {
 		p.mu.Lock()
 		p.migrating = false
 		p.mu.Unlock()
-		p.c.pathChanged()
+		p.c.changed.Notify()
 	}()
 	log := p.c.log.With("peer", p.id.Short())
 	// Packets the peer sent before the change may still arrive: start

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/connetd/connetd/identity"
@@ -54,7 +55,7 @@ func (c *Client) updatePeers(m *wire.Peers) {
 		p := c.peerLocked(wp.ID)
 		p.update(wp.Direct, wp.NAT)
 		if p.setRole(m.Role, m.Endpoint, routes{ours: ours, theirs: wp.Route}, true) && m.Role == "source" {
-			c.checkRoutes(m.Endpoint, ours, wp)
+			checkRoutes(c.log, m.Endpoint, ours, wp)
 		}
 		p.poke()
 	}
@@ -90,11 +91,11 @@ func (c *Client) peersChanged() {
 }
 
 // checkRoutes logs a source/destination pair whose routes share no path.
-func (c *Client) checkRoutes(name, ours string, wp wire.Peer) {
+func checkRoutes(log *slog.Logger, name, ours string, wp wire.Peer) {
 	if (allows(ours, pathDirect) && allows(wp.Route, pathDirect)) || (allows(ours, pathRelay) && allows(wp.Route, pathRelay)) {
 		return
 	}
-	c.log.Error("source and destination routes are incompatible: no connection will be made",
+	log.Error("source and destination routes are incompatible: no connection will be made",
 		"endpoint", name, "source_route", ours, "destination_route", wp.Route, "peer", wp.ID.Short())
 }
 
@@ -155,9 +156,6 @@ func (c *Client) wakePeers() {
 	c.mu.Unlock()
 	c.changed.Notify()
 }
-
-// pathChanged wakes connections waiting for a path, and status watchers.
-func (c *Client) pathChanged() { c.changed.Notify() }
 
 // networkChanged moves everything to a new network: a new control session
 // (control then observes the new public address), new relay links, and

@@ -64,12 +64,12 @@ type traffic struct {
 // and carries half-closes across: EOF from TCP becomes FIN on the stream and
 // FIN from the stream becomes shutdown(SHUT_WR) on TCP. A failure on either
 // side aborts both.
-func (c *Client) proxy(tcp *net.TCPConn, st *quic.Stream, counters ...*traffic) {
+func proxy(tcp *net.TCPConn, st *quic.Stream, note *trafficNote, counters ...*traffic) {
 	var out, in []*atomic.Int64
 	for _, t := range counters {
 		out, in = append(out, &t.out), append(in, &t.in)
 	}
-	moved := c.traffic.moved
+	moved := note.moved
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := copyAdaptive(st, tcp, out, moved); err != nil {

@@ -96,12 +96,12 @@ func (c *Client) startSourceLocked(s *source) {
 	ctx, cancel := context.WithCancel(c.runCtx)
 	s.cancel = cancel
 	c.log.Info("source listening", "endpoint", s.name, "addr", s.ln.Addr().String(), "route", s.route)
-	c.spawnLocked(func(context.Context) { c.acceptSource(ctx, s) })
+	c.spawnLocked(func(context.Context) { s.accept(ctx, c) })
 }
 
-// acceptSource accepts TCP connections until the listener closes, and
-// waits for the connections it forwards.
-func (c *Client) acceptSource(ctx context.Context, s *source) {
+// accept accepts TCP connections until the listener closes, and waits for
+// the connections it forwards.
+func (s *source) accept(ctx context.Context, c *Client) {
 	var flows sync.WaitGroup
 	defer flows.Wait()
 	stop := context.AfterFunc(ctx, func() { _ = s.ln.Close() })
@@ -114,7 +114,7 @@ func (c *Client) acceptSource(ctx context.Context, s *source) {
 			}
 			return
 		}
-		flows.Go(func() { c.forward(ctx, s, tc.(*net.TCPConn)) })
+		flows.Go(func() { s.forward(ctx, c, tc.(*net.TCPConn)) })
 	}
 }
 
@@ -140,7 +140,9 @@ func (c *Client) pick(name string) (*peer, path, *quic.Conn) {
 	return bestPeer, bestPath, best
 }
 
-func (c *Client) forward(ctx context.Context, s *source, tc *net.TCPConn) {
+// forward carries one TCP connection to a destination, waiting briefly
+// for a path if none is up yet.
+func (s *source) forward(ctx context.Context, c *Client, tc *net.TCPConn) {
 	log := c.log.With("endpoint", s.name, "from", tc.RemoteAddr().String())
 	deadline := time.NewTimer(connectWait)
 	defer deadline.Stop()
@@ -156,7 +158,7 @@ func (c *Client) forward(ctx context.Context, s *source, tc *net.TCPConn) {
 					_ = tc.Close()
 					return
 				}
-				c.proxy(tc, st, &s.traffic, &p.traffic)
+				proxy(tc, st, &c.traffic, &s.traffic, &p.traffic)
 				return
 			}
 			var nerr net.Error
