@@ -120,8 +120,8 @@ func (l *controlLink) session(ctx context.Context) error {
 		sess.enqueue(d.announce())
 	}
 	c.mu.Unlock()
+	defer c.changed.Notify() // after withdraw: deferred calls run last-first
 	defer l.withdraw(sess)
-	defer c.changed.Notify()
 	c.registeredOnce.Do(func() { close(c.registered) })
 	// A new session may see a new public address: measure the NAT again
 	// and report candidates.
