@@ -24,7 +24,7 @@ type controlStream struct {
 	conn *quic.Conn // closed to start a new session after a network change
 }
 
-func (s *controlStream) write(m *wire.Message) error {
+func (s *controlStream) write(m wire.Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return wire.Write(s.st, m)
@@ -92,27 +92,16 @@ func (c *Client) controlSession(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { _ = conn.CloseWithError(wire.ConnNormal, "client stopping") })
 	defer stop()
 	cs := &controlStream{st: st, conn: conn}
-	if err := cs.write(&wire.Message{Hello: &wire.Hello{Token: c.cfg.Token, Version: c.cfg.Version, Direct: c.localCandidates(), NAT: c.natType(), Punch: true}}); err != nil {
+	welcome, err := wire.Handshake(ctx, st, &wire.Hello{Token: c.cfg.Token, Version: c.cfg.Version, Direct: c.localCandidates(), NAT: c.natType(), Punch: true}, wire.ControlToClient)
+	if err != nil {
 		return err
 	}
-	_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
-	m, err := wire.Read(st)
-	if err != nil {
-		return fmt.Errorf("read welcome: %w", err)
-	}
-	_ = st.SetReadDeadline(time.Time{})
-	if m.Error != nil {
-		return m.Error
-	}
-	if m.Welcome == nil {
-		return fmt.Errorf("control answered hello with something other than welcome")
-	}
-	c.log.Info("connected to control", "server", c.cfg.ServerAddr, "observed", m.Welcome.Observed)
+	c.log.Info("connected to control", "server", c.cfg.ServerAddr, "observed", welcome.Observed)
 
 	// Announce under the lock so that an endpoint added concurrently is
 	// announced exactly once: either here or by AddSource/AddDestination.
 	c.mu.Lock()
-	c.observed = m.Welcome.Observed
+	c.observed = welcome.Observed
 	c.ctl = cs
 	var announceErr error
 	for _, s := range c.sources {
@@ -144,31 +133,31 @@ func (c *Client) controlSession(ctx context.Context) error {
 	c.trav.mu.Unlock()
 	poke(c.trav.changed)
 	for {
-		m, err := wire.Read(st)
+		m, err := wire.Read(st, wire.ControlToClient)
 		if err != nil {
 			return fmt.Errorf("control session: %w", err)
 		}
-		switch {
-		case m.Peers != nil:
-			c.updatePeers(m.Peers)
-		case m.Relays != nil:
-			c.updateRelays(ctx, m.Relays)
+		switch m := m.(type) {
+		case *wire.Peers:
+			c.updatePeers(m)
+		case *wire.Relays:
+			c.updateRelays(ctx, m)
 			poke(c.trav.changed)
-		case m.Punch != nil:
-			c.onPunch(ctx, m.Punch)
-		case m.PunchGo != nil:
-			c.onPunchGo(m.PunchGo)
-		case m.Error != nil:
-			c.endpointRefused(m.Error)
+		case *wire.Punch:
+			c.onPunch(ctx, m)
+		case *wire.PunchGo:
+			c.onPunchGo(m)
+		case *wire.Error:
+			c.endpointRefused(m)
 		default:
-			return fmt.Errorf("unexpected message from control")
+			return fmt.Errorf("unexpected %s from control", wire.Kind(m))
 		}
 	}
 }
 
 // sendLocked sends m on the live session, if any; a failure ends that
 // session, which re-announces everything on reconnect.
-func (c *Client) sendLocked(m *wire.Message) {
+func (c *Client) sendLocked(m wire.Message) {
 	if c.ctl == nil {
 		return
 	}

@@ -94,7 +94,7 @@ func (c *Client) runPunch(ctx context.Context, m *wire.Punch) {
 	sess.Open(conns)
 	log.Debug("punch opened", "nonce", fmt.Sprintf("%x", nonce), "candidates", addrs, "nat", natName(m.NAT), "spray", len(conns))
 	c.mu.Lock()
-	c.sendLocked(&wire.Message{PunchReady: &wire.PunchReady{Nonce: nonce[:]}})
+	c.sendLocked(&wire.PunchReady{Nonce: nonce[:]})
 	c.mu.Unlock()
 	var res punch.Result
 	var err error
@@ -239,7 +239,7 @@ func (c *Client) punchPeer(p *peer) punchOutcome {
 		c.mu.Unlock()
 		return punchOutcome{err: errors.New("control unreachable: cannot coordinate punching")}
 	}
-	c.sendLocked(&wire.Message{PunchRequest: &wire.PunchRequest{Peer: p.id, Spray: escalation(p.punchFailures, c.natType(), p.nat)}})
+	c.sendLocked(&wire.PunchRequest{Peer: p.id, Spray: escalation(p.punchFailures, c.natType(), p.nat)})
 	c.mu.Unlock()
 	select {
 	case o := <-ch:

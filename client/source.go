@@ -35,8 +35,8 @@ type source struct {
 	traffic traffic
 }
 
-func (s *source) announce() *wire.Message {
-	return &wire.Message{Announce: &wire.Announce{Endpoint: s.name, Role: restrict.RoleSource, Route: s.route}}
+func (s *source) announce() wire.Message {
+	return &wire.Announce{Endpoint: s.name, Role: restrict.RoleSource, Route: s.route}
 }
 
 // ErrExists is returned when adding an endpoint whose name is taken.
@@ -84,7 +84,7 @@ func (c *Client) RemoveSource(name string) error {
 		s.cancel()
 	}
 	_ = s.ln.Close()
-	c.sendLocked(&wire.Message{Withdraw: &wire.Withdraw{Endpoint: name, Role: restrict.RoleSource}})
+	c.sendLocked(&wire.Withdraw{Endpoint: name, Role: restrict.RoleSource})
 	return nil
 }
 
@@ -160,7 +160,7 @@ func (c *Client) forward(ctx context.Context, s *source, tc *net.TCPConn) {
 			st, err := conn.OpenStream()
 			if err == nil {
 				log.Debug("connection routed", "peer", p.id.Short(), "route", pa.String())
-				if err := wire.Write(st, &wire.Message{Connect: &wire.Connect{Endpoint: s.name, From: tc.RemoteAddr().String()}}); err != nil {
+				if err := wire.Write(st, &wire.Connect{Endpoint: s.name, From: tc.RemoteAddr().String()}); err != nil {
 					st.CancelWrite(wire.StreamAborted)
 					st.CancelRead(wire.StreamAborted)
 					_ = tc.Close()

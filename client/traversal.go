@@ -253,7 +253,7 @@ func (c *Client) reportCandidates() {
 	}
 	c.trav.reported = key
 	c.trav.mu.Unlock()
-	c.sendLocked(&wire.Message{Candidates: &wire.Candidates{Direct: cands, NAT: nat}})
+	c.sendLocked(&wire.Candidates{Direct: cands, NAT: nat})
 }
 
 // discoverNAT learns how the NAT in front of the direct socket maps: it
