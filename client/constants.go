@@ -34,7 +34,6 @@ const (
 	// controlQueue bounds the messages waiting for the control stream; a
 	// session that falls that far behind is closed and started afresh.
 	controlQueue = 16384
-	helloTimeout = 10 * time.Second
 )
 
 // sleeper is a reusable timer for loops that pause.

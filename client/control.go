@@ -75,22 +75,11 @@ func (l *controlLink) hello(ctx context.Context, conn *quic.Conn) (*quic.Stream,
 		return nil, nil, fmt.Errorf("open control stream: %w", err)
 	}
 	hello := &wire.Hello{Token: c.cfg.Token, Version: c.cfg.Version, Direct: c.trav.Candidates(), NAT: c.trav.NAT(), Punch: true}
-	if err := wire.Write(st, &wire.Message{Hello: hello}); err != nil {
+	welcome, err := wire.Handshake(ctx, st, hello, wire.ControlToClient)
+	if err != nil {
 		return nil, nil, err
 	}
-	_ = st.SetReadDeadline(time.Now().Add(helloTimeout))
-	m, err := wire.Read(st)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read welcome: %w", err)
-	}
-	_ = st.SetReadDeadline(time.Time{})
-	if m.Error != nil {
-		return nil, nil, m.Error
-	}
-	if m.Welcome == nil {
-		return nil, nil, fmt.Errorf("control answered hello with something other than welcome")
-	}
-	return st, m.Welcome, nil
+	return st, welcome, nil
 }
 
 func (l *controlLink) session(ctx context.Context) error {
@@ -144,23 +133,23 @@ func (l *controlLink) session(ctx context.Context) error {
 func (l *controlLink) read(ctx context.Context, st *quic.Stream) error {
 	c := l.c
 	for {
-		m, err := wire.Read(st)
+		m, err := wire.Read(st, wire.ControlToClient)
 		if err != nil {
 			return err
 		}
-		switch {
-		case m.Peers != nil:
-			c.updatePeers(m.Peers)
-		case m.Relays != nil:
-			c.relays.update(m.Relays)
-		case m.Punch != nil:
-			c.trav.OnPunch(m.Punch)
-		case m.PunchGo != nil:
-			c.trav.OnPunchGo(m.PunchGo)
-		case m.Error != nil:
-			c.endpointRefused(m.Error)
+		switch m := m.(type) {
+		case *wire.Peers:
+			c.updatePeers(m)
+		case *wire.Relays:
+			c.relays.update(m)
+		case *wire.Punch:
+			c.trav.OnPunch(m)
+		case *wire.PunchGo:
+			c.trav.OnPunchGo(m)
+		case *wire.Error:
+			c.endpointRefused(m)
 		default:
-			return fmt.Errorf("unexpected message from control")
+			return fmt.Errorf("unexpected %s from control", wire.Kind(m))
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

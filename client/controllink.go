@@ -33,12 +33,12 @@ type controlSession struct {
 	st    *quic.Stream
 	wake  chan struct{} // poked when queue gains messages
 	mu    sync.Mutex
-	queue []*wire.Message
+	queue []wire.Message
 	full  bool // overflowed: the session is being closed
 }
 
 // Send implements traversal.Control: it queues m on the live session.
-func (l *controlLink) Send(m *wire.Message) bool {
+func (l *controlLink) Send(m wire.Message) bool {
 	l.mu.Lock()
 	s := l.sess
 	l.mu.Unlock()
@@ -116,7 +116,7 @@ func newControlSession(conn *quic.Conn, st *quic.Stream) *controlSession {
 }
 
 // enqueue never blocks; a session that cannot keep up is closed.
-func (s *controlSession) enqueue(m *wire.Message) bool {
+func (s *controlSession) enqueue(m wire.Message) bool {
 	s.mu.Lock()
 	if s.full {
 		s.mu.Unlock()

@@ -39,8 +39,8 @@ type destination struct {
 	traffic    traffic
 }
 
-func (d *destination) announce() *wire.Message {
-	return &wire.Message{Announce: &wire.Announce{Endpoint: d.name, Role: restrict.RoleDestination, Route: d.route}}
+func (d *destination) announce() wire.Message {
+	return &wire.Announce{Endpoint: d.name, Role: restrict.RoleDestination, Route: d.route}
 }
 
 // stop closes the destination's file server, if any.
@@ -103,7 +103,7 @@ func (c *Client) RemoveDestination(name string) error {
 	delete(c.destinations, name)
 	d.stop()
 	c.dropEndpointLocked("destination", name)
-	c.ctl.Send(&wire.Message{Withdraw: &wire.Withdraw{Endpoint: name, Role: restrict.RoleDestination}})
+	c.ctl.Send(&wire.Withdraw{Endpoint: name, Role: restrict.RoleDestination})
 	return nil
 }
 
@@ -189,13 +189,14 @@ func abort(st *quic.Stream, code quic.StreamErrorCode) {
 func (p *peer) serveStream(st *quic.Stream, pa path) {
 	c := p.c
 	_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
-	m, err := wire.Read(st)
-	if err != nil || m.Connect == nil {
+	header, err := wire.Read(st, wire.PeerStream)
+	if err != nil {
 		abort(st, wire.StreamBadRequest)
 		return
 	}
 	_ = st.SetReadDeadline(time.Time{})
-	name := m.Connect.Endpoint
+	m := header.(*wire.Connect) // the only kind of PeerStream
+	name := m.Endpoint
 	log := c.log.With("endpoint", name, "peer", p.id.Short(), "route", pa.String())
 	c.mu.Lock()
 	d := c.destinations[name]
@@ -218,14 +219,14 @@ func (p *peer) serveStream(st *quic.Stream, pa path) {
 		return
 	}
 	if d.proxyProto != "" {
-		if err := writeProxyHeader(tc, d.proxyProto, m.Connect.From); err != nil {
+		if err := writeProxyHeader(tc, d.proxyProto, m.From); err != nil {
 			log.Warn("proxy protocol header", "err", err)
 			abort(st, wire.StreamDialFailed)
 			_ = tc.Close()
 			return
 		}
 	}
-	log.Debug("connection routed", "from", m.Connect.From)
+	log.Debug("connection routed", "from", m.From)
 	proxy(tc.(*net.TCPConn), st, &c.traffic, &d.traffic, &p.traffic)
 }
 

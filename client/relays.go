@@ -177,12 +177,9 @@ func relayWelcome(ctx context.Context, conn *quic.Conn) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("wait for relay welcome: %w", err)
 	}
-	m, err := wire.Read(st)
+	m, err := wire.Read(st, wire.RelayToClient)
 	if err != nil {
 		return "", fmt.Errorf("read relay welcome: %w", err)
 	}
-	if m.Welcome == nil {
-		return "", fmt.Errorf("relay sent something other than a welcome")
-	}
-	return m.Welcome.Observed, nil
+	return m.(*wire.Welcome).Observed, nil // the only kind of RelayToClient
 }

@@ -33,8 +33,8 @@ type source struct {
 	traffic traffic
 }
 
-func (s *source) announce() *wire.Message {
-	return &wire.Message{Announce: &wire.Announce{Endpoint: s.name, Role: restrict.RoleSource, Route: s.route}}
+func (s *source) announce() wire.Message {
+	return &wire.Announce{Endpoint: s.name, Role: restrict.RoleSource, Route: s.route}
 }
 
 // ErrExists is returned when adding an endpoint whose name is taken.
@@ -84,7 +84,7 @@ func (c *Client) RemoveSource(name string) error {
 	}
 	_ = s.ln.Close()
 	c.dropEndpointLocked("source", name)
-	c.ctl.Send(&wire.Message{Withdraw: &wire.Withdraw{Endpoint: name, Role: restrict.RoleSource}})
+	c.ctl.Send(&wire.Withdraw{Endpoint: name, Role: restrict.RoleSource})
 	return nil
 }
 
@@ -153,7 +153,7 @@ func (s *source) forward(ctx context.Context, c *Client, tc *net.TCPConn) {
 			st, err := conn.OpenStream()
 			if err == nil {
 				log.Debug("connection routed", "peer", p.id.Short(), "route", pa.String())
-				if err := wire.Write(st, &wire.Message{Connect: &wire.Connect{Endpoint: s.name, From: tc.RemoteAddr().String()}}); err != nil {
+				if err := wire.Write(st, &wire.Connect{Endpoint: s.name, From: tc.RemoteAddr().String()}); err != nil {
 					abort(st, wire.StreamAborted)
 					_ = tc.Close()
 					return

@@ -7,7 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
-	"unicode/utf8"
+
+	"github.com/connetd/connetd/internal/endpointname"
 )
 
 // addr applies def to an empty address and checks the result is host:port.
@@ -54,17 +55,10 @@ func (v *validator) hostname(p keyPath, val string) string {
 	return val
 }
 
-// endpointName checks a destination or source name. Names travel between
-// peers and show up in logs, hence the length and character limits.
+// endpointName checks a destination or source name by the rule control
+// applies to announces.
 func (v *validator) endpointName(p keyPath, name string) {
-	switch {
-	case name == "":
-		v.fail(p, nil, "endpoint name is empty")
-	case len(name) > 255:
-		v.fail(p, nil, "endpoint name is %d bytes long; at most 255 are allowed", len(name))
-	case !utf8.ValidString(name):
-		v.fail(p, nil, "endpoint name is not valid UTF-8")
-	case strings.ContainsFunc(name, unicode.IsControl):
-		v.fail(p, nil, "endpoint name %q contains control characters", name)
+	if err := endpointname.Check(name); err != nil {
+		v.fail(p, nil, "%s", err)
 	}
 }

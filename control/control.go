@@ -12,11 +12,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/restrict"
@@ -112,11 +112,13 @@ func (s *Server) ServeClients(ctx context.Context, tr *quic.Transport) error {
 		return fmt.Errorf("listen for clients on %s: %w", tr.Conn.LocalAddr(), err)
 	}
 	s.log.Info("control listening for clients", "addr", tr.Conn.LocalAddr().String())
-	rctx, cancel := context.WithCancel(ctx)
-	reflectDone := make(chan struct{})
-	go func() { defer close(reflectDone); serveReflect(rctx, tr) }()
-	defer func() { cancel(); <-reflectDone; s.punches.stopAll() }()
-	return s.acceptLoop(ctx, ln, func() restrict.IP { return s.auth.Load().ClientIP }, s.serveClient)
+	defer s.punches.stopAll()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { serveReflect(gctx, tr); return nil })
+	g.Go(func() error {
+		return s.acceptLoop(gctx, ln, func() restrict.IP { return s.auth.Load().ClientIP }, s.serveClient)
+	})
+	return g.Wait()
 }
 
 // ServeRelays accepts relay connections on tr until ctx ends.
@@ -129,11 +131,15 @@ func (s *Server) ServeRelays(ctx context.Context, tr *quic.Transport) error {
 	return s.acceptLoop(ctx, ln, func() restrict.IP { return s.auth.Load().RelayIP }, s.serveRelayConn)
 }
 
+// acceptLoop serves every accepted connection in its own goroutine until ctx
+// ends or accepting fails; either way it ends the sessions and waits for
+// them.
 func (s *Server) acceptLoop(ctx context.Context, ln *quic.Listener, ipr func() restrict.IP, serve func(context.Context, *quic.Conn)) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	var sessions errgroup.Group // a session's end is its own business: none returns an error
+	defer sessions.Wait()
+	defer cancel()
 	defer ln.Close()
-	go func() { <-ctx.Done(); ln.Close() }()
 	for {
 		conn, err := ln.Accept(ctx)
 		if err != nil {
@@ -147,11 +153,10 @@ func (s *Server) acceptLoop(ctx context.Context, ln *quic.Listener, ipr func() r
 			_ = conn.CloseWithError(wire.ConnUnauthorized, "address not allowed")
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		sessions.Go(func() error {
 			serve(ctx, conn)
-		}()
+			return nil
+		})
 	}
 }
 
@@ -191,7 +196,7 @@ func checkToken(conn *quic.Conn, st *quic.Stream, kind string, tokens []string, 
 // refuse writes an Error and closes the connection, after giving the
 // message time to arrive: closing at once would discard it in flight.
 func refuse(conn *quic.Conn, st *quic.Stream, code, msg string) {
-	_ = wire.Write(st, &wire.Message{Error: &wire.Error{Code: code, Message: msg}})
+	_ = writeTimed(st, &wire.Error{Code: code, Message: msg})
 	_ = st.Close()
 	select {
 	case <-conn.Context().Done(): // the peer read it and hung up

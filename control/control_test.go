@@ -55,7 +55,12 @@ type session struct {
 	st   *quic.Stream
 }
 
-func (s *server) dial(t *testing.T, token string) (*session, *wire.Message, error) {
+func (s *server) dial(t *testing.T, token string) (*session, wire.Message, error) {
+	return s.dialWith(t, token, quicconf.Control())
+}
+
+// dialWith connects with qc (e.g. a tiny receive window) and says hello.
+func (s *server) dialWith(t *testing.T, token string, qc *quic.Config) (*session, wire.Message, error) {
 	t.Helper()
 	id, err := identity.New("client")
 	if err != nil {
@@ -70,7 +75,7 @@ func (s *server) dial(t *testing.T, token string) (*session, *wire.Message, erro
 	tr := &quic.Transport{Conn: u}
 	t.Cleanup(func() { tr.Close(); u.Close() })
 	conn, err := tr.Dial(ctx, s.addr, &tls.Config{RootCAs: s.roots, ServerName: "127.0.0.1",
-		Certificates: []tls.Certificate{id.Cert}, NextProtos: []string{wire.ALPNClientControl}}, quicconf.Control())
+		Certificates: []tls.Certificate{id.Cert}, NextProtos: []string{wire.ALPNClientControl}}, qc)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -78,34 +83,44 @@ func (s *server) dial(t *testing.T, token string) (*session, *wire.Message, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := wire.Write(st, &wire.Message{Hello: &wire.Hello{Token: token, Punch: true}}); err != nil {
+	if err := wire.Write(st, &wire.Hello{Token: token, Punch: true}); err != nil {
 		return nil, nil, err
 	}
 	_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))
-	m, err := wire.Read(st)
+	m, err := wire.Read(st, wire.ControlToClient)
 	if err != nil {
 		return nil, nil, err
 	}
 	return &session{id: id, conn: conn, st: st}, m, nil
 }
 
-func (s *session) send(t *testing.T, m *wire.Message) {
+// join dials and insists on a welcome.
+func (s *server) join(t *testing.T, token string) *session {
+	t.Helper()
+	sess, m, err := s.dial(t, token)
+	if _, ok := m.(*wire.Welcome); err != nil || !ok {
+		t.Fatalf("hello: %+v, %v", m, err)
+	}
+	return sess
+}
+
+func (s *session) send(t *testing.T, m wire.Message) {
 	t.Helper()
 	if err := wire.Write(s.st, m); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// next reads until a message matching want arrives.
-func (s *session) next(t *testing.T, want func(*wire.Message) bool) *wire.Message {
+// next reads s until a message of type T that want takes arrives.
+func next[T wire.Message](t *testing.T, s *session, want func(T) bool) T {
 	t.Helper()
 	_ = s.st.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for {
-		m, err := wire.Read(s.st)
+		m, err := wire.Read(s.st, wire.ControlToClient)
 		if err != nil {
 			t.Fatalf("waiting for a message: %v", err)
 		}
-		if want(m) {
+		if m, ok := m.(T); ok && want(m) {
 			return m
 		}
 	}
@@ -117,7 +132,7 @@ func TestWrongTokenGetsUnauthorizedAndTheConnectionCloses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Error == nil || m.Error.Code != wire.CodeUnauthorized {
+	if e, ok := m.(*wire.Error); !ok || e.Code != wire.CodeUnauthorized {
 		t.Fatalf("answer %+v, want an unauthorized error", m)
 	}
 	select {
@@ -130,29 +145,27 @@ func TestWrongTokenGetsUnauthorizedAndTheConnectionCloses(t *testing.T) {
 func TestPeersLearnEachOtherWithCertificatesAndObservedAddresses(t *testing.T) {
 	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"a", "b"}}})
 	src, m, err := s.dial(t, "a")
-	if err != nil || m.Welcome == nil {
+	w, ok := m.(*wire.Welcome)
+	if err != nil || !ok {
 		t.Fatalf("hello: %+v, %v", m, err)
 	}
-	if _, err := netip.ParseAddrPort(m.Welcome.Observed); err != nil {
-		t.Fatalf("observed address %q: %v", m.Welcome.Observed, err)
+	if _, err := netip.ParseAddrPort(w.Observed); err != nil {
+		t.Fatalf("observed address %q: %v", w.Observed, err)
 	}
-	dst, m, err := s.dial(t, "b")
-	if err != nil || m.Welcome == nil {
-		t.Fatalf("hello: %+v, %v", m, err)
-	}
-	src.send(t, &wire.Message{Announce: &wire.Announce{Endpoint: "svc", Role: "source", Route: "any"}})
-	dst.send(t, &wire.Message{Announce: &wire.Announce{Endpoint: "svc", Role: "destination", Route: "relay"}})
-	got := src.next(t, func(m *wire.Message) bool { return m.Peers != nil && len(m.Peers.Peers) == 1 })
-	p := got.Peers.Peers[0]
+	dst := s.join(t, "b")
+	src.send(t, &wire.Announce{Endpoint: "svc", Role: "source", Route: "any"})
+	dst.send(t, &wire.Announce{Endpoint: "svc", Role: "destination", Route: "relay"})
+	got := next(t, src, func(m *wire.Peers) bool { return len(m.Peers) == 1 })
+	p := got.Peers[0]
 	if p.ID != dst.id.ID || identity.IDOf(p.Cert) != dst.id.ID || p.Route != "relay" || len(p.Direct) == 0 {
 		t.Fatalf("source learned %+v, want the destination's id, certificate, route and addresses", p)
 	}
-	got = dst.next(t, func(m *wire.Message) bool { return m.Peers != nil && len(m.Peers.Peers) == 1 })
-	if got.Peers.Peers[0].ID != src.id.ID {
-		t.Fatalf("destination learned %+v, want the source", got.Peers.Peers[0])
+	got = next(t, dst, func(m *wire.Peers) bool { return len(m.Peers) == 1 })
+	if got.Peers[0].ID != src.id.ID {
+		t.Fatalf("destination learned %+v, want the source", got.Peers[0])
 	}
-	dst.send(t, &wire.Message{Withdraw: &wire.Withdraw{Endpoint: "svc", Role: "destination"}})
-	src.next(t, func(m *wire.Message) bool { return m.Peers != nil && len(m.Peers.Peers) == 0 })
+	dst.send(t, &wire.Withdraw{Endpoint: "svc", Role: "destination"})
+	next(t, src, func(m *wire.Peers) bool { return len(m.Peers) == 0 })
 }
 
 func TestTokenRestrictionsLimitNamesAndRoles(t *testing.T) {
@@ -165,26 +178,20 @@ func TestTokenRestrictionsLimitNamesAndRoles(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"n", "r"}, ClientTokenRestricts: []restrict.Token{names, role}}})
-	c, m, err := s.dial(t, "n")
-	if err != nil || m.Welcome == nil {
-		t.Fatalf("hello: %+v, %v", m, err)
+	c := s.join(t, "n")
+	c.send(t, &wire.Announce{Endpoint: "db", Role: "source", Route: "any"})
+	e := next(t, c, func(m *wire.Error) bool { return true })
+	if e.Code != wire.CodeForbidden || e.Endpoint != "db" {
+		t.Fatalf("announce of a name outside name-matches: %+v", e)
 	}
-	c.send(t, &wire.Message{Announce: &wire.Announce{Endpoint: "db", Role: "source", Route: "any"}})
-	e := c.next(t, func(m *wire.Message) bool { return m.Error != nil })
-	if e.Error.Code != wire.CodeForbidden || e.Error.Endpoint != "db" {
-		t.Fatalf("announce of a name outside name-matches: %+v", e.Error)
-	}
-	c.send(t, &wire.Message{Announce: &wire.Announce{Endpoint: "web-1", Role: "source", Route: "any"}})
-	c.next(t, func(m *wire.Message) bool { return m.Peers != nil && m.Peers.Endpoint == "web-1" })
+	c.send(t, &wire.Announce{Endpoint: "web-1", Role: "source", Route: "any"})
+	next(t, c, func(m *wire.Peers) bool { return m.Endpoint == "web-1" })
 
-	r, m, err := s.dial(t, "r")
-	if err != nil || m.Welcome == nil {
-		t.Fatalf("hello: %+v, %v", m, err)
-	}
-	r.send(t, &wire.Message{Announce: &wire.Announce{Endpoint: "x", Role: "source", Route: "any"}})
-	e = r.next(t, func(m *wire.Message) bool { return m.Error != nil })
-	if e.Error.Code != wire.CodeForbidden {
-		t.Fatalf("source announce with a destination-only token: %+v", e.Error)
+	r := s.join(t, "r")
+	r.send(t, &wire.Announce{Endpoint: "x", Role: "source", Route: "any"})
+	e = next(t, r, func(m *wire.Error) bool { return true })
+	if e.Code != wire.CodeForbidden {
+		t.Fatalf("source announce with a destination-only token: %+v", e)
 	}
 }
 
@@ -195,43 +202,34 @@ func TestIPRestrictionRefusesBeforeTheToken(t *testing.T) {
 	}
 	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"good"}, ClientIP: deny}})
 	_, m, err := s.dial(t, "good")
-	if err == nil && m.Welcome != nil {
+	if err == nil && isWelcome(m) {
 		t.Fatal("a denied address was welcomed")
 	}
 }
 
 func TestBadAnnouncementsAreRefusedAndTheSessionGoesOn(t *testing.T) {
 	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"t"}}})
-	c, m, err := s.dial(t, "t")
-	if err != nil || m.Welcome == nil {
-		t.Fatalf("hello: %+v, %v", m, err)
-	}
+	c := s.join(t, "t")
 	for _, a := range []wire.Announce{
 		{Endpoint: "", Role: "source", Route: "any"},
 		{Endpoint: "x", Role: "owner", Route: "any"},
 		{Endpoint: "x", Role: "source", Route: "sideways"},
 		{Endpoint: "bad\x00name", Role: "source", Route: "any"},
 	} {
-		c.send(t, &wire.Message{Announce: &a})
-		e := c.next(t, func(m *wire.Message) bool { return m.Error != nil })
-		if e.Error.Code != wire.CodeBadRequest {
-			t.Fatalf("announce %+v: %+v, want bad_request", a, e.Error)
+		c.send(t, &a)
+		e := next(t, c, func(m *wire.Error) bool { return true })
+		if e.Code != wire.CodeBadRequest {
+			t.Fatalf("announce %+v: %+v, want bad_request", a, e)
 		}
 	}
-	c.send(t, &wire.Message{Announce: &wire.Announce{Endpoint: "ok", Role: "source", Route: "any"}})
-	c.next(t, func(m *wire.Message) bool { return m.Peers != nil && m.Peers.Endpoint == "ok" })
+	c.send(t, &wire.Announce{Endpoint: "ok", Role: "source", Route: "any"})
+	next(t, c, func(m *wire.Peers) bool { return m.Endpoint == "ok" })
 }
 
 func TestRevokedTokenDisconnectsItsClientsAtOnce(t *testing.T) {
 	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"keep", "drop"}}})
-	kept, m, err := s.dial(t, "keep")
-	if err != nil || m.Welcome == nil {
-		t.Fatalf("hello: %+v, %v", m, err)
-	}
-	dropped, m, err := s.dial(t, "drop")
-	if err != nil || m.Welcome == nil {
-		t.Fatalf("hello: %+v, %v", m, err)
-	}
+	kept := s.join(t, "keep")
+	dropped := s.join(t, "drop")
 	s.srv.SetAuth(control.Auth{ClientTokens: []string{"keep"}})
 	select {
 	case <-dropped.conn.Context().Done():
@@ -243,7 +241,12 @@ func TestRevokedTokenDisconnectsItsClientsAtOnce(t *testing.T) {
 		t.Fatal("client with a kept token was disconnected")
 	case <-time.After(200 * time.Millisecond):
 	}
-	if _, m, err := s.dial(t, "drop"); err == nil && m.Welcome != nil {
+	if _, m, err := s.dial(t, "drop"); err == nil && isWelcome(m) {
 		t.Fatal("revoked token still accepted")
 	}
+}
+
+func isWelcome(m wire.Message) bool {
+	_, ok := m.(*wire.Welcome)
+	return ok
 }

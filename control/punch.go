@@ -117,8 +117,8 @@ func (s *Server) startPunch(src *session, peer identity.ID, spray string) {
 	case wire.PunchSprayDestination:
 		toA.Mode, toB.Mode = wire.PunchModeRandom, wire.PunchModeSpray
 	}
-	src.send(&wire.Message{Punch: &toA})
-	dst.send(&wire.Message{Punch: &toB})
+	src.send(&toA)
+	dst.send(&toB)
 }
 
 // punchReady records that sess has opened; the second ready releases both.
@@ -157,11 +157,7 @@ func (s *Server) punchGo(ps *punchState) {
 		}
 	}
 	p.mu.Unlock()
-	m := &wire.Message{PunchGo: &wire.PunchGo{Nonce: ps.nonce[:]}}
-	// Two goroutines so that neither side's go waits on the other's stream.
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); ps.a.send(m) }()
-	go func() { defer wg.Done(); ps.b.send(m) }()
-	wg.Wait()
+	// send only queues, so neither side's go waits on the other's stream.
+	ps.a.send(&wire.PunchGo{Nonce: ps.nonce[:]})
+	ps.b.send(&wire.PunchGo{Nonce: ps.nonce[:]})
 }

@@ -13,32 +13,23 @@ import (
 
 // pair registers a source and a destination of "svc" with the given routes.
 func pair(t *testing.T, s *server, srcRoute, dstRoute string) (src, dst *session) {
-	src, m, err := s.dial(t, "a")
-	if err != nil || m.Welcome == nil {
-		t.Fatalf("hello: %+v, %v", m, err)
-	}
-	dst, m, err = s.dial(t, "b")
-	if err != nil || m.Welcome == nil {
-		t.Fatalf("hello: %+v, %v", m, err)
-	}
-	src.send(t, &wire.Message{Announce: &wire.Announce{Endpoint: "svc", Role: "source", Route: srcRoute}})
-	dst.send(t, &wire.Message{Announce: &wire.Announce{Endpoint: "svc", Role: "destination", Route: dstRoute}})
-	src.next(t, func(m *wire.Message) bool { return m.Peers != nil && len(m.Peers.Peers) == 1 })
-	dst.next(t, func(m *wire.Message) bool { return m.Peers != nil && len(m.Peers.Peers) == 1 })
+	src, dst = s.join(t, "a"), s.join(t, "b")
+	src.send(t, &wire.Announce{Endpoint: "svc", Role: "source", Route: srcRoute})
+	dst.send(t, &wire.Announce{Endpoint: "svc", Role: "destination", Route: dstRoute})
+	next(t, src, func(m *wire.Peers) bool { return len(m.Peers) == 1 })
+	next(t, dst, func(m *wire.Peers) bool { return len(m.Peers) == 1 })
 	return src, dst
 }
 
 func TestPunchTellsBothSidesAndReleasesThemTogetherOnceBothAreReady(t *testing.T) {
 	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"a", "b"}}})
 	src, dst := pair(t, s, "any", "any")
-	dst.send(t, &wire.Message{Candidates: &wire.Candidates{Direct: []string{"10.0.0.2:19192"}, NAT: wire.NATHard}})
-	src.next(t, func(m *wire.Message) bool {
-		return m.Peers != nil && len(m.Peers.Peers) == 1 && m.Peers.Peers[0].NAT == wire.NATHard
-	})
+	dst.send(t, &wire.Candidates{Direct: []string{"10.0.0.2:19192"}, NAT: wire.NATHard})
+	next(t, src, func(m *wire.Peers) bool { return len(m.Peers) == 1 && m.Peers[0].NAT == wire.NATHard })
 
-	src.send(t, &wire.Message{PunchRequest: &wire.PunchRequest{Peer: dst.id.ID, Spray: wire.PunchSprayDestination}})
-	ps := src.next(t, func(m *wire.Message) bool { return m.Punch != nil }).Punch
-	pd := dst.next(t, func(m *wire.Message) bool { return m.Punch != nil }).Punch
+	src.send(t, &wire.PunchRequest{Peer: dst.id.ID, Spray: wire.PunchSprayDestination})
+	ps := next(t, src, func(m *wire.Punch) bool { return true })
+	pd := next(t, dst, func(m *wire.Punch) bool { return true })
 	if !bytes.Equal(ps.Nonce, pd.Nonce) || len(ps.Nonce) != wire.PunchNonceLen {
 		t.Fatalf("nonces %x / %x", ps.Nonce, pd.Nonce)
 	}
@@ -52,19 +43,18 @@ func TestPunchTellsBothSidesAndReleasesThemTogetherOnceBothAreReady(t *testing.T
 		t.Fatalf("modes %q / %q for a destination-spray attempt", ps.Mode, pd.Mode)
 	}
 	// One side ready: no go yet.
-	src.send(t, &wire.Message{PunchReady: &wire.PunchReady{Nonce: ps.Nonce}})
+	src.send(t, &wire.PunchReady{Nonce: ps.Nonce})
 	srcIn, dstIn := inbox(src), inbox(dst)
-	if m := waitFor(srcIn, 400*time.Millisecond, func(m *wire.Message) bool { return m.PunchGo != nil }); m != nil {
+	if m := waitFor(srcIn, 400*time.Millisecond, isGo); m != nil {
 		t.Fatal("go sent before the destination was ready")
 	}
 	readyAt := time.Now()
-	dst.send(t, &wire.Message{PunchReady: &wire.PunchReady{Nonce: pd.Nonce}})
-	isGo := func(m *wire.Message) bool { return m.PunchGo != nil }
+	dst.send(t, &wire.PunchReady{Nonce: pd.Nonce})
 	g1, g2 := waitFor(srcIn, 5*time.Second, isGo), waitFor(dstIn, 5*time.Second, isGo)
 	if g1 == nil || g2 == nil {
 		t.Fatal("no go after both were ready")
 	}
-	if !bytes.Equal(g1.PunchGo.Nonce, ps.Nonce) || !bytes.Equal(g2.PunchGo.Nonce, ps.Nonce) {
+	if !bytes.Equal(g1.(*wire.PunchGo).Nonce, ps.Nonce) || !bytes.Equal(g2.(*wire.PunchGo).Nonce, ps.Nonce) {
 		t.Fatal("go for another attempt")
 	}
 	if time.Since(readyAt) > time.Second {
@@ -74,13 +64,13 @@ func TestPunchTellsBothSidesAndReleasesThemTogetherOnceBothAreReady(t *testing.T
 
 // inbox reads a session's messages from now on, so that waiting with a
 // time limit never leaves half a frame read.
-func inbox(s *session) <-chan *wire.Message {
-	ch := make(chan *wire.Message, 64)
+func inbox(s *session) <-chan wire.Message {
+	ch := make(chan wire.Message, 64)
 	_ = s.st.SetReadDeadline(time.Time{})
 	go func() {
 		defer close(ch)
 		for {
-			m, err := wire.Read(s.st)
+			m, err := wire.Read(s.st, wire.ControlToClient)
 			if err != nil {
 				return
 			}
@@ -92,7 +82,7 @@ func inbox(s *session) <-chan *wire.Message {
 
 // waitFor returns the first message from in that want takes, or nil when
 // none comes within d.
-func waitFor(in <-chan *wire.Message, d time.Duration, want func(*wire.Message) bool) *wire.Message {
+func waitFor(in <-chan wire.Message, d time.Duration, want func(wire.Message) bool) wire.Message {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
@@ -113,11 +103,11 @@ func waitFor(in <-chan *wire.Message, d time.Duration, want func(*wire.Message) 
 func TestPunchGoesAnywayWhenOneSideNeverAnswers(t *testing.T) {
 	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"a", "b"}}})
 	src, dst := pair(t, s, "any", "any")
-	src.send(t, &wire.Message{PunchRequest: &wire.PunchRequest{Peer: dst.id.ID}})
-	ps := src.next(t, func(m *wire.Message) bool { return m.Punch != nil }).Punch
+	src.send(t, &wire.PunchRequest{Peer: dst.id.ID})
+	ps := next(t, src, func(m *wire.Punch) bool { return true })
 	start := time.Now()
-	src.send(t, &wire.Message{PunchReady: &wire.PunchReady{Nonce: ps.Nonce}})
-	src.next(t, func(m *wire.Message) bool { return m.PunchGo != nil })
+	src.send(t, &wire.PunchReady{Nonce: ps.Nonce})
+	next(t, src, func(m *wire.PunchGo) bool { return true })
 	if el := time.Since(start); el < time.Second || el > 4*time.Second {
 		t.Fatalf("go after %v; want control's ready timeout (2s)", el)
 	}
@@ -128,11 +118,11 @@ func TestPunchOnlyBetweenASourceAndItsDirectCapableDestination(t *testing.T) {
 	src, dst := pair(t, s, "any", "relay")
 	// A destination may not start punching toward its source, and a
 	// relay-only pair never punches.
-	dst.send(t, &wire.Message{PunchRequest: &wire.PunchRequest{Peer: src.id.ID}})
-	src.send(t, &wire.Message{PunchRequest: &wire.PunchRequest{Peer: dst.id.ID}})
+	dst.send(t, &wire.PunchRequest{Peer: src.id.ID})
+	src.send(t, &wire.PunchRequest{Peer: dst.id.ID})
 	for _, sess := range []*session{src, dst} {
-		if m := waitFor(inbox(sess), 500*time.Millisecond, func(m *wire.Message) bool { return m.Punch != nil }); m != nil {
-			t.Fatalf("unauthorized punch was coordinated: %+v", m.Punch)
+		if m := waitFor(inbox(sess), 500*time.Millisecond, isPunch); m != nil {
+			t.Fatalf("unauthorized punch was coordinated: %+v", m)
 		}
 	}
 }
@@ -166,3 +156,6 @@ func TestControlAnswersReflectRequestsOnItsClientSocket(t *testing.T) {
 	}
 	t.Fatal("no reflect reply")
 }
+
+func isGo(m wire.Message) bool    { _, ok := m.(*wire.PunchGo); return ok }
+func isPunch(m wire.Message) bool { _, ok := m.(*wire.Punch); return ok }

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"slices"
 	"sort"
 	"sync"
@@ -24,8 +25,12 @@ type session struct {
 	observed string
 	notify   chan struct{}
 	close    func() // ends the session's connection
-	w        *lockedWriter
-	punch    bool // the client takes part in hole punching (hello.punch)
+	punch    bool   // the client takes part in hole punching (hello.punch)
+
+	// out feeds the session's writer (nil for relays, which get only
+	// snapshots); stop ends the session when out overflows.
+	out  chan wire.Message
+	stop context.CancelCauseFunc
 
 	// guarded by registry.mu
 	nat   string
@@ -41,10 +46,18 @@ func newSession(id identity.ID, cert []byte, observed string) *session {
 	return &session{id: id, cert: cert, observed: observed, notify: make(chan struct{}, 1), endpoints: map[epKey]string{}}
 }
 
-// send writes m to the session's client, if it has a stream.
-func (s *session) send(m *wire.Message) {
-	if s.w != nil {
-		_ = s.w.write(m)
+// send queues m for the session's writer without blocking, so that a
+// client that does not read never stalls whoever sends to it (another
+// client's reader, a punch timer). A full queue ends its session instead of
+// holding more memory for it.
+func (s *session) send(m wire.Message) {
+	if s.out == nil {
+		return
+	}
+	select {
+	case s.out <- m:
+	default:
+		s.stop(errNotReading)
 	}
 }
 

@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/wire"
@@ -20,32 +20,24 @@ func (s *Server) serveRelayConn(ctx context.Context, conn *quic.Conn) {
 	if len(tlsState.PeerCertificates) == 0 {
 		return
 	}
-	st, m, err := handshake(ctx, conn)
+	st, m, err := handshake(ctx, conn, wire.RelayToControl)
 	if err != nil {
 		log.Debug("relay handshake failed", "err", err)
 		return
 	}
-	if m.RelayHello == nil {
-		refuse(conn, st, wire.CodeBadRequest, "first message must be relay_hello")
-		return
-	}
+	hello := m.(*wire.RelayHello) // the only kind of RelayToControl
 	auth := s.auth.Load()
-	if _, ok := checkToken(conn, st, "relay", auth.RelayTokens, auth.RelayTokenRestricts, m.RelayHello.Token, log); !ok {
+	if _, ok := checkToken(conn, st, "relay", auth.RelayTokens, auth.RelayTokenRestricts, hello.Token, log); !ok {
 		return
 	}
-	if err := wire.Write(st, &wire.Message{Welcome: &wire.Welcome{Observed: conn.RemoteAddr().String()}}); err != nil {
+	if err := writeTimed(st, &wire.Welcome{Observed: conn.RemoteAddr().String()}); err != nil {
 		return
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		<-sctx.Done()
-		if ctx.Err() != nil {
-			_ = conn.CloseWithError(wire.ConnShutdown, "control server shutting down")
-		}
-	}()
-	err = s.attachRelay(sctx, st, tlsState.PeerCertificates[0].Raw, m.RelayHello.Addr, m.RelayHello.Token,
+	err = s.attachRelay(ctx, st, tlsState.PeerCertificates[0].Raw, hello.Addr, hello.Token,
 		func() { _ = conn.CloseWithError(wire.ConnUnauthorized, "token revoked") })
+	if ctx.Err() != nil {
+		_ = conn.CloseWithError(wire.ConnShutdown, "control server shutting down")
+	}
 	log.Info("relay disconnected", "reason", err)
 }
 
@@ -70,53 +62,52 @@ func (s *Server) attachRelay(ctx context.Context, rw io.ReadWriter, cert []byte,
 	defer s.reg.removeRelay(sess)
 	s.log.Info("relay connected", "relay", id.Short(), "addr", addr)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer cancel()
-		var last string
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-sess.notify:
-			}
-			auth := s.reg.relayView()
-			b, _ := json.Marshal(auth)
-			if string(b) == last {
-				continue
-			}
-			if err := wire.Write(rw, &wire.Message{RelayAuth: &auth}); err != nil {
-				return
-			}
-			last = string(b)
-		}
-	}()
-	errc := make(chan error, 1)
-	go func() {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.relayWriter(gctx, sess, rw) })
+	g.Go(func() error {
 		// A relay sends nothing after its hello; reading detects the link ending.
-		_, err := wire.Read(rw)
+		m, err := wire.Read(rw, wire.RelayToControl)
 		if err == nil {
-			err = fmt.Errorf("unexpected message from relay")
+			err = fmt.Errorf("unexpected %s from relay", wire.Kind(m))
 		}
-		errc <- err
-	}()
-	select {
-	case err := <-errc:
-		cancel()
 		return err
-	case <-ctx.Done():
-		if c, ok := rw.(interface{ CancelRead(quic.StreamErrorCode) }); ok {
-			c.CancelRead(wire.StreamAborted)
-		}
-		if c, ok := rw.(io.Closer); ok {
+	})
+	g.Go(func() error {
+		// Ending the link unblocks both the reader and a stuck writer.
+		<-gctx.Done()
+		if st, ok := rw.(*quic.Stream); ok {
+			st.CancelRead(wire.StreamAborted)
+			st.CancelWrite(wire.StreamAborted)
+		} else if c, ok := rw.(io.Closer); ok {
 			_ = c.Close()
 		}
-		<-errc
+		return nil
+	})
+	err := g.Wait()
+	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	return err
+}
+
+// relayWriter owns the link's writes: the current table whenever the
+// registry pokes the relay, never the same one twice in a row.
+func (s *Server) relayWriter(ctx context.Context, sess *session, w io.Writer) error {
+	var last string
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sess.notify:
+		}
+		auth := s.reg.relayView()
+		b, _ := json.Marshal(auth)
+		if string(b) == last {
+			continue
+		}
+		if err := writeTimed(w, &auth); err != nil {
+			return fmt.Errorf("send relay_auth: %w", err)
+		}
+		last = string(b)
 	}
 }

@@ -3,53 +3,64 @@ package control
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
-	"sync"
 	"time"
-	"unicode"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/internal/endpointname"
 	"github.com/connetd/connetd/restrict"
 	"github.com/connetd/connetd/wire"
 )
 
 const (
-	helloTimeout  = 10 * time.Second
 	maxCandidates = 32
+	// sendQueue bounds the one-off messages (errors, punches) waiting for a
+	// session's writer. Snapshots do not queue: they are rebuilt when the
+	// writer gets to them.
+	sendQueue = 256
+	// writeTimeout bounds one write: a client whose stream stays full that
+	// long is not reading, and its session ends.
+	writeTimeout = 30 * time.Second
 )
 
-// lockedWriter serializes messages from the reader (refusals) and the
-// writer (snapshots) onto one stream.
-type lockedWriter struct {
-	mu sync.Mutex
-	st *quic.Stream
-}
+// errNotReading ends a session whose queue overflowed.
+var errNotReading = errors.New("client does not read its control stream")
 
-func (w *lockedWriter) write(m *wire.Message) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return wire.Write(w.st, m)
-}
-
-// handshake accepts the first stream and reads its first message.
-func handshake(ctx context.Context, conn *quic.Conn) (*quic.Stream, *wire.Message, error) {
-	hctx, cancel := context.WithTimeout(ctx, helloTimeout)
+// handshake accepts the first stream and reads its first message from set.
+// A message of another kind is answered with bad_request.
+func handshake(ctx context.Context, conn *quic.Conn, set wire.Set) (*quic.Stream, wire.Message, error) {
+	hctx, cancel := context.WithTimeout(ctx, wire.HelloTimeout)
 	defer cancel()
 	st, err := conn.AcceptStream(hctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("accept hello stream: %w", err)
 	}
-	_ = st.SetReadDeadline(time.Now().Add(helloTimeout))
-	m, err := wire.Read(st)
+	_ = st.SetReadDeadline(time.Now().Add(wire.HelloTimeout))
+	m, err := wire.Read(st, set)
+	if errors.Is(err, wire.ErrUnexpectedKind) {
+		refuse(conn, st, wire.CodeBadRequest, "first message must be a hello")
+	}
 	if err != nil {
-		return st, nil, fmt.Errorf("read hello: %w", err)
+		return nil, nil, fmt.Errorf("read hello: %w", err)
 	}
 	_ = st.SetReadDeadline(time.Time{})
 	return st, m, nil
+}
+
+// writeTimed writes m with a deadline when w has one (a QUIC stream or a
+// pipe does), so that a peer that stops reading cannot hold a writer forever.
+func writeTimed(w io.Writer, m wire.Message) error {
+	if d, ok := w.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		_ = d.SetWriteDeadline(time.Now().Add(writeTimeout))
+	}
+	return wire.Write(w, m)
 }
 
 func (s *Server) serveClient(ctx context.Context, conn *quic.Conn) {
@@ -61,109 +72,112 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn) {
 		_ = conn.CloseWithError(wire.ConnUnauthorized, "client certificate required")
 		return
 	}
-	st, m, err := handshake(ctx, conn)
+	st, m, err := handshake(ctx, conn, wire.ClientToControl)
 	if err != nil {
 		log.Debug("client handshake failed", "err", err)
 		return
 	}
-	if m.Hello == nil {
+	hello, ok := m.(*wire.Hello)
+	if !ok {
 		refuse(conn, st, wire.CodeBadRequest, "first message must be hello")
 		return
 	}
 	auth := s.auth.Load()
-	tr, ok := checkToken(conn, st, "client", auth.ClientTokens, auth.ClientTokenRestricts, m.Hello.Token, log)
+	tr, ok := checkToken(conn, st, "client", auth.ClientTokens, auth.ClientTokenRestricts, hello.Token, log)
 	if !ok {
 		return
 	}
 	observed := conn.RemoteAddr().String()
-	sess := newSession(id, tlsState.PeerCertificates[0].Raw, observed)
-	sess.token = m.Hello.Token
-	sess.direct = candidates(observed, m.Hello.Direct)
-	sess.nat = validNAT(m.Hello.NAT)
-	sess.punch = m.Hello.Punch
-	w := &lockedWriter{st: st}
-	sess.w = w
-	if err := w.write(&wire.Message{Welcome: &wire.Welcome{Observed: observed}}); err != nil {
+	// Nobody else writes to the stream before the session is registered.
+	if err := writeTimed(st, &wire.Welcome{Observed: observed}); err != nil {
 		return
 	}
-	log = log.With("client", id.Short())
-	log.Info("client connected", "version", m.Hello.Version)
+	sctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	sess := newSession(id, tlsState.PeerCertificates[0].Raw, observed)
+	sess.token = hello.Token
+	sess.direct = candidates(observed, hello.Direct)
+	sess.nat = validNAT(hello.NAT)
+	sess.punch = hello.Punch
+	sess.out = make(chan wire.Message, sendQueue)
+	sess.stop = stop
 	sess.close = func() { _ = conn.CloseWithError(wire.ConnReplaced, "replaced by a newer connection") }
+	log = log.With("client", id.Short())
+	log.Info("client connected", "version", hello.Version)
 	if old := s.reg.addClient(sess); old != nil {
 		old.close()
 	}
 	defer s.reg.removeClient(sess)
 
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer cancel()
-		s.clientWriter(sctx, sess, w)
-	}()
-	go func() {
+	g, gctx := errgroup.WithContext(sctx)
+	g.Go(func() error { return s.clientWriter(gctx, sess, st) })
+	g.Go(func() error { return s.clientReader(sess, st, tr, log) })
+	g.Go(func() error {
 		// Whichever half of the session ends first ends the connection,
-		// so a writer that failed does not leave a client uninformed.
-		<-sctx.Done()
-		if ctx.Err() != nil {
+		// which also unblocks the other half.
+		<-gctx.Done()
+		switch {
+		case ctx.Err() != nil:
 			_ = conn.CloseWithError(wire.ConnShutdown, "control server shutting down")
-		} else {
+		case errors.Is(context.Cause(sctx), errNotReading):
+			_ = conn.CloseWithError(wire.ConnProtocol, "control stream not read")
+		default:
 			_ = conn.CloseWithError(wire.ConnProtocol, "control session ended")
 		}
-	}()
-	err = s.clientReader(sess, st, w, tr, log)
-	cancel()
+		return nil
+	})
+	err = g.Wait()
+	if cause := context.Cause(sctx); errors.Is(cause, errNotReading) {
+		log.Warn("client disconnected: its control messages overflowed", "queue", sendQueue)
+		return
+	}
 	log.Info("client disconnected", "reason", err)
 }
 
-func (s *Server) clientReader(sess *session, st *quic.Stream, w *lockedWriter, tr *restrict.Token, log *slog.Logger) error {
+func (s *Server) clientReader(sess *session, st *quic.Stream, tr *restrict.Token, log *slog.Logger) error {
 	for {
-		m, err := wire.Read(st)
+		m, err := wire.Read(st, wire.ClientToControl)
 		if err != nil {
 			return err
 		}
-		switch {
-		case m.Announce != nil:
-			a := m.Announce
-			if err := validEndpoint(a.Endpoint, a.Role, a.Route); err != nil {
-				_ = w.write(&wire.Message{Error: &wire.Error{Code: wire.CodeBadRequest, Message: err.Error(), Endpoint: a.Endpoint, Role: a.Role}})
+		switch m := m.(type) {
+		case *wire.Announce:
+			if err := validAnnounce(m); err != nil {
+				sess.send(&wire.Error{Code: wire.CodeBadRequest, Message: err.Error(), Endpoint: m.Endpoint, Role: m.Role})
 				continue
 			}
-			if tr != nil && !tr.AcceptsEndpoint(a.Endpoint, a.Role) {
-				log.Warn("endpoint refused by token-restriction", "endpoint", a.Endpoint, "role", a.Role)
-				_ = w.write(&wire.Message{Error: &wire.Error{Code: wire.CodeForbidden, Message: "token may not use this endpoint name or role", Endpoint: a.Endpoint, Role: a.Role}})
+			if tr != nil && !tr.AcceptsEndpoint(m.Endpoint, m.Role) {
+				log.Warn("endpoint refused by token-restriction", "endpoint", m.Endpoint, "role", m.Role)
+				sess.send(&wire.Error{Code: wire.CodeForbidden, Message: "token may not use this endpoint name or role", Endpoint: m.Endpoint, Role: m.Role})
 				continue
 			}
-			log.Debug("endpoint announced", "endpoint", a.Endpoint, "role", a.Role, "route", a.Route)
-			s.reg.announce(sess, a.Endpoint, a.Role, a.Route)
-		case m.Withdraw != nil:
-			s.reg.withdraw(sess, m.Withdraw.Endpoint, m.Withdraw.Role)
-		case m.Candidates != nil:
-			s.reg.setDirect(sess, candidates(sess.observed, m.Candidates.Direct), m.Candidates.NAT)
-		case m.PunchRequest != nil:
-			s.startPunch(sess, m.PunchRequest.Peer, m.PunchRequest.Spray)
-		case m.PunchReady != nil:
-			s.punchReady(sess, m.PunchReady.Nonce)
+			log.Debug("endpoint announced", "endpoint", m.Endpoint, "role", m.Role, "route", m.Route)
+			s.reg.announce(sess, m.Endpoint, m.Role, m.Route)
+		case *wire.Withdraw:
+			s.reg.withdraw(sess, m.Endpoint, m.Role)
+		case *wire.Candidates:
+			s.reg.setDirect(sess, candidates(sess.observed, m.Direct), m.NAT)
+		case *wire.PunchRequest:
+			s.startPunch(sess, m.Peer, m.Spray)
+		case *wire.PunchReady:
+			s.punchReady(sess, m.Nonce)
 		default:
-			return fmt.Errorf("unexpected message from client")
+			return fmt.Errorf("unexpected %s from client", wire.Kind(m))
 		}
 	}
 }
 
-// clientWriter sends a fresh view whenever the registry pokes the session,
+// clientWriter owns the stream's writes after the welcome: queued messages
+// in order, and a fresh view whenever the registry pokes the session,
 // skipping parts the client already has.
-func (s *Server) clientWriter(ctx context.Context, sess *session, w *lockedWriter) {
+func (s *Server) clientWriter(ctx context.Context, sess *session, st *quic.Stream) error {
 	sent := map[string]string{}
-	send := func(key string, m *wire.Message) error {
+	send := func(key string, m wire.Message) error {
 		b, _ := json.Marshal(m)
 		if sent[key] == string(b) {
 			return nil
 		}
-		if err := w.write(m); err != nil {
-			s.log.Warn("control could not update a client", "client", sess.id.Short(), "err", err)
+		if err := writeTimed(st, m); err != nil {
 			return err
 		}
 		sent[key] = string(b)
@@ -172,16 +186,20 @@ func (s *Server) clientWriter(ctx context.Context, sess *session, w *lockedWrite
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
+		case m := <-sess.out:
+			if err := writeTimed(st, m); err != nil {
+				return fmt.Errorf("control could not update the client: %w", err)
+			}
 		case <-sess.notify:
-		}
-		peers, relays := s.reg.clientView(sess)
-		if err := send("relays", &wire.Message{Relays: &relays}); err != nil {
-			return
-		}
-		for i := range peers {
-			if err := send("peers/"+peers[i].Role+"/"+peers[i].Endpoint, &wire.Message{Peers: &peers[i]}); err != nil {
-				return
+			peers, relays := s.reg.clientView(sess)
+			if err := send("relays", &relays); err != nil {
+				return fmt.Errorf("control could not update the client: %w", err)
+			}
+			for i := range peers {
+				if err := send("peers/"+peers[i].Role+"/"+peers[i].Endpoint, &peers[i]); err != nil {
+					return fmt.Errorf("control could not update the client: %w", err)
+				}
 			}
 		}
 	}
@@ -206,21 +224,16 @@ func candidates(observed string, reported []string) []string {
 	return out
 }
 
-func validEndpoint(name, role, route string) error {
-	if name == "" || len(name) > 255 {
-		return fmt.Errorf("endpoint name must have 1 to 255 bytes")
+func validAnnounce(a *wire.Announce) error {
+	if err := endpointname.Check(a.Endpoint); err != nil {
+		return err
 	}
-	for _, r := range name {
-		if unicode.IsControl(r) {
-			return fmt.Errorf("endpoint name has a control character")
-		}
+	if a.Role != restrict.RoleSource && a.Role != restrict.RoleDestination {
+		return fmt.Errorf("role %q is neither source nor destination", a.Role)
 	}
-	if role != restrict.RoleSource && role != restrict.RoleDestination {
-		return fmt.Errorf("role %q is neither source nor destination", role)
-	}
-	switch route {
+	switch a.Route {
 	case wire.RouteAny, wire.RouteDirect, wire.RouteRelay:
 		return nil
 	}
-	return fmt.Errorf("route %q is not one of any, direct, relay", route)
+	return fmt.Errorf("route %q is not one of any, direct, relay", a.Route)
 }

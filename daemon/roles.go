@@ -8,14 +8,12 @@ import (
 	"net"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/quic-go/quic-go"
 
 	"github.com/connetd/connetd/config"
 	"github.com/connetd/connetd/control"
 	"github.com/connetd/connetd/identity"
-	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/relay"
 	"github.com/connetd/connetd/wire"
 )
@@ -336,57 +334,13 @@ func (r *relayRole) apply(f *config.File) ([]string, error) {
 	return notes, nil
 }
 
-// streamLink is a relay's control stream; closing it closes the connection.
-type streamLink struct {
-	*quic.Stream
-	conn *quic.Conn
-}
-
-func (l streamLink) Close() error { return l.conn.CloseWithError(wire.ConnNormal, "") }
-
+// dialControl reads the current token (a reload may have changed it) and
+// leaves the protocol to relay.DialControl.
 func (r *relayRole) dialControl(ctx context.Context) (io.ReadWriteCloser, error) {
 	r.mu.Lock()
 	controlAddr, token := r.cfg.ControlAddr, r.cfg.TokenValue
 	r.mu.Unlock()
-	addr, err := net.ResolveUDPAddr("udp", controlAddr)
-	if err != nil {
-		return nil, fmt.Errorf("resolve control %s: %w", controlAddr, err)
-	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	conn, err := r.rel.Transport().Dial(dctx, addr, r.ctlTLS, quicconf.Control())
-	if err != nil {
-		return nil, fmt.Errorf("dial control %s: %w", controlAddr, err)
-	}
-	link, err := relayHello(dctx, conn, token, r.advert)
-	if err != nil {
-		_ = conn.CloseWithError(wire.ConnNormal, "")
-		return nil, err
-	}
-	return link, nil
-}
-
-func relayHello(ctx context.Context, conn *quic.Conn, token, advert string) (io.ReadWriteCloser, error) {
-	st, err := conn.OpenStreamSync(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("open control stream: %w", err)
-	}
-	if err := wire.Write(st, &wire.Message{RelayHello: &wire.RelayHello{Token: token, Addr: advert}}); err != nil {
-		return nil, err
-	}
-	_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
-	m, err := wire.Read(st)
-	if err != nil {
-		return nil, fmt.Errorf("read welcome: %w", err)
-	}
-	_ = st.SetReadDeadline(time.Time{})
-	if m.Error != nil {
-		return nil, m.Error
-	}
-	if m.Welcome == nil {
-		return nil, fmt.Errorf("control answered hello with something other than welcome")
-	}
-	return streamLink{st, conn}, nil
+	return r.rel.DialControl(ctx, controlAddr, r.ctlTLS, token, r.advert)
 }
 
 func (r *relayRole) close() {

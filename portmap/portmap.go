@@ -41,7 +41,6 @@ type Mapping struct {
 	Lifetime time.Duration
 
 	nonce [pcpNonceLen]byte
-	local netip.Addr
 	upnp  *internetgateway2.WANIPConnection1
 }
 
@@ -188,7 +187,7 @@ func (m *Mapper) pcp(ctx context.Context, prev *Mapping, life time.Duration) (*M
 	case resp.Result != ResultSuccess:
 		return nil, fmt.Errorf("result code %d", resp.Result)
 	}
-	return &Mapping{Proto: "pcp", External: resp.External, Lifetime: time.Duration(resp.Lifetime) * time.Second, nonce: req.Nonce, local: local}, nil
+	return &Mapping{Proto: "pcp", External: resp.External, Lifetime: time.Duration(resp.Lifetime) * time.Second, nonce: req.Nonce}, nil
 }
 
 func (m *Mapper) natpmp(ctx context.Context, prev *Mapping, life time.Duration) (*Mapping, error) {
@@ -266,7 +265,7 @@ func (m *Mapper) upnpMap(ctx context.Context, prev *Mapping) (*Mapping, error) {
 	if err := client.AddPortMappingCtx(ctx, "", port, "UDP", m.Port, local.String(), true, "connetd", life); err != nil {
 		return nil, fmt.Errorf("add mapping: %w", err)
 	}
-	return &Mapping{Proto: "upnp", External: netip.AddrPortFrom(ext.Unmap(), port), Lifetime: m.lifetime(), upnp: client, local: local}, nil
+	return &Mapping{Proto: "upnp", External: netip.AddrPortFrom(ext.Unmap(), port), Lifetime: m.lifetime(), upnp: client}, nil
 }
 
 // upnpClient finds the gateway's WANIPConnection service. Only a device

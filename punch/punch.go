@@ -254,9 +254,6 @@ func (s *Session) Stats() Stats {
 	return s.stats
 }
 
-// Nonce is the attempt's nonce.
-func (s *Session) Nonce() [wire.PunchNonceLen]byte { return s.p.Nonce }
-
 // Handle takes a datagram received on c from `from`. It reports whether the
 // datagram was a probe of this attempt. A ping is answered with a pong from
 // the same socket; the first ping or pong names the path. Once a path is
@@ -289,6 +286,3 @@ func (s *Session) Handle(c Conn, from netip.AddrPort, b []byte) bool {
 	}
 	return true
 }
-
-// Found is closed when a path is named.
-func (s *Session) Found() <-chan struct{} { return s.found }

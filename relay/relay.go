@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/connetd/connetd/backoff"
 	"github.com/connetd/connetd/identity"
@@ -78,8 +79,15 @@ type Server struct {
 	forwarded atomic.Int64 // packets
 	dropped   atomic.Int64
 
-	changed changes.Signal // clients or authorized endpoints changed
+	changed changes.Signal // clients, authorized endpoints or byte counters changed
+	// trafficNotified is when forwarding last fired changed (Unix ns), so
+	// that counters announce themselves at most once per trafficNotify.
+	trafficNotified atomic.Int64
 }
+
+// trafficNotify is the least time between two Changed wake-ups caused by
+// byte counters.
+const trafficNotify = time.Second
 
 // New wraps cfg.Conn; Run serves it.
 func New(cfg Config) *Server {
@@ -132,6 +140,12 @@ func (s *Server) forward(frame []byte, from netip.AddrPort) {
 	}
 	ctr.Add(int64(len(frame) - wire.RelayFrameHeader))
 	s.forwarded.Add(1)
+	// Checked on the forward path rather than by a ticker, so an idle relay
+	// runs no timer; the compare-and-swap lets one packet per period win.
+	now := time.Now().UnixNano()
+	if last := s.trafficNotified.Load(); now-last >= int64(trafficNotify) && s.trafficNotified.CompareAndSwap(last, now) {
+		s.changed.Notify()
+	}
 }
 
 // SetAuth installs a new authorization table from control.
@@ -180,9 +194,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("relay listen on %s: %w", s.cfg.Conn.LocalAddr(), err)
 	}
 	s.log.Info("relay listening", "addr", s.cfg.Conn.LocalAddr().String(), "relay", s.cfg.Identity.ID.Short())
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	go func() { <-ctx.Done(); ln.Close() }()
+	ctx, cancel := context.WithCancel(ctx)
+	var clients errgroup.Group // a client's end is its own business: none returns an error
+	defer clients.Wait()
+	defer cancel()
+	defer ln.Close()
 	for {
 		conn, err := ln.Accept(ctx)
 		if err != nil {
@@ -191,11 +207,10 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("relay accept: %w", err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		clients.Go(func() error {
 			s.serveClient(ctx, conn)
-		}()
+			return nil
+		})
 	}
 }
 
@@ -276,7 +291,8 @@ func (s *Server) welcome(ctx context.Context, conn *quic.Conn, addr netip.AddrPo
 	if err != nil {
 		return err
 	}
-	if err := wire.Write(st, &wire.Message{Welcome: &wire.Welcome{Observed: addr.String()}}); err != nil {
+	_ = st.SetWriteDeadline(time.Now().Add(wire.HelloTimeout))
+	if err := wire.Write(st, &wire.Welcome{Observed: addr.String()}); err != nil {
 		return err
 	}
 	return st.Close()
@@ -290,13 +306,14 @@ const addrRefresh = 500 * time.Millisecond
 func (s *Server) Close() error { return s.tr.Close() }
 
 // Dialer opens an authenticated link to control: the stream after hello
-// and welcome.
+// and welcome. DialControl is the one for a relay that reaches control over
+// the network.
 type Dialer func(ctx context.Context) (io.ReadWriteCloser, error)
 
 // RunControl keeps a link to control up until ctx ends, applying every
 // authorization table it receives. While control is away the last table
-// stays in force, so relayed flows go on.
-func (s *Server) RunControl(ctx context.Context, dial Dialer) {
+// stays in force, so relayed flows go on. It returns nil when ctx ends.
+func (s *Server) RunControl(ctx context.Context, dial Dialer) error {
 	bo := backoff.New(100*time.Millisecond, time.Second)
 	for ctx.Err() == nil {
 		rw, err := dial(ctx)
@@ -308,32 +325,43 @@ func (s *Server) RunControl(ctx context.Context, dial Dialer) {
 				s.log.Warn("relay cannot reach control", "err", err)
 			}
 			if !bo.Sleep(ctx) {
-				return
+				return nil
 			}
 			continue
 		}
 		bo.Reset()
 		s.log.Info("relay connected to control")
-		stop := context.AfterFunc(ctx, func() { _ = rw.Close() })
-		err = s.readControl(rw)
-		stop()
-		_ = rw.Close()
-		if ctx.Err() == nil {
+		if err := s.serveControl(ctx, rw); ctx.Err() == nil {
 			s.log.Warn("relay lost control", "err", err)
 		}
 	}
+	return nil
+}
+
+// serveControl reads one link until it fails or ctx ends, and closes it.
+func (s *Server) serveControl(ctx context.Context, rw io.ReadWriteCloser) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.readControl(rw) })
+	g.Go(func() error {
+		// Closing the link is what unblocks the reader when ctx ends.
+		<-gctx.Done()
+		_ = rw.Close()
+		return nil
+	})
+	return g.Wait()
 }
 
 func (s *Server) readControl(r io.Reader) error {
 	for {
-		m, err := wire.Read(r)
+		m, err := wire.Read(r, wire.ControlToRelay)
 		if err != nil {
 			return err
 		}
-		if m.RelayAuth == nil {
-			return fmt.Errorf("unexpected message from control")
+		auth, ok := m.(*wire.RelayAuth)
+		if !ok {
+			return fmt.Errorf("unexpected %s from control", wire.Kind(m))
 		}
-		s.SetAuth(m.RelayAuth)
+		s.SetAuth(auth)
 	}
 }
 
@@ -361,8 +389,9 @@ type EndpointStatus struct {
 	Bytes        int64  `json:"bytes"`
 }
 
-// Changed is closed at the next change of the relay's clients or
-// authorized endpoints (not of byte counters, which change all the time).
+// Changed is closed at the next change of the relay's clients or authorized
+// endpoints, and, while traffic flows, at most once per second for the byte
+// and packet counters (an idle relay does not wake anyone).
 func (s *Server) Changed() <-chan struct{} { return s.changed.C() }
 
 // Status reports the relay.

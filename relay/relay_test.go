@@ -92,8 +92,14 @@ func TestRelayForwardsOnlyPairsControlAuthorized(t *testing.T) {
 		_ = conn.CloseWithError(0, "")
 		return nil
 	}
+	changed := srv.Changed()
 	if err := dialB(a, 5*time.Second); err != nil {
 		t.Fatalf("authorized source could not reach its destination through the relay: %v", err)
+	}
+	select {
+	case <-changed: // forwarded bytes count as a change
+	case <-time.After(2 * time.Second):
+		t.Fatal("relayed traffic did not signal Changed")
 	}
 	dropped := srv.Status().Dropped
 	err = dialB(c, 2*time.Second)
@@ -126,7 +132,7 @@ func (rc *relayClient) link(t *testing.T, ctx context.Context, relayID *identity
 	if err != nil {
 		t.Fatalf("relay did not welcome an authorized client: %v", err)
 	}
-	if m, err := wire.Read(st); err != nil || m.Welcome == nil {
+	if _, err := wire.Read(st, wire.RelayToClient); err != nil {
 		t.Fatalf("relay welcome: %v", err)
 	}
 }

@@ -101,7 +101,7 @@ func (t *Traversal) runPunch(ctx context.Context, m *wire.Punch) {
 	}
 	sess.Open(conns)
 	log.Debug("punch opened", "nonce", fmt.Sprintf("%x", nonce), "candidates", addrs, "nat", Name(m.NAT), "spray", len(conns))
-	t.cfg.Control.Send(&wire.Message{PunchReady: &wire.PunchReady{Nonce: nonce[:]}})
+	t.cfg.Control.Send(&wire.PunchReady{Nonce: nonce[:]})
 	var res punch.Result
 	var err error
 	wait := time.NewTimer(punchGoWait)
@@ -241,7 +241,7 @@ func (t *Traversal) Punch(ctx context.Context, peer identity.ID, peerNAT string,
 	wctx, cancel := context.WithTimeout(ctx, controlWait)
 	up := t.cfg.Control.WaitUp(wctx)
 	cancel()
-	req := &wire.Message{PunchRequest: &wire.PunchRequest{Peer: peer, Spray: escalation(failures, t.NAT(), peerNAT)}}
+	req := &wire.PunchRequest{Peer: peer, Spray: escalation(failures, t.NAT(), peerNAT)}
 	if !up || !t.cfg.Control.Send(req) {
 		return Outcome{Err: errors.New("control unreachable: cannot coordinate punching")}
 	}

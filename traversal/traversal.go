@@ -30,7 +30,7 @@ import (
 type Control interface {
 	// Send queues m on the live session and reports whether there is one.
 	// It never blocks on the network.
-	Send(m *wire.Message) bool
+	Send(m wire.Message) bool
 	// WaitUp waits until a session is live; false if ctx ended first.
 	WaitUp(ctx context.Context) bool
 }
@@ -326,7 +326,7 @@ func (t *Traversal) report() {
 	}
 	t.reported = key
 	t.mu.Unlock()
-	if !t.cfg.Control.Send(&wire.Message{Candidates: &wire.Candidates{Direct: cands, NAT: nat}}) {
+	if !t.cfg.Control.Send(&wire.Candidates{Direct: cands, NAT: nat}) {
 		t.mu.Lock()
 		if t.reported == key {
 			t.reported = "" // no session: the next one gets it

@@ -1,0 +1,58 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/connetd/connetd/quicconf"
+	"github.com/connetd/connetd/wire"
+)
+
+// dialTimeout bounds the dial and the hello together.
+const dialTimeout = 10 * time.Second
+
+// controlLink is a relay's control stream; closing it closes the
+// connection, which has no other use.
+type controlLink struct {
+	*quic.Stream
+	conn *quic.Conn
+}
+
+func (l controlLink) Close() error { return l.conn.CloseWithError(wire.ConnNormal, "") }
+
+// DialControl connects to control at addr from the relay's own socket (so
+// that control sees the address clients will reach) and says relay_hello:
+// token authenticates the relay, advert is the host:port clients should
+// dial. tlsConf verifies control; the relay's certificate and the ALPN are
+// filled in here. A refusal is returned as a *wire.Error.
+func (s *Server) DialControl(ctx context.Context, addr string, tlsConf *tls.Config, token, advert string) (io.ReadWriteCloser, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("resolve control %s: %w", addr, err)
+	}
+	conf := tlsConf.Clone()
+	conf.MinVersion = tls.VersionTLS13
+	conf.Certificates = []tls.Certificate{s.cfg.Identity.Cert}
+	conf.NextProtos = []string{wire.ALPNRelayControl}
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	conn, err := s.tr.Dial(dctx, ua, conf, quicconf.Control())
+	if err != nil {
+		return nil, fmt.Errorf("dial control %s: %w", addr, err)
+	}
+	st, err := conn.OpenStreamSync(dctx)
+	if err == nil {
+		_, err = wire.Handshake(dctx, st, &wire.RelayHello{Token: token, Addr: advert}, wire.ControlToRelay)
+	}
+	if err != nil {
+		_ = conn.CloseWithError(wire.ConnNormal, "")
+		return nil, fmt.Errorf("control %s: %w", addr, err)
+	}
+	return controlLink{st, conn}, nil
+}

@@ -1,0 +1,228 @@
+package wire
+
+import (
+	"fmt"
+
+	"github.com/connetd/connetd/identity"
+)
+
+// Message is one framed message: a control-stream message or the header of a
+// peer stream. Only the types of this package implement it; Write puts the
+// kind in the envelope and Read picks the type from it.
+type Message interface {
+	kind() string
+}
+
+// Kind is the envelope key of m, e.g. "hello"; for logs and errors.
+func Kind(m Message) string { return m.kind() }
+
+func (*Hello) kind() string        { return "hello" }
+func (*Welcome) kind() string      { return "welcome" }
+func (*Error) kind() string        { return "error" }
+func (*Announce) kind() string     { return "announce" }
+func (*Withdraw) kind() string     { return "withdraw" }
+func (*Candidates) kind() string   { return "candidates" }
+func (*Peers) kind() string        { return "peers" }
+func (*Relays) kind() string       { return "relays" }
+func (*RelayHello) kind() string   { return "relay_hello" }
+func (*RelayAuth) kind() string    { return "relay_auth" }
+func (*Connect) kind() string      { return "connect" }
+func (*PunchRequest) kind() string { return "punch_request" }
+func (*Punch) kind() string        { return "punch" }
+func (*PunchReady) kind() string   { return "punch_ready" }
+func (*PunchGo) kind() string      { return "punch_go" }
+
+// constructors makes an empty message of each kind for the decoder.
+var constructors = func() map[string]func() Message {
+	m := map[string]func() Message{}
+	for _, c := range []func() Message{
+		func() Message { return new(Hello) }, func() Message { return new(Welcome) },
+		func() Message { return new(Error) }, func() Message { return new(Announce) },
+		func() Message { return new(Withdraw) }, func() Message { return new(Candidates) },
+		func() Message { return new(Peers) }, func() Message { return new(Relays) },
+		func() Message { return new(RelayHello) }, func() Message { return new(RelayAuth) },
+		func() Message { return new(Connect) }, func() Message { return new(PunchRequest) },
+		func() Message { return new(Punch) }, func() Message { return new(PunchReady) },
+		func() Message { return new(PunchGo) },
+	} {
+		m[c().kind()] = c
+	}
+	return m
+}()
+
+// Hello is a client's first message to control.
+type Hello struct {
+	Token   string   `json:"token"`
+	Version string   `json:"version"`
+	Direct  []string `json:"direct"`        // host:port candidates for direct connections
+	NAT     string   `json:"nat,omitempty"` // the client's NAT behaviour, one of the NAT* values
+	// Punch says the client takes part in hole punching: control may send
+	// it punch and punch_go messages, which an older client would refuse.
+	Punch bool `json:"punch,omitempty"`
+}
+
+// NAT behaviours a client reports for its direct socket (the mapping
+// behaviour of RFC 4787): how peers should try to reach it.
+const (
+	NATUnknown = ""     // not measured yet
+	NATNone    = "none" // the observed address is one of the client's own
+	NATEasy    = "easy" // endpoint-independent mapping: one public port for every destination
+	NATHard    = "hard" // endpoint-dependent mapping: a new public port per destination
+)
+
+// Welcome accepts a Hello or RelayHello.
+type Welcome struct {
+	Observed string `json:"observed"` // the address control saw the peer come from
+}
+
+// Error codes.
+const (
+	CodeUnauthorized = "unauthorized"
+	CodeForbidden    = "forbidden" // authenticated but not allowed this endpoint/role
+	CodeBadRequest   = "bad_request"
+)
+
+// Error refuses a Hello (Endpoint empty; the connection is closed after it) or
+// one Announce (Endpoint set; the session goes on).
+type Error struct {
+	Code     string `json:"code"`
+	Message  string `json:"message"`
+	Endpoint string `json:"endpoint,omitempty"`
+	Role     string `json:"role,omitempty"`
+}
+
+func (e *Error) Error() string {
+	if e.Endpoint != "" {
+		return fmt.Sprintf("%s %s %q: %s: %s", "control refused", e.Role, e.Endpoint, e.Code, e.Message)
+	}
+	return fmt.Sprintf("control refused: %s: %s", e.Code, e.Message)
+}
+
+// Routes a source or destination may use.
+const (
+	RouteAny    = "any"
+	RouteDirect = "direct"
+	RouteRelay  = "relay"
+)
+
+// Announce registers (or updates) an endpoint of the client.
+type Announce struct {
+	Endpoint string `json:"endpoint"`
+	Role     string `json:"role"` // restrict.RoleSource or restrict.RoleDestination
+	Route    string `json:"route"`
+}
+
+// Withdraw removes an endpoint of the client.
+type Withdraw struct {
+	Endpoint string `json:"endpoint"`
+	Role     string `json:"role"`
+}
+
+// Candidates replaces the client's direct candidate addresses.
+type Candidates struct {
+	Direct []string `json:"direct"`
+	NAT    string   `json:"nat,omitempty"`
+}
+
+// Peer is a counterpart of one of the client's endpoints.
+type Peer struct {
+	ID     identity.ID `json:"id"`
+	Cert   []byte      `json:"cert"` // DER; the receiver pins it
+	Direct []string    `json:"direct"`
+	Route  string      `json:"route"`
+	NAT    string      `json:"nat,omitempty"`
+}
+
+// Peers is the full current set of counterparts for one endpoint of the
+// receiving client: destinations for its source, sources for its destination.
+type Peers struct {
+	Endpoint string `json:"endpoint"`
+	Role     string `json:"role"` // the receiver's role
+	Peers    []Peer `json:"peers"`
+}
+
+// Relay is a relay server a client may use.
+type Relay struct {
+	ID   identity.ID `json:"id"`
+	Addr string      `json:"addr"` // host:port, as the relay advertises it
+	Cert []byte      `json:"cert"` // DER; clients pin it
+}
+
+// Relays is the full current set of relays.
+type Relays struct {
+	Relays []Relay `json:"relays"`
+}
+
+// RelayHello is a relay's first message to control. Its certificate is the
+// TLS client certificate of the connection.
+type RelayHello struct {
+	Token string `json:"token"`
+	Addr  string `json:"addr"` // advertised host:port for clients
+}
+
+// RelayAuth is the full current table of which clients may reach each other
+// through a relay: it replaces the previous one, so a relay that reconnects
+// to control needs no reconciliation.
+type RelayAuth struct {
+	Endpoints []RelayEndpoint `json:"endpoints"`
+}
+
+// RelayEndpoint lists the sources and destinations of one endpoint that use
+// relays; every source may reach every destination.
+type RelayEndpoint struct {
+	Endpoint     string        `json:"endpoint"`
+	Sources      []identity.ID `json:"sources"`
+	Destinations []identity.ID `json:"destinations"`
+}
+
+// Connect opens a proxied stream: the first message on every peer stream,
+// sent by the source. The TCP bytes follow it.
+type Connect struct {
+	Endpoint string `json:"endpoint"`
+	From     string `json:"from"` // the TCP client's address, for PROXY protocol
+}
+
+// PunchRequest asks control to coordinate hole punching between the sender
+// (a source) and Peer (one of its destinations).
+type PunchRequest struct {
+	Peer identity.ID `json:"peer"`
+	// Spray, when set, asks for a many-port attempt whatever the NAT kinds:
+	// PunchSpraySource or PunchSprayDestination names the side that opens
+	// many sockets; the other probes random ports. A source asks for it
+	// after plain attempts failed, e.g. because a NAT kept a stale mapping.
+	Spray string `json:"spray,omitempty"`
+}
+
+// Values of PunchRequest.Spray and Punch.Mode.
+const (
+	PunchSpraySource      = "source"
+	PunchSprayDestination = "destination"
+	PunchModeSpray        = "spray"  // open many sockets toward the peer
+	PunchModeRandom       = "random" // probe random ports of the peer
+)
+
+// Punch tells a client to take part in punching toward Peer: both sides get
+// one with the same Nonce, each naming the other. A client sends opening
+// packets, answers PunchReady, and probes at full TTL only after PunchGo.
+type Punch struct {
+	Nonce  []byte      `json:"nonce"` // PunchNonceLen bytes; also in every probe of this attempt
+	Peer   identity.ID `json:"peer"`
+	Direct []string    `json:"direct"` // the peer's candidates, observed address first
+	NAT    string      `json:"nat,omitempty"`
+	Dial   bool        `json:"dial,omitempty"` // the receiver asked for this attempt and dials the path found
+	Mode   string      `json:"mode,omitempty"` // "", PunchModeSpray or PunchModeRandom: overrides what the NAT kinds call for
+}
+
+// PunchNonceLen is the length of a punch nonce.
+const PunchNonceLen = 8
+
+// PunchReady tells control that the sender's opening packets are out.
+type PunchReady struct {
+	Nonce []byte `json:"nonce"`
+}
+
+// PunchGo tells both sides of an attempt that both have opened their NATs
+// (or that control stopped waiting): full-TTL probes may start.
+type PunchGo struct {
+	Nonce []byte `json:"nonce"`
+}
