@@ -15,7 +15,7 @@ import (
 
 	"github.com/connetd/connetd/config"
 	"github.com/connetd/connetd/daemon"
-	"github.com/connetd/connetd/dbusapi"
+	"github.com/connetd/connetd/dbusapi/service"
 	"github.com/connetd/connetd/version"
 )
 
@@ -87,7 +87,7 @@ func serveDBus(ctx context.Context, d *daemon.Daemon) {
 		return
 	}
 	defer conn.Close()
-	if err := dbusapi.Serve(ctx, conn, d); err != nil {
+	if err := service.Serve(ctx, conn, d); err != nil {
 		d.Logger().Warn("D-Bus management API unavailable", "err", err)
 	}
 }
