@@ -81,7 +81,9 @@ func run(args []string) int {
 // serveDBus offers the management API on the system bus. Without a bus (a
 // container, a test) connetd runs on without it.
 func serveDBus(ctx context.Context, d *daemon.Daemon) {
-	conn, err := dbus.ConnectSystemBus(dbus.WithContext(ctx))
+	// Not dbus.WithContext(ctx): that closes the connection when ctx ends,
+	// under the API's last sync; it is closed once Serve has returned.
+	conn, err := dbus.ConnectSystemBus()
 	if err != nil {
 		d.Logger().Info("no system bus; the D-Bus management API is off", "err", err)
 		return

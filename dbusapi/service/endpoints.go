@@ -82,7 +82,9 @@ func (s *Server) syncEndpoints(snap daemon.Snapshot, eps []daemon.Endpoint) {
 			_ = s.conn.Emit(dbusapi.ManagerPath, dbusapi.ManagerIface+".EndpointAdded", path, ep.Kind, ep.Name)
 		} else {
 			for name, v := range values {
-				setProp(obj.props, dbusapi.EndpointIface, name, v)
+				if err := setProp(obj.props, dbusapi.EndpointIface, name, v); err != nil {
+					s.log.Debug("D-Bus property not signalled", "endpoint", ep.Name, "err", err)
+				}
 			}
 		}
 		if st != nil {

@@ -2,6 +2,7 @@ package service
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 
 	"github.com/godbus/dbus/v5"
@@ -80,15 +81,26 @@ func (s *Server) managerProps(snap daemon.Snapshot) map[string]*prop.Prop {
 
 func (s *Server) syncManager(snap daemon.Snapshot) {
 	for name, v := range managerValues(snap) {
-		setProp(s.props, dbusapi.ManagerIface, name, v)
+		if err := setProp(s.props, dbusapi.ManagerIface, name, v); err != nil {
+			s.log.Debug("D-Bus property not signalled", "err", err)
+		}
 	}
 }
 
 // setProp sets a property only when its value changed, so that
-// PropertiesChanged means a change.
-func setProp(p *prop.Properties, iface, name string, v any) {
+// PropertiesChanged means a change. prop has no setter for read-only
+// properties that returns an error; SetMust panics when the signal cannot be
+// sent (the bus went away), after storing the value and unlocking. A lost
+// bus must not take the daemon down, so that panic becomes an error.
+func setProp(p *prop.Properties, iface, name string, v any) (err error) {
 	if reflect.DeepEqual(p.GetMust(iface, name), v) {
-		return
+		return nil
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("set %s.%s: %v", iface, name, r)
+		}
+	}()
 	p.SetMust(iface, name, v)
+	return nil
 }

@@ -32,13 +32,15 @@ type Server struct {
 	// syncMu makes syncs (after a change, and after a call) one at a time,
 	// so the old path in PeerPathChanged is the one last signalled.
 	syncMu sync.Mutex
+	done   bool // Serve returned: the connection may close, calls sync no more
 	// mu guards endpoints, which GetManagedObjects reads.
 	mu        sync.Mutex
 	endpoints map[dbus.ObjectPath]*endpointObject
 }
 
 // Serve owns the instance's bus name on conn and answers calls until ctx
-// ends; then it releases the name. Properties and signals follow the
+// ends; then it releases the name. The caller closes conn after Serve
+// returns, not when ctx ends: a sync may be running until then. Properties and signals follow the
 // daemon's change notification: each change is on the bus as soon as one
 // snapshot of the daemon has been taken.
 func Serve(ctx context.Context, conn *dbus.Conn, d *daemon.Daemon) error {
@@ -55,7 +57,12 @@ func Serve(ctx context.Context, conn *dbus.Conn, d *daemon.Daemon) error {
 		return fmt.Errorf("bus name %s is taken: is another connetd instance of that name running?", s.name)
 	}
 	s.log.Info("management API on D-Bus", "bus_name", s.name)
-	defer func() { _, _ = conn.ReleaseName(s.name) }()
+	defer func() {
+		s.syncMu.Lock()
+		s.done = true
+		s.syncMu.Unlock()
+		_, _ = conn.ReleaseName(s.name)
+	}()
 	for {
 		changed := d.Changed() // before the sync, so nothing falls in between
 		s.sync()
@@ -72,6 +79,9 @@ func Serve(ctx context.Context, conn *dbus.Conn, d *daemon.Daemon) error {
 func (s *Server) sync() {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
+	if s.done {
+		return
+	}
 	snap := s.d.Snapshot()
 	// The Manager first: Endpoints waits for a reload to finish, and
 	// State must say "reloading" meanwhile.
