@@ -212,6 +212,15 @@ func (c *Client) Registered() <-chan struct{} { return c.registered }
 // Take a new channel after each wake-up.
 func (c *Client) Changed() <-chan struct{} { return c.changed.C() }
 
+// Running reports whether Run is serving. It takes the client's main lock,
+// so a deadlock there shows as a Running that never returns: the watchdog
+// calls it.
+func (c *Client) Running() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.runCtx != nil
+}
+
 // isAllowedSource pins inbound peers: only clients control named as sources
 // of one of our destinations may connect.
 func (c *Client) isAllowedSource(id identity.ID) bool {

@@ -80,11 +80,19 @@ func (r *clientRole) addDestination(name string, d config.Destination) error {
 
 func (r *clientRole) name() string                    { return "client" }
 func (r *clientRole) statusAddr() string              { return r.cfg.StatusAddr }
-func (r *clientRole) status() any                     { return r.c.Status() }
-func (r *clientRole) summary() string                 { return r.c.Status().Summary() }
+func (r *clientRole) changes() []<-chan struct{}      { return []<-chan struct{}{r.c.Changed()} }
 func (r *clientRole) ready() <-chan struct{}          { return r.c.Registered() }
 func (r *clientRole) serve(ctx context.Context) error { return r.c.Run(ctx) }
 func (r *clientRole) close()                          { closeAll(r.direct, r.relay) }
+
+func (r *clientRole) snapshot() Snapshot {
+	st := r.c.Status()
+	return Snapshot{Client: &st, Summary: st.Summary()}
+}
+
+// alive takes the client's main lock (Running): O(1), where a status would
+// measure every connection.
+func (r *clientRole) alive() { r.c.Running() }
 
 // apply removes, adds and replaces endpoints so the client matches n;
 // endpoints whose settings are unchanged are not touched, so their flows go

@@ -9,20 +9,22 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/connetd/connetd/config"
 	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/internal/changes"
 	"github.com/connetd/connetd/statushttp"
 	"github.com/connetd/connetd/store"
 )
@@ -60,10 +62,18 @@ type Daemon struct {
 	file    *config.File
 	overlay *overlay
 	role    role
+
+	// stateMu is not mu: a reload holds mu throughout, and its
+	// "reloading" must be visible meanwhile.
+	stateMu sync.Mutex
 	state   string
 
 	bufMu sync.Mutex
 	bufs  map[string]BufferSize // by socket name
+
+	// changed is the daemon's one change notification: the role's own
+	// (merged by watch) and the daemon's state, endpoints and tokens.
+	changed changes.Signal
 }
 
 // role is one configured role, with its sockets open.
@@ -71,8 +81,14 @@ type role interface {
 	name() string
 	serve(ctx context.Context) error // until ctx ends
 	ready() <-chan struct{}          // closed once the role is serving
-	summary() string                 // one line for STATUS=
-	status() any
+	// snapshot is the role's part of a Snapshot: its status and summary.
+	snapshot() Snapshot
+	// changes returns fresh channels, each closed at the next change of
+	// what snapshot reports; take new ones after a wake-up.
+	changes() []<-chan struct{}
+	// alive returns once the role's main lock could be taken: the
+	// watchdog's proof of life, much cheaper than a snapshot.
+	alive()
 	statusAddr() string
 	// apply makes the running role match f (same role); it returns notes on
 	// changes that need a restart.
@@ -165,54 +181,40 @@ func (d *Daemon) udp(fdName, addr string) (*net.UDPConn, error) {
 func (d *Daemon) Run(ctx context.Context) error {
 	defer d.store.Close()
 	defer d.role.close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 2)
-	if addr := d.role.statusAddr(); addr != "" {
-		ln, err := d.lst.tcp(fdStatus, addr)
-		if err != nil {
+	var ln net.Listener
+	addr := d.role.statusAddr()
+	if addr != "" {
+		var err error
+		if ln, err = d.lst.tcp(fdStatus, addr); err != nil {
 			return fmt.Errorf("status: %w", err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := statushttp.Serve(ctx, ln, addr, d.status, d.log); err != nil {
-				errc <- err
-			}
-		}()
 	}
 	if names := d.lst.unused(); len(names) > 0 {
 		d.log.Warn("sockets passed by systemd match no configured listener", "fd_names", names)
 	}
-	wg.Add(4)
-	go func() {
-		defer wg.Done()
-		errc <- d.role.serve(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		d.announceReady(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		d.notify.statusLoop(ctx, d.role.summary)
-	}()
-	go func() {
-		defer wg.Done()
-		d.notify.watchdogLoop(ctx, d.role.summary)
-	}()
-	d.log.Info("connetd started", "version", d.opts.Version)
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
+	// When the role's serve loop ends, even without an error, the daemon
+	// ends; the other goroutines end with the group's context, and the
+	// last one tells systemd we are stopping as soon as it ends, whether
+	// the caller stopped us or something failed.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { defer cancel(); return d.role.serve(gctx) })
+	if ln != nil {
+		g.Go(func() error { return statushttp.Serve(gctx, ln, addr, d.Status, d.log) })
 	}
-	d.setState("stopping")
-	d.notify.stopping()
-	cancel()
-	wg.Wait()
-	if err != nil {
+	g.Go(func() error { d.watch(gctx); return nil })
+	g.Go(func() error { d.announceReady(gctx); return nil })
+	g.Go(func() error { d.notify.statusLoop(gctx, d.Changed, d.Summary); return nil })
+	g.Go(func() error { d.notify.watchdogLoop(gctx, d.role.alive); return nil })
+	g.Go(func() error {
+		<-gctx.Done()
+		d.setState("stopping")
+		d.notify.stopping()
+		return nil
+	})
+	d.log.Info("connetd started", "version", d.opts.Version)
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	d.log.Info("connetd stopped")
@@ -230,49 +232,44 @@ func (d *Daemon) announceReady(ctx context.Context) {
 		return
 	}
 	d.setState("running")
-	d.notify.ready(d.role.summary())
+	d.notify.ready(d.role.snapshot().Summary)
 }
 
 func (d *Daemon) setState(s string) {
-	d.mu.Lock()
+	d.stateMu.Lock()
 	d.state = s
-	d.mu.Unlock()
+	d.stateMu.Unlock()
+	d.changed.Notify()
 }
 
 // State is starting, running, reloading or stopping.
 func (d *Daemon) State() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.stateMu.Lock()
+	defer d.stateMu.Unlock()
 	return d.state
 }
 
-// status is the role's status with the daemon's own additions.
-func (d *Daemon) status() any {
-	b, err := json.Marshal(d.role.status())
-	if err != nil {
-		return d.role.status()
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		return d.role.status()
-	}
+// Changed is closed at the next change of what Snapshot or Endpoints
+// report: the role's data plane, the daemon's state, endpoints and tokens.
+// Take the channel before reading the state and a new one after each
+// wake-up, so no change falls between the two.
+func (d *Daemon) Changed() <-chan struct{} { return d.changed.C() }
+
+// Snapshot is the daemon's state now.
+func (d *Daemon) Snapshot() Snapshot {
+	s := d.role.snapshot()
+	s.Role, s.Version, s.State = d.role.name(), d.opts.Version, d.State()
 	d.bufMu.Lock()
-	bufs := make(map[string]BufferSize, len(d.bufs))
-	for k, v := range d.bufs {
-		bufs[k] = v
-	}
+	s.UDPBuffers = maps.Clone(d.bufs)
 	d.bufMu.Unlock()
-	m["role"] = d.role.name()
-	m["version"] = d.opts.Version
-	m["udp_buffers"] = bufs
-	return m
+	return s
 }
 
 // Status returns what the status endpoint serves.
-func (d *Daemon) Status() any { return d.status() }
+func (d *Daemon) Status() any { return d.Snapshot() }
 
 // Summary is the one-line state (as in STATUS=).
-func (d *Daemon) Summary() string { return d.role.summary() }
+func (d *Daemon) Summary() string { return d.role.snapshot().Summary }
 
 // loadConfig reads the configuration again, as at start-up.
 func (d *Daemon) loadConfig() (*config.File, error) {
@@ -291,12 +288,12 @@ func (d *Daemon) loadConfig() (*config.File, error) {
 func (d *Daemon) Reload() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	prev := d.state
-	d.state = "reloading"
+	prev := d.State()
+	d.setState("reloading")
 	d.notify.reloading()
 	defer func() {
-		d.state = prev
-		d.notify.ready(d.role.summary())
+		d.setState(prev)
+		d.notify.ready(d.Summary())
 	}()
 	nf, err := d.loadConfig()
 	if err != nil {

@@ -36,29 +36,29 @@ func (n *notifier) reloading() {
 
 func (n *notifier) stopping() { n.send("STOPPING=1", "STATUS=stopping") }
 
-// statusLoop keeps STATUS= current: it sends the role's summary when it
-// changes.
-func (n *notifier) statusLoop(ctx context.Context, summary func() string) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
+// statusLoop keeps STATUS= current: at every change it sends the summary
+// if it differs from the last one sent.
+func (n *notifier) statusLoop(ctx context.Context, changed func() <-chan struct{}, summary func() string) {
 	last := ""
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+		ch := changed() // before reading, so a change meanwhile wakes us again
 		if s := summary(); s != last {
 			n.status(s)
 			last = s
 		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
 	}
 }
 
-// watchdogLoop pings the watchdog while the role answers a health check: a
-// summary needs the role's locks, so a deadlocked main loop stops the pings
-// and systemd restarts the service.
-func (n *notifier) watchdogLoop(ctx context.Context, health func() string) {
+// watchdogLoop pings the watchdog on systemd's interval while the role is
+// alive. systemd needs the pings even when nothing changes, so this stays a
+// ticker; what it checks is cheap (the role's main lock can be taken), not a
+// rebuilt status. A deadlocked role stops the pings and systemd restarts it.
+func (n *notifier) watchdogLoop(ctx context.Context, alive func()) {
 	interval, err := sddaemon.SdWatchdogEnabled(false)
 	if err != nil || interval <= 0 {
 		return
@@ -73,14 +73,16 @@ func (n *notifier) watchdogLoop(ctx context.Context, health func() string) {
 			return
 		case <-t.C:
 		}
+		// The check runs apart so a deadlock is noticed, and is waited for
+		// before the next one so that no more than one is ever stuck.
 		done := make(chan struct{})
-		go func() { health(); close(done) }()
+		go func() { alive(); close(done) }()
 		select {
 		case <-done:
 			n.send("WATCHDOG=1")
 		case <-time.After(every):
-			n.log.Error("health check did not answer; not pinging the watchdog", "waited", every.String())
-			<-done // the check owns no resources; wait so no goroutine outlives us
+			n.log.Error("role did not answer the liveness check; not pinging the watchdog", "waited", every.String())
+			<-done
 		case <-ctx.Done():
 			<-done
 			return

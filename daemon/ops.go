@@ -6,10 +6,7 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/connetd/connetd/client"
 	"github.com/connetd/connetd/config"
-	"github.com/connetd/connetd/control"
-	"github.com/connetd/connetd/relay"
 )
 
 // Errors of run-time operations, for the management API to map.
@@ -45,6 +42,10 @@ func (d *Daemon) Version() string { return d.opts.Version }
 func (d *Daemon) change(edit func(o *overlay) error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// Endpoints and tokens are not all in the role's status (a source that
+	// is refused, a token): tell watchers ourselves, also after a failure,
+	// which may have changed things for a moment.
+	defer d.changed.Notify()
 	next := d.overlay.clone()
 	if err := edit(next); err != nil {
 		return err
@@ -234,34 +235,4 @@ func (d *Daemon) TokenCounts() (fromConfig, fromRuntime, revoked int, err error)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.clientTokens(d.file)) - len(d.overlay.Revoked), len(d.overlay.Tokens), len(d.overlay.Revoked), nil
-}
-
-// ClientStatus is the client's status, for a client.
-func (d *Daemon) ClientStatus() (client.Status, bool) {
-	if r, ok := d.role.(*clientRole); ok {
-		return r.c.Status(), true
-	}
-	return client.Status{}, false
-}
-
-// ControlStatus is the control server's status, for server and control.
-func (d *Daemon) ControlStatus() (control.Status, bool) {
-	switch r := d.role.(type) {
-	case *serverRole:
-		return r.ctrl.Status(), true
-	case *controlRole:
-		return r.ctrl.Status(), true
-	}
-	return control.Status{}, false
-}
-
-// RelayStatus is the relay's status, for server and relay.
-func (d *Daemon) RelayStatus() (relay.Status, bool) {
-	switch r := d.role.(type) {
-	case *serverRole:
-		return r.rel.Status(), true
-	case *relayRole:
-		return r.rel.Status(), true
-	}
-	return relay.Status{}, false
 }

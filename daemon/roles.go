@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/connetd/connetd/config"
 	"github.com/connetd/connetd/control"
@@ -69,48 +70,40 @@ func (r *serverRole) name() string       { return "server" }
 func (r *serverRole) statusAddr() string { return r.cfg.StatusAddr }
 
 func (r *serverRole) serve(ctx context.Context) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 2)
-	wg.Add(3)
-	go func() { defer wg.Done(); errc <- r.ctrl.ServeClients(ctx, r.clientsT) }()
-	go func() { defer wg.Done(); errc <- r.rel.Run(ctx) }()
-	go func() {
-		defer wg.Done()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return r.ctrl.ServeClients(ctx, r.clientsT) })
+	g.Go(func() error { return r.rel.Run(ctx) })
+	g.Go(func() error {
+		// Each in-process link to control is owned by this goroutine.
 		var links sync.WaitGroup
+		defer links.Wait()
 		r.rel.RunControl(ctx, func(ctx context.Context) (io.ReadWriteCloser, error) {
 			ours, theirs := net.Pipe()
-			links.Add(1)
-			go func() {
-				defer links.Done()
+			links.Go(func() {
 				_ = r.ctrl.AttachRelay(ctx, theirs, r.relayID.DER, r.advert)
 				theirs.Close()
-			}()
+			})
 			return ours, nil
 		})
-		links.Wait()
-	}()
-	r.done()
-	select {
-	case <-ctx.Done():
 		return nil
-	case err := <-errc:
-		return err
-	}
+	})
+	r.done()
+	return g.Wait()
 }
 
-func (r *serverRole) status() any {
-	return struct {
-		Control control.Status `json:"control"`
-		Relay   relay.Status   `json:"relay"`
-	}{r.ctrl.Status(), r.rel.Status()}
+func (r *serverRole) snapshot() Snapshot {
+	ctl, rel := r.ctrl.Status(), r.rel.Status()
+	return Snapshot{Control: &ctl, Relay: &rel, Summary: controlSummary(ctl) + "; " + relaySummary(rel)}
 }
 
-func (r *serverRole) summary() string {
-	return controlSummary(r.ctrl.Status()) + "; " + relaySummary(r.rel.Status())
+func (r *serverRole) changes() []<-chan struct{} {
+	return []<-chan struct{}{r.ctrl.Changed(), r.rel.Changed()}
 }
+
+// alive takes control's and the relay's locks by the only way they offer,
+// their status: both are lists of connected peers, without the per-path
+// statistics that make a client's status costly.
+func (r *serverRole) alive() { r.ctrl.Status(); r.rel.Status() }
 
 func (r *serverRole) apply(f *config.File) ([]string, error) {
 	n := f.Server
@@ -222,25 +215,21 @@ func (d *Daemon) controlServer(certFile, keyFile, addr string, auth control.Auth
 
 func (r *controlRole) name() string       { return "control" }
 func (r *controlRole) statusAddr() string { return r.cfg.StatusAddr }
-func (r *controlRole) status() any        { return r.ctrl.Status() }
-func (r *controlRole) summary() string    { return controlSummary(r.ctrl.Status()) }
+func (r *controlRole) alive()             { r.ctrl.Status() } // as serverRole.alive
+
+func (r *controlRole) snapshot() Snapshot {
+	st := r.ctrl.Status()
+	return Snapshot{Control: &st, Summary: controlSummary(st)}
+}
+
+func (r *controlRole) changes() []<-chan struct{} { return []<-chan struct{}{r.ctrl.Changed()} }
 
 func (r *controlRole) serve(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	errc := make(chan error, 2)
-	wg.Add(2)
-	go func() { defer wg.Done(); errc <- r.ctrl.ServeClients(ctx, r.clientsT) }()
-	go func() { defer wg.Done(); errc <- r.ctrl.ServeRelays(ctx, r.relayT) }()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return r.ctrl.ServeClients(ctx, r.clientsT) })
+	g.Go(func() error { return r.ctrl.ServeRelays(ctx, r.relayT) })
 	r.done()
-	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-errc:
-		return err
-	}
+	return g.Wait()
 }
 
 func (r *controlRole) apply(f *config.File) ([]string, error) {
@@ -306,16 +295,21 @@ func (r *relayRole) statusAddr() string {
 	return r.cfg.StatusAddr
 }
 
-func (r *relayRole) status() any     { return r.rel.Status() }
-func (r *relayRole) summary() string { return relaySummary(r.rel.Status()) }
+func (r *relayRole) alive() { r.rel.Status() } // as serverRole.alive
+
+func (r *relayRole) snapshot() Snapshot {
+	st := r.rel.Status()
+	return Snapshot{Relay: &st, Summary: relaySummary(st)}
+}
+
+func (r *relayRole) changes() []<-chan struct{} { return []<-chan struct{}{r.rel.Changed()} }
 
 func (r *relayRole) serve(ctx context.Context) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Add(1)
-	go func() { defer wg.Done(); r.rel.RunControl(ctx, r.dialControl) }()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { r.rel.RunControl(ctx, r.dialControl); return nil })
+	g.Go(func() error { return r.rel.Run(ctx) })
 	r.done()
-	return r.rel.Run(ctx)
+	return g.Wait()
 }
 
 // apply takes a new token for the next connection to control.

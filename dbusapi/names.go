@@ -1,7 +1,8 @@
-// Package dbusapi exposes a running connetd on the system bus: a thin layer
-// that turns D-Bus calls into the daemon's own operations (the same path a
-// configuration reload takes) and the daemon's state into properties and
-// signals. docs/dbus-api.md documents every name here.
+// Package dbusapi is connetd's D-Bus management API as its callers see it:
+// bus names, object paths, interfaces, error names and the structs methods
+// return. docs/dbus-api.md documents every name here. It depends on nothing
+// but godbus, so that connetctl stays a small program; the daemon's side of
+// the API is dbusapi/service.
 package dbusapi
 
 import (

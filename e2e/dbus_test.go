@@ -1,19 +1,14 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 
 	"github.com/connetd/connetd/dbusapi"
+	"github.com/connetd/connetd/internal/testbus"
 )
 
 // bus is a private dbus-daemon whose policy includes the project's real
@@ -26,75 +21,11 @@ func startBus(t *testing.T) *bus { return startBusWith(t, "") }
 
 // permissivePolicy lets everyone do everything: what is left to refuse a
 // caller is connetd's own check.
-const permissivePolicy = `<policy context="default"><allow own="*"/><allow send_type="method_call"/></policy>`
+const permissivePolicy = testbus.Permissive
 
 func startBusWith(t *testing.T, extraPolicy string) *bus {
 	t.Helper()
-	if _, err := exec.LookPath("dbus-daemon"); err != nil {
-		t.Skip("dbus-daemon not installed (Debian package dbus); .ci/run installs it")
-	}
-	dir := t.TempDir()
-	// Callers run as nobody too: they need to reach the socket.
-	for _, d := range []string{dir, filepath.Dir(dir)} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	policy, err := filepath.Abs("../units/org.connetd.Connetd1.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Like Debian's system.conf: by default no one owns names or calls
-	// methods; the included policy opens what connetd allows.
-	writeFile(t, dir, "bus.conf", fmt.Sprintf(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=%s/bus.sock</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-  </policy>
-  <include>%s</include>
-  %s
-</busconfig>
-`, dir, policy, extraPolicy))
-	if err := os.Chmod(filepath.Join(dir, "bus.conf"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("dbus-daemon", "--config-file="+filepath.Join(dir, "bus.conf"), "--nofork", "--print-address=1")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("--- dbus-daemon ---\n%s", stderr.String())
-		}
-	})
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("dbus-daemon printed no address: %v\n%s", err, stderr.String())
-	}
-	return &bus{addr: strings.TrimSpace(line)}
+	return &bus{addr: testbus.Start(t, "..", extraPolicy)}
 }
 
 func (b *bus) env() []string { return []string{"DBUS_SYSTEM_BUS_ADDRESS=" + b.addr} }

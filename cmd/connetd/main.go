@@ -15,7 +15,7 @@ import (
 
 	"github.com/connetd/connetd/config"
 	"github.com/connetd/connetd/daemon"
-	"github.com/connetd/connetd/dbusapi"
+	"github.com/connetd/connetd/dbusapi/service"
 	"github.com/connetd/connetd/version"
 )
 
@@ -81,13 +81,15 @@ func run(args []string) int {
 // serveDBus offers the management API on the system bus. Without a bus (a
 // container, a test) connetd runs on without it.
 func serveDBus(ctx context.Context, d *daemon.Daemon) {
-	conn, err := dbus.ConnectSystemBus(dbus.WithContext(ctx))
+	// Not dbus.WithContext(ctx): that closes the connection when ctx ends,
+	// under the API's last sync; it is closed once Serve has returned.
+	conn, err := dbus.ConnectSystemBus()
 	if err != nil {
 		d.Logger().Info("no system bus; the D-Bus management API is off", "err", err)
 		return
 	}
 	defer conn.Close()
-	if err := dbusapi.Serve(ctx, conn, d); err != nil {
+	if err := service.Serve(ctx, conn, d); err != nil {
 		d.Logger().Warn("D-Bus management API unavailable", "err", err)
 	}
 }
