@@ -29,8 +29,7 @@ type Config struct {
 	Cert tls.Certificate // presented to clients and relays
 	Auth
 
-	Version string
-	Logger  *slog.Logger
+	Logger *slog.Logger
 }
 
 // Auth is who may connect: the part of the configuration a reload changes.

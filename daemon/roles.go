@@ -16,7 +16,6 @@ import (
 	"github.com/connetd/connetd/control"
 	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/relay"
-	"github.com/connetd/connetd/wire"
 )
 
 // readyOnce is a ready channel for roles that are serving as soon as their
@@ -209,7 +208,7 @@ func (d *Daemon) controlServer(certFile, keyFile, addr string, auth control.Auth
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ctrl := control.New(control.Config{Cert: cert, Auth: auth, Version: d.opts.Version, Logger: d.log})
+	ctrl := control.New(control.Config{Cert: cert, Auth: auth, Logger: d.log})
 	return ctrl, conn, &quic.Transport{Conn: conn, StatelessResetKey: d.resetKey}, nil
 }
 
@@ -277,8 +276,6 @@ func newRelay(d *Daemon, cfg *config.Relay) (_ role, err error) {
 	if r.ctlTLS, err = serverTLS(cfg.ControlAddr, cfg.ControlCAs); err != nil {
 		return nil, err
 	}
-	r.ctlTLS.Certificates = []tls.Certificate{r.id.Cert}
-	r.ctlTLS.NextProtos = []string{wire.ALPNRelayControl}
 	if r.udp, err = d.udp(fdRelay, cfg.Addr); err != nil {
 		return nil, err
 	}
