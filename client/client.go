@@ -196,12 +196,6 @@ func (c *Client) spawnLocked(f func(ctx context.Context)) bool {
 	return true
 }
 
-func (c *Client) spawn(f func(ctx context.Context)) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.spawnLocked(f)
-}
-
 // Registered is closed once the client has first been welcomed by control
 // and has announced its endpoints.
 func (c *Client) Registered() <-chan struct{} { return c.registered }

@@ -65,7 +65,11 @@ func (c *Client) updatePeers(m *wire.Peers) {
 		}
 	}
 	c.mu.Unlock()
-	c.peersChanged()
+	select { // the retirer looks for peers no endpoint uses any more
+	case c.peersDirty <- struct{}{}:
+	default:
+	}
+	c.changed.Notify()
 }
 
 // dropEndpointLocked forgets endpoint name of role for every peer, when
@@ -79,15 +83,6 @@ func (c *Client) dropEndpointLocked(role, name string) {
 	case c.peersDirty <- struct{}{}:
 	default:
 	}
-}
-
-// peersChanged tells the retirer and status watchers that peers changed.
-func (c *Client) peersChanged() {
-	select {
-	case c.peersDirty <- struct{}{}:
-	default:
-	}
-	c.changed.Notify()
 }
 
 // checkRoutes logs a source/destination pair whose routes share no path.

@@ -69,8 +69,9 @@ func (r *relayLinks) update(m *wire.Relays) {
 	r.mu.Unlock()
 	r.c.relayNet.SetRelays(addrs)
 	r.c.trav.SetRelays(addrs)
+	r.c.mu.Lock()
 	for _, l := range start {
-		r.c.spawn(func(ctx context.Context) {
+		r.c.spawnLocked(func(ctx context.Context) {
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			r.mu.Lock()
@@ -83,6 +84,7 @@ func (r *relayLinks) update(m *wire.Relays) {
 			r.run(ctx, l)
 		})
 	}
+	r.c.mu.Unlock()
 	r.c.changed.Notify()
 }
 
