@@ -98,7 +98,7 @@ func TestConnectionRefusedWhenPeerStreamLimitIsReached(t *testing.T) {
 	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatal("connection over the limit was left hanging")
 	}
-	l.logs.waitFor(t, "refusing connection: peer stream limit reached", 2*time.Second)
+	l.logs.WaitFor(t, "refusing connection: peer stream limit reached", 2*time.Second)
 }
 
 func TestPeerWithUnvouchedCertificateIsRefused(t *testing.T) {

@@ -1,7 +1,6 @@
 package client_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,6 +16,7 @@ import (
 	"github.com/connetd/connetd/client"
 	"github.com/connetd/connetd/control"
 	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/internal/syncbuf"
 	"github.com/connetd/connetd/internal/testcert"
 	"github.com/connetd/connetd/relay"
 )
@@ -29,36 +29,7 @@ type lab struct {
 	wg       sync.WaitGroup
 	ctrlAddr string
 	roots    *x509.CertPool
-	logs     *logBuffer
-}
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuffer) waitFor(t *testing.T, s string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if bytes.Contains([]byte(l.String()), []byte(s)) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("log does not show %q within %s", s, timeout)
+	logs     *syncbuf.Buffer
 }
 
 func udp(t *testing.T) *net.UDPConn {
@@ -83,7 +54,7 @@ func serverCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
 func newLab(t *testing.T) *lab {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &lab{t: t, ctx: ctx, logs: &logBuffer{}}
+	l := &lab{t: t, ctx: ctx, logs: &syncbuf.Buffer{}}
 	t.Cleanup(func() {
 		cancel()
 		l.wg.Wait()

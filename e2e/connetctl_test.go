@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/connetd/connetd/internal/syncbuf"
 )
 
 // connetctl runs the CLI against the private bus, as root unless asUser.
@@ -20,7 +22,7 @@ func connetctl(t *testing.T, b *bus, asUser string, args ...string) (string, str
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), b.env()...)
-	var out, errOut syncBuffer
+	var out, errOut syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
 	code := 0

@@ -4,7 +4,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -13,11 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/connetd/connetd/internal/syncbuf"
 	"github.com/connetd/connetd/internal/testbin"
 	"github.com/connetd/connetd/internal/testcert"
 )
@@ -40,26 +39,9 @@ func TestMain(m *testing.M) {
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *syncbuf.Buffer
 	done chan struct{}
 	err  error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startProc(t *testing.T, dir, name string, args ...string) *proc {
@@ -78,7 +60,7 @@ func startCmd(t *testing.T, name string, cmd *exec.Cmd) *proc {
 		cmd.Env = os.Environ()
 	}
 	cmd.Env = append([]string{"DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent/connetd-e2e"}, cmd.Env...)
-	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{}), cmd: cmd}
+	p := &proc{name: name, out: &syncbuf.Buffer{}, done: make(chan struct{}), cmd: cmd}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)

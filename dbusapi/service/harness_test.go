@@ -1,7 +1,6 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"github.com/connetd/connetd/config"
 	"github.com/connetd/connetd/daemon"
 	"github.com/connetd/connetd/dbusapi"
+	"github.com/connetd/connetd/internal/syncbuf"
 	"github.com/connetd/connetd/internal/testcert"
 )
 
@@ -77,7 +77,7 @@ func (l *lab) start(name, body string) *running {
 	}
 	// A client's state goes to STATE_DIRECTORY, read once by New.
 	t.Setenv("STATE_DIRECTORY", l.path(name+"-state"))
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	d, err := daemon.New(f, daemon.Options{Version: "test", Stderr: logs})
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
@@ -162,22 +162,4 @@ func freeAddr(t *testing.T, network string) string {
 	}
 	_, port, _ := net.SplitHostPort(a.String())
 	return net.JoinHostPort("127.0.0.1", port)
-}
-
-// lockedBuffer is written by the daemon's logger and read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -6,14 +6,14 @@ package testbus
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/connetd/connetd/internal/syncbuf"
 )
 
 // Permissive lets everyone do everything: what is left to refuse a caller
@@ -75,7 +75,7 @@ func Start(t testing.TB, root, extraPolicy string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr := &lockedBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start dbus-daemon: %v", err)
@@ -92,22 +92,4 @@ func Start(t testing.TB, root, extraPolicy string) string {
 		t.Fatalf("dbus-daemon printed no address: %v\n%s", err, stderr.String())
 	}
 	return strings.TrimSpace(line)
-}
-
-// lockedBuffer is written by exec's copying goroutine and read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
