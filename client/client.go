@@ -137,7 +137,9 @@ func (c *Client) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen for direct peers on %s: %w", c.cfg.DirectConn.LocalAddr(), err)
 	}
-	relayLn, err := c.relayTr.Listen(peerTLS, peerConf)
+	relayConf := peerConf.Clone()
+	relayConf.InitialPacketSize = relayedInitialPacket
+	relayLn, err := c.relayTr.Listen(peerTLS, relayConf)
 	if err != nil {
 		directLn.Close()
 		return fmt.Errorf("listen for relayed peers: %w", err)

@@ -129,7 +129,7 @@ func (c *Client) admitPeer(conn *quic.Conn, pa path) {
 		_ = conn.CloseWithError(wire.ConnUnauthorized, "not a source of this client")
 		return
 	}
-	c.log.Info("peer connected", "peer", id.Short(), "path", pa.String(), "remote", conn.RemoteAddr().String())
+	c.log.Info("peer connected", "peer", id.Short(), "path", pa.String(), "remote", c.relayNet.Describe(conn.RemoteAddr()))
 	c.changed.Notify()
 }
 

@@ -11,7 +11,6 @@ import (
 
 	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/quicconf"
-	"github.com/connetd/connetd/relayconn"
 	"github.com/connetd/connetd/wire"
 )
 
@@ -118,12 +117,21 @@ func directPeerConfig() *quic.Config {
 	return conf
 }
 
+// relayedPeerConfig is the peer configuration for connections through a
+// relay: their packets travel in relay frames, so they start small enough
+// that a frame fits a 1280-byte path (path MTU discovery grows them).
+func relayedPeerConfig() *quic.Config {
+	conf := quicconf.Peer()
+	conf.InitialPacketSize = relayedInitialPacket
+	return conf
+}
+
 func (p *peer) holdRelay(relays []netip.AddrPort) {
 	addrs := make([]net.Addr, 0, len(relays))
 	for _, r := range relays {
-		addrs = append(addrs, relayconn.Addr{Relay: r, Peer: p.id})
+		addrs = append(addrs, p.c.relayNet.PeerAddr(r, p.id))
 	}
-	conn, err := p.dialFirst(addrs, p.c.relayTr)
+	conn, err := p.dialFirst(addrs, p.c.relayTr, relayedPeerConfig())
 	p.hold(conn, err, pathRelay)
 }
 
@@ -162,7 +170,7 @@ func (p *peer) hold(conn *quic.Conn, err error, pa path) {
 	}
 	p.mu.Unlock()
 	p.c.changed.Notify()
-	log.Info("peer path up", "remote", conn.RemoteAddr().String())
+	log.Info("peer path up", "remote", p.c.relayNet.Describe(conn.RemoteAddr()))
 
 	select {
 	case <-p.ctx.Done():
@@ -184,7 +192,7 @@ func (p *peer) hold(conn *quic.Conn, err error, pa path) {
 var errNoCandidates = errors.New("no candidate addresses")
 
 // dialFirst races dials to addrs and returns the first connection.
-func (p *peer) dialFirst(addrs []net.Addr, tr *quic.Transport) (*quic.Conn, error) {
+func (p *peer) dialFirst(addrs []net.Addr, tr *quic.Transport, conf *quic.Config) (*quic.Conn, error) {
 	if len(addrs) == 0 {
 		return nil, errNoCandidates
 	}
@@ -198,7 +206,7 @@ func (p *peer) dialFirst(addrs []net.Addr, tr *quic.Transport) (*quic.Conn, erro
 	tlsConf := p.c.id.ClientTLS(wire.ALPNPeer, func(id identity.ID) bool { return id == p.id })
 	for _, a := range addrs {
 		go func() { // each sends once into the buffered channel; the loop below receives them all
-			conn, err := tr.Dial(ctx, a, tlsConf, quicconf.Peer())
+			conn, err := tr.Dial(ctx, a, tlsConf, conf)
 			results <- result{conn, err}
 		}()
 	}

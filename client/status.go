@@ -134,7 +134,7 @@ func (p *peer) status(name string, weAreSource bool) (PeerStatus, bool) {
 		}
 	}
 	if conn != nil {
-		ps.Remote = conn.RemoteAddr().String()
+		ps.Remote = p.c.relayNet.Describe(conn.RemoteAddr())
 		ps.RTTMicro = conn.ConnectionStats().SmoothedRTT.Microseconds()
 	}
 	return ps, true

@@ -30,8 +30,9 @@ func udp(t *testing.T) *net.UDPConn {
 
 // relayClient is a client's relay socket; link connects it to the relay.
 type relayClient struct {
-	id *identity.Identity
-	tr *quic.Transport
+	id   *identity.Identity
+	conn *relayconn.Conn
+	tr   *quic.Transport
 }
 
 func newRelayClient(t *testing.T) *relayClient {
@@ -84,7 +85,7 @@ func TestRelayForwardsOnlyPairsControlAuthorized(t *testing.T) {
 	dialB := func(from *relayClient, timeout time.Duration) error {
 		dctx, dcancel := context.WithTimeout(ctx, timeout)
 		defer dcancel()
-		conn, err := from.tr.Dial(dctx, relayconn.Addr{Relay: relayAddr, Peer: b.id.ID},
+		conn, err := from.tr.Dial(dctx, from.conn.PeerAddr(relayAddr, b.id.ID),
 			from.id.ClientTLS(wire.ALPNPeer, func(got identity.ID) bool { return got == b.id.ID }), quicconf.Peer())
 		if err != nil {
 			return err
@@ -119,9 +120,9 @@ func TestRelayForwardsOnlyPairsControlAuthorized(t *testing.T) {
 
 func (rc *relayClient) link(t *testing.T, ctx context.Context, relayID *identity.Identity, relayAddr netip.AddrPort) {
 	t.Helper()
-	conn := relayconn.New(udp(t))
-	conn.SetRelays([]netip.AddrPort{relayAddr})
-	rc.tr = &quic.Transport{Conn: conn}
+	rc.conn = relayconn.New(udp(t))
+	rc.conn.SetRelays([]netip.AddrPort{relayAddr})
+	rc.tr = &quic.Transport{Conn: rc.conn}
 	t.Cleanup(func() { rc.tr.Close() })
 	qc, err := rc.tr.Dial(ctx, net.UDPAddrFromAddrPort(relayAddr),
 		rc.id.ClientTLS(wire.ALPNClientRelay, func(got identity.ID) bool { return got == relayID.ID }), quicconf.Control())

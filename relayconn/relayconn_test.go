@@ -78,14 +78,17 @@ func TestFrameFromRelayBecomesPeerPacket(t *testing.T) {
 	r.send(t, r.relay, mkFrame(id, payload))
 	got, from := r.read(t)
 	want := Addr{Relay: addrPort(r.relay), Peer: id}
-	if from != want {
-		t.Fatalf("from %#v, want %#v", from, want)
+	if a, ok := r.conn.Resolve(from); !ok || a != want {
+		t.Fatalf("from %v resolves to %#v, want %#v", from, a, want)
+	}
+	if v := r.conn.PeerAddr(addrPort(r.relay), id); v.String() != from.String() {
+		t.Fatalf("the peer's virtual address is %v, its packet came from %v", v, from)
 	}
 	if !bytes.Equal(got, payload) {
 		t.Fatalf("payload % x, want % x", got, payload)
 	}
-	if from.Network() != "connetd-relay" || from.String() != id.Short()+"@"+addrPort(r.relay).String() {
-		t.Fatalf("Network %q String %q", from.Network(), from.String())
+	if d := r.conn.Describe(from); d != id.Short()+"@"+addrPort(r.relay).String() {
+		t.Fatalf("Describe %q", d)
 	}
 }
 
@@ -116,7 +119,7 @@ func TestMappedRelayAddressMatches(t *testing.T) {
 	r.conn.SetRelays([]netip.AddrPort{netip.AddrPortFrom(netip.AddrFrom16(ap.Addr().As16()), ap.Port())})
 	r.send(t, r.relay, mkFrame(peerID(9), []byte{1, 2}))
 	got, from := r.read(t)
-	if a, ok := from.(Addr); !ok || a.Relay != ap || !bytes.Equal(got, []byte{1, 2}) {
+	if a, ok := r.conn.Resolve(from); !ok || a.Relay != ap || !bytes.Equal(got, []byte{1, 2}) {
 		t.Fatalf("got % x from %#v", got, from)
 	}
 }
@@ -150,7 +153,7 @@ func TestWriteToPeerFrames(t *testing.T) {
 	for _, size := range []int{1, 1200, 3000} {
 		p := bytes.Repeat([]byte{0xab}, size)
 		p[0] = 0xc3
-		n, err := r.conn.WriteTo(p, Addr{Relay: addrPort(r.relay), Peer: id})
+		n, err := r.conn.WriteTo(p, r.conn.PeerAddr(addrPort(r.relay), id))
 		if err != nil || n != len(p) {
 			t.Fatalf("WriteTo = %d, %v; want %d", n, err, len(p))
 		}
@@ -284,7 +287,7 @@ func FuzzRelayConnRead(f *testing.F) {
 			// dropped
 		case isFrame:
 			got, from := read()
-			a, ok := from.(Addr)
+			a, ok := r.conn.Resolve(from)
 			if !ok || a.Relay != addrPort(r.relay) || !bytes.Equal(a.Peer[:], data[1:17]) || !bytes.Equal(got, data[17:]) {
 				t.Fatalf("frame % x read as % x from %#v", data, got, from)
 			}

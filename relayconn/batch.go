@@ -1,0 +1,162 @@
+package relayconn
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"unsafe"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+
+	"github.com/connetd/connetd/wire"
+)
+
+// Limits of one framed GSO write: the UDP payload limit, and the segment
+// count older kernels accept (UDP_MAX_SEGMENTS).
+const (
+	maxWrite    = 65000
+	maxSegments = 64
+)
+
+// ReadBatch implements quic-go's batch reader: packets are read from the
+// socket in batches (recvmmsg), data frames from relays are unframed in
+// place and appear to come from the peer's virtual address, and frames
+// from anyone else become empty messages, which quic-go skips.
+func (c *Conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
+	for {
+		n, err := c.pc.ReadBatch(ms, flags)
+		if err != nil {
+			return 0, err
+		}
+		kept := 0
+		for i := range ms[:n] {
+			if c.unframe(&ms[i]) {
+				kept++
+			} else {
+				ms[i].N = 0
+			}
+		}
+		if kept > 0 {
+			return n, nil
+		}
+	}
+}
+
+// unframe turns a data frame in m into its inner packet from the peer's
+// virtual address; false if m must be dropped. Other packets pass.
+func (c *Conn) unframe(m *ipv4.Message) bool {
+	b := m.Buffers[0][:m.N]
+	if !wire.IsRelayFrame(b) {
+		return true
+	}
+	from, ok := m.Addr.(*net.UDPAddr)
+	if !ok || !c.isRelay(from.AddrPort()) {
+		return false // frames only come from relays we use; anything else is noise
+	}
+	peer, payload, err := wire.ParseRelayFrame(b)
+	if err != nil {
+		return false
+	}
+	m.N = copy(m.Buffers[0], payload)
+	m.Addr = c.virtualFor(from.AddrPort(), peer)
+	return true
+}
+
+// ReadMsgUDP reads one packet the way ReadBatch does.
+func (c *Conn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
+	for {
+		n, oobn, flags, addr, err = c.udp.ReadMsgUDP(b, oob)
+		if err != nil {
+			return 0, 0, 0, nil, err
+		}
+		m := ipv4.Message{Buffers: [][]byte{b}, N: n, Addr: addr}
+		if c.unframe(&m) {
+			return m.N, oobn, flags, m.Addr.(*net.UDPAddr), nil
+		}
+	}
+}
+
+// WriteMsgUDP sends b to addr: to a peer's virtual address framed
+// (each GSO segment gets its own frame header), to anything else as is.
+func (c *Conn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err error) {
+	peer, ok := c.resolve(addr)
+	if !ok {
+		return c.udp.WriteMsgUDP(b, oob, addr)
+	}
+	seg, rest := parseOOB(oob, peer.Relay.Addr().Is4())
+	if seg == 0 || seg >= len(b) {
+		seg = len(b)
+	}
+	dst := net.UDPAddrFromAddrPort(peer.Relay)
+	bp := c.bufs.Get().(*[]byte)
+	defer c.bufs.Put(bp)
+	for off := 0; off < len(b); {
+		buf := (*bp)[:0]
+		count := 0
+		for off < len(b) && count < maxSegments && len(buf)+wire.RelayFrameHeader+seg <= maxWrite {
+			end := min(off+seg, len(b))
+			buf = buf[:len(buf)+wire.RelayFrameHeader]
+			wire.PutRelayHeader(buf[len(buf)-wire.RelayFrameHeader:], peer.Peer)
+			buf = append(buf, b[off:end]...)
+			off = end
+			count++
+		}
+		cm := rest
+		if count > 1 {
+			cm = appendSegment(append([]byte(nil), rest...), uint16(wire.RelayFrameHeader+seg))
+		}
+		if _, _, err := c.udp.WriteMsgUDP(buf, cm, dst); err != nil {
+			return 0, 0, fmt.Errorf("write to %s via relay: %w", peer.Peer.Short(), err)
+		}
+		*bp = buf
+	}
+	return len(b), len(oob), nil
+}
+
+// parseOOB splits quic-go's control messages for a virtual address: the
+// GSO segment size, and the rest fitted to the relay's address family
+// (quic-go chose IPv4 ECN for the virtual IPv4 address).
+func parseOOB(oob []byte, relay4 bool) (seg int, rest []byte) {
+	if len(oob) == 0 {
+		return 0, nil
+	}
+	for data := oob; len(data) > 0; {
+		hdr, body, remainder, err := unix.ParseOneSocketControlMessage(data)
+		if err != nil {
+			break
+		}
+		whole := data[:len(data)-len(remainder)]
+		data = remainder
+		switch {
+		case hdr.Level == unix.SOL_UDP && hdr.Type == unix.UDP_SEGMENT && len(body) >= 2:
+			seg = int(binary.NativeEndian.Uint16(body))
+		case hdr.Level == unix.IPPROTO_IP && hdr.Type == unix.IP_TOS && len(body) >= 1 && !relay4:
+			rest = appendTClass(rest, body[0])
+		default:
+			rest = append(rest, whole...)
+		}
+	}
+	return seg, rest
+}
+
+func appendSegment(b []byte, size uint16) []byte {
+	start := len(b)
+	b = append(b, make([]byte, unix.CmsgSpace(2))...)
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[start]))
+	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	binary.NativeEndian.PutUint16(b[start+unix.CmsgLen(0):], size)
+	return b
+}
+
+func appendTClass(b []byte, tos byte) []byte {
+	start := len(b)
+	b = append(b, make([]byte, unix.CmsgSpace(4))...)
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[start]))
+	h.Level, h.Type = unix.IPPROTO_IPV6, unix.IPV6_TCLASS
+	h.SetLen(unix.CmsgLen(4))
+	binary.NativeEndian.PutUint32(b[start+unix.CmsgLen(0):], uint32(tos))
+	return b
+}
+
