@@ -159,4 +159,3 @@ func appendTClass(b []byte, tos byte) []byte {
 	binary.NativeEndian.PutUint32(b[start+unix.CmsgLen(0):], uint32(tos))
 	return b
 }
-
