@@ -1,0 +1,96 @@
+package relayconn
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+)
+
+// quic-go hands a GSO batch as one buffer of equal segments and a
+// UDP_SEGMENT control message; each segment must reach the relay as a
+// frame of its own.
+func TestGSOWriteFramesEverySegment(t *testing.T) {
+	r := newRig(t)
+	id := peerID(4)
+	payload := make([]byte, 250)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	oob := appendSegment(nil, 100)
+	n, _, err := r.conn.WriteMsgUDP(payload, oob, r.conn.PeerAddr(addrPort(r.relay), id))
+	if err != nil || n != len(payload) {
+		t.Fatalf("WriteMsgUDP = %d, %v", n, err)
+	}
+	buf := make([]byte, 2048)
+	for i, want := range [][]byte{payload[:100], payload[100:200], payload[200:]} {
+		_ = r.relay.SetReadDeadline(time.Now().Add(5 * time.Second))
+		m, _, err := r.relay.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("segment %d: %v", i, err)
+		}
+		if !bytes.Equal(buf[:m], mkFrame(id, want)) {
+			t.Fatalf("segment %d arrived as % x", i, buf[:min(m, 24)])
+		}
+	}
+}
+
+func TestReadBatchUnframesAndBlanksStrangersFrames(t *testing.T) {
+	r := newRig(t)
+	id := peerID(6)
+	quicPacket := []byte{0x41, 9, 9, 9}
+	r.send(t, r.relay, mkFrame(id, []byte{0xc3, 1, 2}))
+	r.send(t, r.stranger, mkFrame(id, []byte("forged")))
+	r.send(t, r.stranger, quicPacket)
+	ms := make([]ipv4.Message, 8)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, 1500)}
+		ms[i].OOB = make([]byte, 128)
+	}
+	var got []ipv4.Message
+	_ = r.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for len(got) < 3 {
+		n, err := r.conn.ReadBatch(ms, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms[:n] {
+			got = append(got, ipv4.Message{Buffers: [][]byte{append([]byte(nil), m.Buffers[0][:m.N]...)}, N: m.N, Addr: m.Addr})
+		}
+	}
+	if a, ok := r.conn.Resolve(got[0].Addr); !ok || a.Peer != id || !bytes.Equal(got[0].Buffers[0], []byte{0xc3, 1, 2}) {
+		t.Fatalf("relay frame read as % x from %v", got[0].Buffers[0], got[0].Addr)
+	}
+	if got[1].N != 0 {
+		t.Fatalf("a stranger's frame got through as % x", got[1].Buffers[0])
+	}
+	if ua, ok := got[2].Addr.(*net.UDPAddr); !ok || ua.AddrPort() != addrPort(r.stranger) || !bytes.Equal(got[2].Buffers[0], quicPacket) {
+		t.Fatalf("a plain packet read as % x from %v", got[2].Buffers[0], got[2].Addr)
+	}
+}
+
+// quic-go marks ECN for the virtual IPv4 address; toward an IPv6 relay
+// the mark must travel as an IPv6 traffic class.
+func TestECNFollowsTheRelaysAddressFamily(t *testing.T) {
+	oob := make([]byte, unix.CmsgSpace(1))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level, h.Type = unix.IPPROTO_IP, unix.IP_TOS
+	h.SetLen(unix.CmsgLen(1))
+	oob[unix.CmsgLen(0)] = 0x02 // ECT(0)
+	oob = appendSegment(oob, 1200)
+
+	seg, rest := parseOOB(oob, true)
+	if seg != 1200 || !bytes.Equal(rest, oob[:unix.CmsgSpace(1)]) {
+		t.Fatalf("IPv4 relay: segment %d, rest % x", seg, rest)
+	}
+	seg, rest = parseOOB(oob, false)
+	hdr, body, _, err := unix.ParseOneSocketControlMessage(rest)
+	if seg != 1200 || err != nil || hdr.Level != unix.IPPROTO_IPV6 || hdr.Type != unix.IPV6_TCLASS || binary.NativeEndian.Uint32(body) != 0x02 {
+		t.Fatalf("IPv6 relay: segment %d, control message %+v % x, %v", seg, hdr, body, err)
+	}
+}
