@@ -13,10 +13,12 @@ import (
 )
 
 // Buffers start small so that thousands of idle connections cost little,
-// and grow for connections that move bulk data.
+// and grow for connections that move bulk data: 256 KiB, so that a bulk
+// flow costs a quarter of the syscalls and stream writes it did with
+// 64 KiB (bench: direct from ~0.8× to ~0.9× a bare quic-go stream).
 const (
 	smallBuf = 4 << 10
-	largeBuf = 64 << 10
+	largeBuf = 256 << 10
 )
 
 var (
