@@ -138,7 +138,7 @@ func (c *Client) Run(ctx context.Context) error {
 		return fmt.Errorf("listen for direct peers on %s: %w", c.cfg.DirectConn.LocalAddr(), err)
 	}
 	relayConf := peerConf.Clone()
-	relayConf.InitialPacketSize = relayedInitialPacket
+	relayConf.InitialPacketSize = quicconf.RelayedPeer().InitialPacketSize
 	relayLn, err := c.relayTr.Listen(peerTLS, relayConf)
 	if err != nil {
 		directLn.Close()

@@ -34,10 +34,6 @@ const (
 	// controlQueue bounds the messages waiting for the control stream; a
 	// session that falls that far behind is closed and started afresh.
 	controlQueue = 16384
-	// relayedInitialPacket is the first packet size of relayed peer
-	// connections: 1280 (IPv4 MTU floor of many tunnels) less the IPv4 and
-	// UDP headers (28) and the relay frame header (17), rounded down.
-	relayedInitialPacket = 1232
 )
 
 // sleeper is a reusable timer for loops that pause.

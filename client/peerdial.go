@@ -117,21 +117,12 @@ func directPeerConfig() *quic.Config {
 	return conf
 }
 
-// relayedPeerConfig is the peer configuration for connections through a
-// relay: their packets travel in relay frames, so they start small enough
-// that a frame fits a 1280-byte path (path MTU discovery grows them).
-func relayedPeerConfig() *quic.Config {
-	conf := quicconf.Peer()
-	conf.InitialPacketSize = relayedInitialPacket
-	return conf
-}
-
 func (p *peer) holdRelay(relays []netip.AddrPort) {
 	addrs := make([]net.Addr, 0, len(relays))
 	for _, r := range relays {
 		addrs = append(addrs, p.c.relayNet.PeerAddr(r, p.id))
 	}
-	conn, err := p.dialFirst(addrs, p.c.relayTr, relayedPeerConfig())
+	conn, err := p.dialFirst(addrs, p.c.relayTr, quicconf.RelayedPeer())
 	p.hold(conn, err, pathRelay)
 }
 

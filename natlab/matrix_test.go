@@ -27,6 +27,7 @@ type pairing struct {
 	expect   string // "direct" or "relay"
 	change   bool   // change the source's address mid-transfer
 	survive  bool   // the transfer in flight must survive the change
+	mtu      int    // when set, the MTU of the source site's WAN link
 }
 
 // result is what the routers' counters said.
@@ -90,6 +91,9 @@ store-dir = %q
 		// behind a NAT does not (the path is punched again).
 		pairing{name: "easy→none, address change", src: l.sites["easy1"], dst: l.sites["none2"], expect: "direct", change: true, survive: true},
 		pairing{name: "easy→easy, address change", src: l.sites["easy1"], dst: l.sites["easy2"], expect: "direct", change: true},
+		// Relay frames carry the peers' packets plus a header: they must
+		// still fit a small-MTU path without fragmentation.
+		pairing{name: "hard→hard, 1280 MTU", src: l.sites["hard1"], dst: l.sites["hard2"], expect: "relay", mtu: 1280},
 	)
 
 	var matrix logBuf
@@ -183,6 +187,10 @@ status-addr = "127.0.0.1:19182"
 	}
 	write(t, pdir, "dst.toml", client(fmt.Sprintf("[client.destinations.lab]\naddr = \"127.0.0.1:3000\"\nfile-server-root = %q\n", filepath.Join(dir, "www"))))
 	write(t, pdir, "src.toml", client("[client.sources.lab]\naddr = \"127.0.0.1:8000\"\n"))
+	if p.mtu > 0 {
+		l.setWANMTU(t, p.src, p.mtu)
+		defer l.setWANMTU(t, p.src, 1500)
+	}
 	countNS := l.accounting(t, p)
 	srcNS, dstNS := p.src.clients[p.srcI], p.dst.clients[p.dstI]
 	bin := filepath.Join(binDir, "connetd")
@@ -357,4 +365,15 @@ func (l *lab) dumpConntrack(t *testing.T, p pairing) {
 			t.Logf("conntrack of %s:\n%s", s.router, out)
 		}
 	}
+}
+
+// setWANMTU sets the MTU of both ends of a site's WAN link.
+func (l *lab) setWANMTU(t *testing.T, st *site, mtu int) {
+	t.Helper()
+	ns := st.router
+	if ns == "" {
+		ns = st.clients[0]
+	}
+	l.w.in(ns, "ip", "link", "set", "dev", "wan", "mtu", fmt.Sprint(mtu))
+	l.w.in(l.core, "ip", "link", "set", "dev", fmt.Sprintf("s%d", st.n), "mtu", fmt.Sprint(mtu))
 }

@@ -6,7 +6,15 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/connetd/connetd/wire"
 )
+
+// InitialPacket is the size of the first packets of every connection: the
+// UDP payload a 1280-byte IPv6 path carries (1280 − 40 − 8), so links
+// through tunnels and small-MTU paths come up. Path MTU discovery grows
+// the packets where the path allows.
+const InitialPacket = 1232
 
 // MaxPeerStreams is how many proxied TCP connections may be open at once over
 // one peer connection. Above it new TCP connections are refused, not queued.
@@ -20,6 +28,7 @@ func Control() *quic.Config {
 		MaxIdleTimeout:       20 * time.Second,
 		KeepAlivePeriod:      5 * time.Second,
 		MaxIncomingStreams:   16,
+		InitialPacketSize:    InitialPacket,
 	}
 }
 
@@ -36,5 +45,14 @@ func Peer() *quic.Config {
 		MaxStreamReceiveWindow:         16 << 20,
 		InitialConnectionReceiveWindow: 4 << 20,
 		MaxConnectionReceiveWindow:     64 << 20,
+		InitialPacketSize:              InitialPacket,
 	}
+}
+
+// RelayedPeer is Peer for connections through a relay: each packet
+// travels in a relay frame, whose header must fit in the path too.
+func RelayedPeer() *quic.Config {
+	c := Peer()
+	c.InitialPacketSize = uint16(InitialPacket - wire.RelayFrameHeader)
+	return c
 }
