@@ -23,6 +23,10 @@ const (
 // socket in batches (recvmmsg), data frames from relays are unframed in
 // place and appear to come from the peer's virtual address, and frames
 // from anyone else become empty messages, which quic-go skips.
+//
+// Unframing moves the start of the message's buffer past the header rather
+// than copying the packet: quic-go reads a message's bytes through
+// Buffers[0] and sets every Buffers[0] afresh before the next batch.
 func (c *Conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 	for {
 		n, err := c.pc.ReadBatch(ms, flags)
@@ -31,7 +35,7 @@ func (c *Conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 		}
 		kept := 0
 		for i := range ms[:n] {
-			if c.unframe(&ms[i]) {
+			if c.unframe(&ms[i], false) {
 				kept++
 			} else {
 				ms[i].N = 0
@@ -44,8 +48,10 @@ func (c *Conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 }
 
 // unframe turns a data frame in m into its inner packet from the peer's
-// virtual address; false if m must be dropped. Other packets pass.
-func (c *Conn) unframe(m *ipv4.Message) bool {
+// virtual address; false if m must be dropped. Other packets pass. With
+// inPlace the packet is copied to the start of the buffer; otherwise the
+// buffer is resliced past the header.
+func (c *Conn) unframe(m *ipv4.Message, inPlace bool) bool {
 	b := m.Buffers[0][:m.N]
 	if !wire.IsRelayFrame(b) {
 		return true
@@ -58,7 +64,11 @@ func (c *Conn) unframe(m *ipv4.Message) bool {
 	if err != nil {
 		return false
 	}
-	m.N = copy(m.Buffers[0], payload)
+	if inPlace {
+		m.N = copy(m.Buffers[0], payload)
+	} else {
+		m.Buffers[0], m.N = m.Buffers[0][wire.RelayFrameHeader:], len(payload)
+	}
 	m.Addr = c.virtualFor(from.AddrPort(), peer)
 	return true
 }
@@ -71,7 +81,7 @@ func (c *Conn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr,
 			return 0, 0, 0, nil, err
 		}
 		m := ipv4.Message{Buffers: [][]byte{b}, N: n, Addr: addr}
-		if c.unframe(&m) {
+		if c.unframe(&m, true) {
 			return m.N, oobn, flags, m.Addr.(*net.UDPAddr), nil
 		}
 	}
