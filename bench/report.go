@@ -83,10 +83,22 @@ func printReport(out io.Writer, o opts, res *results) {
 
 	direct, relay, bare := res.tput[rDirect].mbps(), res.tput[rRelay].mbps(), res.tput[rQUIC].mbps()
 	p50 := percentile(res.echo[rDirect], 50)
+	echoRatio := ratio(float64(percentile(res.echo[rRelay], 50)), float64(p50))
+	connRatio := ratio(float64(percentile(res.conn[rRelay], 50)), float64(percentile(res.conn[rDirect], 50)))
+	relayCPU := -1.0
+	if gb := float64(res.cpuBytes[rRelay]) / 1e9; gb > 0 {
+		if v, ok := res.cpu[rRelay]["server"]; ok {
+			relayCPU = v / gb
+		}
+	}
 	t = table{}
 	t.add("TARGETS", "value", "target", "result")
 	t.add("direct / bare quic-go throughput", fmt.Sprintf("%.2f×", ratio(direct, bare)), "≥ 0.90×", verdict(ratio(direct, bare) >= 0.9))
 	t.add("relay / direct throughput", fmt.Sprintf("%.2f×", ratio(relay, direct)), "≥ 0.80×", verdict(ratio(relay, direct) >= 0.8))
+	t.add("relay / bare quic-go throughput", fmt.Sprintf("%.2f×", ratio(relay, bare)), "≥ 0.55×", verdict(ratio(relay, bare) >= 0.55))
+	t.add("relay / direct echo p50", fmt.Sprintf("%.2f×", echoRatio), "≤ 1.30×", verdict(echoRatio <= 1.3))
+	t.add("relay / direct conn+echo p50", fmt.Sprintf("%.2f×", connRatio), "≤ 1.30×", verdict(connRatio <= 1.3))
+	t.add("relay server CPU", fmt.Sprintf("%.2f s/GB", relayCPU), "≤ 1.00 s/GB", verdict(relayCPU >= 0 && relayCPU <= 1.0))
 	t.add("direct echo p50", us(p50)+" µs", "≤ 110 µs", verdict(p50 <= 110*time.Microsecond))
 	fmt.Fprintln(out)
 	t.print(out)
