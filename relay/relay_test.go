@@ -30,8 +30,10 @@ func udp(t *testing.T) *net.UDPConn {
 
 // relayClient is a client's relay socket; link connects it to the relay.
 type relayClient struct {
-	id *identity.Identity
-	tr *quic.Transport
+	id   *identity.Identity
+	tr   *quic.Transport
+	conn *relayconn.Conn // its socket, for tests that send raw frames
+	qc   *quic.Conn      // its link to the relay
 }
 
 func newRelayClient(t *testing.T) *relayClient {
@@ -121,6 +123,7 @@ func (rc *relayClient) link(t *testing.T, ctx context.Context, relayID *identity
 	t.Helper()
 	conn := relayconn.New(udp(t))
 	conn.SetRelays([]netip.AddrPort{relayAddr})
+	rc.conn = conn
 	rc.tr = &quic.Transport{Conn: conn}
 	t.Cleanup(func() { rc.tr.Close() })
 	qc, err := rc.tr.Dial(ctx, net.UDPAddrFromAddrPort(relayAddr),
@@ -128,6 +131,7 @@ func (rc *relayClient) link(t *testing.T, ctx context.Context, relayID *identity
 	if err != nil {
 		t.Fatalf("connect to relay: %v", err)
 	}
+	rc.qc = qc
 	st, err := qc.AcceptUniStream(ctx)
 	if err != nil {
 		t.Fatalf("relay did not welcome an authorized client: %v", err)
