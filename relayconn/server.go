@@ -64,11 +64,11 @@ type ServerConn struct {
 	v6       bool // an AF_INET6 socket: IPv4 peers get mapped addresses
 	wildcard bool // bound to a wildcard: send each frame from its client's Local
 
-	rx, tx   *msgs
+	rx       *msgs
+	tx       *sendBatch
 	bufs     [batch][]byte
 	rxio     *mmsgIO
 	txio     *mmsgIO
-	ntx      int
 	pending  []int // rx slots holding QUIC packets not yet returned
 	reflectB []byte
 
@@ -86,11 +86,11 @@ func NewServer(udp *net.UDPConn, route Router) (*ServerConn, error) {
 		return nil, fmt.Errorf("relay socket options: %w", err)
 	}
 	la, _ := udp.LocalAddr().(*net.UDPAddr)
+	wildcard := la != nil && la.IP.IsUnspecified()
 	c := &ServerConn{
-		udp: udp, raw: raw, route: route, v6: v6,
-		wildcard: la != nil && la.IP.IsUnspecified(),
+		udp: udp, raw: raw, route: route, v6: v6, wildcard: wildcard,
 		rx:       newMsgs(batch, oobSize),
-		tx:       newMsgs(batch, pktinfoLen),
+		tx:       newSendBatch(batch, raw, v6, wildcard),
 		rxio:     newMmsgIO(raw),
 		txio:     newMmsgIO(raw),
 		pending:  make([]int, 0, batch),
@@ -182,36 +182,16 @@ func (c *ServerConn) forward(slot int, frame []byte) {
 		c.sendFailed.Add(1)
 		return
 	}
-	j := c.ntx
-	c.ntx++
-	c.tx.setBuf(j, frame)
-	h := &c.tx.hs[j].hdr
-	h.Namelen = putSockaddr(&c.tx.names[j], to.Addr, c.v6)
-	h.Control = nil
-	h.SetControllen(0)
-	if c.wildcard && to.Local.IsValid() {
-		h.Control = &c.tx.oobs[j][0]
-		h.SetControllen(putPktinfo(c.tx.oobs[j], to.Local))
-	}
+	c.tx.add(frame, to)
 }
 
-// flush sends the queued frames. A frame the kernel refuses (say, its
-// client's network is unreachable) is counted and skipped; the rest go on.
+// flush sends the frames of the batch just read.
 func (c *ServerConn) flush() error {
-	start := 0
-	for start < c.ntx {
-		n, err := c.txio.sendmmsg(c.tx.hs[start:c.ntx])
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				c.ntx = 0
-				return c.opError("sendmmsg", err)
-			}
-			c.sendFailed.Add(1)
-			n = 1
-		}
-		start += n
+	failed, err := c.tx.flush(c.txio, c.udp)
+	c.sendFailed.Add(int64(failed))
+	if err != nil {
+		return c.opError("sendmmsg", err)
 	}
-	c.ntx = 0
 	return nil
 }
 
