@@ -89,11 +89,11 @@ func NewServer(udp *net.UDPConn, route Router) (*ServerConn, error) {
 	wildcard := la != nil && la.IP.IsUnspecified()
 	c := &ServerConn{
 		udp: udp, raw: raw, route: route, v6: v6, wildcard: wildcard,
-		rx:       newMsgs(batch, oobSize),
-		tx:       newSendBatch(batch, raw, v6, wildcard),
-		rxio:     newMmsgIO(raw),
-		txio:     newMmsgIO(raw),
-		pending:  make([]int, 0, batch),
+		rx:      newMsgs(batch, oobSize),
+		tx:      newSendBatch(batch, raw, v6, wildcard),
+		rxio:    newMmsgIO(raw),
+		txio:    newMmsgIO(raw),
+		pending: make([]int, 0, batch),
 	}
 	mem := make([]byte, batch*slotSize)
 	for i := range c.bufs {
