@@ -174,3 +174,36 @@ func TestServerConnReadDeadline(t *testing.T) {
 		t.Fatalf("err = %v, want a net.Error timeout (quic-go checks for one)", err)
 	}
 }
+
+// Forwarding allocates nothing per frame: a read that forwards a whole
+// batch of frames allocates only for the one QUIC packet it returns (its
+// net.Addr, which quic-go wants).
+func TestServerConnForwardsWithoutAllocating(t *testing.T) {
+	u, src, dst := udpOn(t, "127.0.0.1"), udpOn(t, "127.0.0.1"), udpOn(t, "127.0.0.1")
+	s := newServerConn(t, u, func([]byte, netip.AddrPort, netip.Addr) (Dest, bool) {
+		return Dest{Addr: apOf(dst)}, true
+	})
+	_ = dst.SetReadBuffer(4 << 20)
+	ms := []ipv4.Message{{Buffers: [][]byte{make([]byte, 1452)}, OOB: make([]byte, 128)}}
+	frame, quic := frameTo(1, make([]byte, 1200)), []byte{0xc0}
+	_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	allocs := testing.AllocsPerRun(20, func() {
+		for range 40 {
+			_, _ = src.WriteToUDPAddrPort(frame, apOf(u))
+		}
+		_, _ = src.WriteToUDPAddrPort(quic, apOf(u))
+		for {
+			n, err := s.ReadBatch(ms, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 1 && ms[0].N == 1 {
+				return
+			}
+		}
+	})
+	t.Logf("%.1f allocations per run", allocs)
+	if allocs > 3 {
+		t.Fatalf("%.1f allocations per 40 forwarded frames and one QUIC packet", allocs)
+	}
+}
