@@ -184,9 +184,10 @@ func putPktinfo(b []byte, local netip.Addr) int {
 	return unix.CmsgSpace(unix.SizeofInet6Pktinfo)
 }
 
-// parsePktinfo finds the destination address of a received datagram in its
-// control messages; it is invalid when the socket did not ask for it.
-func parsePktinfo(oob []byte) netip.Addr {
+// parseOOB finds, in a received datagram's control messages, its
+// destination address (invalid when the socket did not ask for it) and,
+// when GRO joined several datagrams, their size (0 otherwise).
+func parseOOB(oob []byte) (local netip.Addr, seg int) {
 	for len(oob) >= unix.CmsgLen(0) {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		l := int(h.Len)
@@ -196,9 +197,11 @@ func parsePktinfo(oob []byte) netip.Addr {
 		data := oob[unix.CmsgLen(0):l]
 		switch {
 		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
-			return netip.AddrFrom4([4]byte(data[8:12])) // ipi_addr: the header's destination
+			local = netip.AddrFrom4([4]byte(data[8:12])) // ipi_addr: the header's destination
 		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
-			return netip.AddrFrom16([16]byte(data[0:16])).Unmap()
+			local = netip.AddrFrom16([16]byte(data[0:16])).Unmap()
+		case h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && len(data) >= 4:
+			seg = int(binary.NativeEndian.Uint32(data[0:4]))
 		}
 		next := unix.CmsgSpace(l - unix.CmsgLen(0))
 		if next > len(oob) {
@@ -206,7 +209,19 @@ func parsePktinfo(oob []byte) netip.Addr {
 		}
 		oob = oob[next:]
 	}
-	return netip.Addr{}
+	return local, seg
+}
+
+// enableGRO asks the kernel to join consecutive same-size datagrams of one
+// sender into one read (UDP_GRO); it reports whether the kernel agreed.
+func enableGRO(raw syscall.RawConn) bool {
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
+	}); err != nil {
+		return false
+	}
+	return serr == nil
 }
 
 // socketInfo reports whether the socket is IPv6 (perhaps dual-stack) and

@@ -76,6 +76,9 @@ func gsoSupported(raw syscall.RawConn) bool {
 	return serr == nil
 }
 
+// full reports whether add has no room left.
+func (b *sendBatch) full() bool { return b.niov == len(b.iovs) }
+
 // add queues frame for to.
 func (b *sendBatch) add(frame []byte, to Dest) {
 	j := b.niov

@@ -34,14 +34,18 @@ type Dest struct {
 type Router func(frame []byte, from netip.AddrPort, local netip.Addr) (Dest, bool)
 
 const (
-	// batch is how many datagrams one recvmmsg reads (and at most how many
-	// frames one sendmmsg sends). quic-go reads 8 at a time; forwarding
-	// gains from more.
+	// batch is how many datagrams one recvmmsg reads. quic-go reads 8 at
+	// a time; forwarding gains from more.
 	batch = 64
 	// slotSize holds any datagram the relay handles: frames carry at most
 	// quic-go's 1452-byte packets plus the 17-byte header. A longer
 	// datagram is truncated and dropped.
 	slotSize = 2048
+	// With GRO a read holds up to 64 joined datagrams (at most 64 KiB),
+	// so slots are bigger and fewer.
+	groBatch    = 32
+	groSlotSize = 1 << 16
+	groSegments = 64
 	// oobSize matches quic-go's own control-message buffer, so that what
 	// the relay hands on always fits.
 	oobSize = 128
@@ -64,12 +68,13 @@ type ServerConn struct {
 	v6       bool // an AF_INET6 socket: IPv4 peers get mapped addresses
 	wildcard bool // bound to a wildcard: send each frame from its client's Local
 
+	gro      bool // reads may hold several joined datagrams (UDP_GRO)
 	rx       *msgs
 	tx       *sendBatch
-	bufs     [batch][]byte
+	bufs     [][]byte
 	rxio     *mmsgIO
 	txio     *mmsgIO
-	pending  []int // rx slots holding QUIC packets not yet returned
+	pending  []span // QUIC packets read but not yet returned
 	reflectB []byte
 
 	sendFailed atomic.Int64
@@ -86,22 +91,36 @@ func NewServer(udp *net.UDPConn, route Router) (*ServerConn, error) {
 		return nil, fmt.Errorf("relay socket options: %w", err)
 	}
 	la, _ := udp.LocalAddr().(*net.UDPAddr)
-	wildcard := la != nil && la.IP.IsUnspecified()
+	return newServerConn(udp, raw, route, v6, la != nil && la.IP.IsUnspecified(), useGRO && enableGRO(raw)), nil
+}
+
+// useGRO is whether NewServer asks for UDP GRO (see groBatch).
+var useGRO = true
+
+func newServerConn(udp *net.UDPConn, raw syscall.RawConn, route Router, v6, wildcard, gro bool) *ServerConn {
+	slots, size, perSlot := batch, slotSize, 1
+	if gro {
+		slots, size, perSlot = groBatch, groSlotSize, groSegments
+	}
 	c := &ServerConn{
-		udp: udp, raw: raw, route: route, v6: v6, wildcard: wildcard,
-		rx:      newMsgs(batch, oobSize),
-		tx:      newSendBatch(batch, raw, v6, wildcard),
+		udp: udp, raw: raw, route: route, v6: v6, wildcard: wildcard, gro: gro,
+		rx:      newMsgs(slots, oobSize),
+		tx:      newSendBatch(slots*perSlot, raw, v6, wildcard),
+		bufs:    make([][]byte, slots),
 		rxio:    newMmsgIO(raw),
 		txio:    newMmsgIO(raw),
-		pending: make([]int, 0, batch),
+		pending: make([]span, 0, slots*perSlot),
 	}
-	mem := make([]byte, batch*slotSize)
+	mem := make([]byte, slots*size)
 	for i := range c.bufs {
-		c.bufs[i] = mem[i*slotSize : (i+1)*slotSize : (i+1)*slotSize]
+		c.bufs[i] = mem[i*size : (i+1)*size : (i+1)*size]
 		c.rx.setBuf(i, c.bufs[i])
 	}
-	return c, nil
+	return c
 }
+
+// span is one datagram in a read slot: with GRO a slot holds several.
+type span struct{ slot, off, n int }
 
 // SendFailures counts frames the kernel refused to send.
 func (c *ServerConn) SendFailures() int64 { return c.sendFailed.Load() }
@@ -125,14 +144,17 @@ func (c *ServerConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 	return k, nil
 }
 
-func (c *ServerConn) deliver(m *ipv4.Message, slot int) {
-	h := &c.rx.hs[slot]
+func (c *ServerConn) deliver(m *ipv4.Message, p span) {
+	h := &c.rx.hs[p.slot]
 	if len(m.Buffers) == 0 {
 		m.N = 0
 	} else {
-		m.N = copy(m.Buffers[0], c.bufs[slot][:h.len])
+		m.N = copy(m.Buffers[0], c.bufs[p.slot][p.off:p.off+p.n])
 	}
-	m.NN = copy(m.OOB, c.rx.oobs[slot][:h.hdr.Controllen])
+	// quic-go reads ECN and the destination address from these, and
+	// ignores the GRO segment size.
+	m.NN = copy(m.OOB, c.rx.oobs[p.slot][:h.hdr.Controllen])
+	slot := p.slot
 	m.Flags = 0
 	m.Addr = net.UDPAddrFromAddrPort(parseSockaddr(&c.rx.names[slot]))
 }
@@ -152,35 +174,44 @@ func (c *ServerConn) readAndForward() error {
 		if h.hdr.Flags&unix.MSG_TRUNC != 0 {
 			continue
 		}
-		b := c.bufs[i][:h.len]
-		switch {
-		case wire.IsRelayFrame(b):
-			c.forward(i, b)
-		case wire.IsProbe(b):
-			c.reflect(i, b)
-		default:
-			c.pending = append(c.pending, i)
+		all := c.bufs[i][:h.len]
+		local, seg := parseOOB(c.rx.oobs[i][:h.hdr.Controllen])
+		if !c.wildcard {
+			local = netip.Addr{}
+		}
+		if seg <= 0 || seg > len(all) {
+			seg = len(all)
+		}
+		from := parseSockaddr(&c.rx.names[i])
+		// Each datagram GRO joined is whole: a frame with its own header,
+		// or a packet of the relay's own QUIC.
+		for off := 0; off < len(all); off += seg {
+			b := all[off:min(off+seg, len(all))]
+			switch {
+			case wire.IsRelayFrame(b):
+				c.forward(b, from, local)
+			case wire.IsProbe(b):
+				c.reflect(b, from, local)
+			default:
+				c.pending = append(c.pending, span{i, off, len(b)})
+			}
 		}
 	}
 	return c.flush()
 }
 
-func (c *ServerConn) local(slot int) netip.Addr {
-	if !c.wildcard {
-		return netip.Addr{}
-	}
-	return parsePktinfo(c.rx.oobs[slot][:c.rx.hs[slot].hdr.Controllen])
-}
-
 // forward queues frame, still in its read slot, for the next sendmmsg.
-func (c *ServerConn) forward(slot int, frame []byte) {
-	to, ok := c.route(frame, parseSockaddr(&c.rx.names[slot]), c.local(slot))
+func (c *ServerConn) forward(frame []byte, from netip.AddrPort, local netip.Addr) {
+	to, ok := c.route(frame, from, local)
 	if !ok {
 		return
 	}
 	if !c.v6 && !to.Addr.Addr().Is4() {
 		c.sendFailed.Add(1)
 		return
+	}
+	if c.tx.full() {
+		_ = c.flush() // a closed socket shows at the next read
 	}
 	c.tx.add(frame, to)
 }
@@ -198,14 +229,13 @@ func (c *ServerConn) flush() error {
 // reflect answers a reflect request from a client's direct socket (the
 // answer tells it whether its NAT maps per destination), from the address
 // it was sent to.
-func (c *ServerConn) reflect(slot int, b []byte) {
-	from := parseSockaddr(&c.rx.names[slot])
+func (c *ServerConn) reflect(b []byte, from netip.AddrPort, local netip.Addr) {
 	reply := wire.AnswerReflect(b, from)
 	if reply == nil {
 		return
 	}
 	var oob []byte
-	if local := c.local(slot); local.IsValid() {
+	if local.IsValid() {
 		c.reflectB = c.reflectB[:0]
 		c.reflectB = append(c.reflectB, make([]byte, pktinfoLen)...)
 		oob = c.reflectB[:putPktinfo(c.reflectB, local)]

@@ -12,7 +12,7 @@ import (
 	"github.com/connetd/connetd/wire"
 )
 
-func udpOn(t *testing.T, ip string) *net.UDPConn {
+func udpOn(t testing.TB, ip string) *net.UDPConn {
 	t.Helper()
 	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(ip)})
 	if err != nil {
@@ -33,7 +33,7 @@ func frameTo(id byte, payload []byte) []byte {
 	return append(f, payload...)
 }
 
-func newServerConn(t *testing.T, u *net.UDPConn, r Router) *ServerConn {
+func startServerConn(t *testing.T, u *net.UDPConn, r Router) *ServerConn {
 	t.Helper()
 	s, err := NewServer(u, r)
 	if err != nil {
@@ -56,7 +56,7 @@ func readWithin(t *testing.T, u *net.UDPConn, b []byte) (int, netip.AddrPort) {
 // and only the QUIC packets among them reach the reader.
 func TestServerConnForwardsBatchAndReturnsQUIC(t *testing.T) {
 	u, src, dst := udpOn(t, "127.0.0.1"), udpOn(t, "127.0.0.1"), udpOn(t, "127.0.0.1")
-	s := newServerConn(t, u, func(f []byte, from netip.AddrPort, _ netip.Addr) (Dest, bool) {
+	s := startServerConn(t, u, func(f []byte, from netip.AddrPort, _ netip.Addr) (Dest, bool) {
 		if from != apOf(src) || f[1] != 7 {
 			return Dest{}, false
 		}
@@ -120,7 +120,7 @@ func TestServerConnForwardsBatchAndReturnsQUIC(t *testing.T) {
 // talks to, whatever the kernel would pick.
 func TestServerConnSendsFromDestinationsLocalAddress(t *testing.T) {
 	u, client := udpOn(t, "0.0.0.0"), udpOn(t, "127.0.0.1")
-	s := newServerConn(t, u, func(_ []byte, from netip.AddrPort, local netip.Addr) (Dest, bool) {
+	s := startServerConn(t, u, func(_ []byte, from netip.AddrPort, local netip.Addr) (Dest, bool) {
 		return Dest{Addr: from, Local: local}, true // echo
 	})
 	done := make(chan error, 1)
@@ -143,7 +143,7 @@ func TestServerConnSendsFromDestinationsLocalAddress(t *testing.T) {
 
 func TestServerConnAnswersReflectRequests(t *testing.T) {
 	u, client := udpOn(t, "0.0.0.0"), udpOn(t, "127.0.0.1")
-	s := newServerConn(t, u, func([]byte, netip.AddrPort, netip.Addr) (Dest, bool) { return Dest{}, false })
+	s := startServerConn(t, u, func([]byte, netip.AddrPort, netip.Addr) (Dest, bool) { return Dest{}, false })
 	to := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), apOf(u).Port())
 	req := wire.AppendReflect(nil, wire.Reflect{TxID: [12]byte{1, 2, 3}})
 	if _, err := client.WriteToUDPAddrPort(req, to); err != nil {
@@ -167,7 +167,7 @@ func TestServerConnAnswersReflectRequests(t *testing.T) {
 }
 
 func TestServerConnReadDeadline(t *testing.T) {
-	s := newServerConn(t, udpOn(t, "127.0.0.1"), func([]byte, netip.AddrPort, netip.Addr) (Dest, bool) { return Dest{}, false })
+	s := startServerConn(t, udpOn(t, "127.0.0.1"), func([]byte, netip.AddrPort, netip.Addr) (Dest, bool) { return Dest{}, false })
 	_ = s.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	_, _, err := s.ReadFrom(make([]byte, 100))
 	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
@@ -180,7 +180,7 @@ func TestServerConnReadDeadline(t *testing.T) {
 // net.Addr, which quic-go wants).
 func TestServerConnForwardsWithoutAllocating(t *testing.T) {
 	u, src, dst := udpOn(t, "127.0.0.1"), udpOn(t, "127.0.0.1"), udpOn(t, "127.0.0.1")
-	s := newServerConn(t, u, func([]byte, netip.AddrPort, netip.Addr) (Dest, bool) {
+	s := startServerConn(t, u, func([]byte, netip.AddrPort, netip.Addr) (Dest, bool) {
 		return Dest{Addr: apOf(dst)}, true
 	})
 	_ = dst.SetReadBuffer(4 << 20)
