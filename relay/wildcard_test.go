@@ -19,9 +19,15 @@ import (
 // packets and the frames it forwards, from the address that client dialed:
 // a client accepts frames only from its relay's address.
 func TestRelayOnWildcardAnswersFromTheAddressEachClientDialed(t *testing.T) {
+	t.Run("0.0.0.0", func(t *testing.T) { testWildcard(t, "udp4", net.IPv4zero) })
+	// A dual-stack socket: IPv4 clients have mapped addresses there.
+	t.Run("[::]", func(t *testing.T) { testWildcard(t, "udp", net.IPv6unspecified) })
+}
+
+func testWildcard(t *testing.T, network string, ip net.IP) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	ru, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
+	ru, err := net.ListenUDP(network, &net.UDPAddr{IP: ip})
 	if err != nil {
 		t.Fatal(err)
 	}

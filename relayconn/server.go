@@ -52,9 +52,13 @@ const (
 )
 
 // ServerConn is the relay server's socket. quic-go reads it through
-// ReadBatch, which reads datagrams in batches, forwards the relay data
-// frames among them at once (rewritten in place, sent with one sendmmsg per
-// batch) and returns only the packets of the relay's own QUIC connections.
+// ReadBatch, which reads datagrams in batches (recvmmsg; with UDP GRO one
+// read may hold several datagrams of one sender), forwards the relay data
+// frames among them at once (rewritten in place, sent with one sendmmsg
+// per batch, runs of frames to one client as one GSO send) and returns
+// only the packets of the relay's own QUIC connections. It uses its own
+// recvmmsg rather than x/net's ReadBatch, which allocates an address per
+// datagram.
 // It implements quic-go's OOBCapablePacketConn, so quic-go keeps ECN, GSO
 // and, on a wildcard bind, sends its own packets from the address each
 // client talks to.
