@@ -37,6 +37,11 @@ type Config struct {
 	// StatelessResetKey lets clients learn at once that a restarted relay
 	// lost their connection.
 	StatelessResetKey *quic.StatelessResetKey
+	// ObserveForwarded, if set, sees every frame the relay forwards, after
+	// its ID was rewritten and before it is sent. It is for tests (which
+	// check that the relay handles only ciphertext); it runs on the read
+	// path and must not keep the frame.
+	ObserveForwarded func(frame []byte)
 }
 
 type pairKey [2 * len(identity.ID{})]byte
@@ -56,12 +61,6 @@ type authTable struct {
 	endpoints []wire.RelayEndpoint
 }
 
-type clientSession struct {
-	id   identity.ID
-	addr netip.AddrPort
-	conn *quic.Conn
-}
-
 // Server is a running relay.
 type Server struct {
 	cfg  Config
@@ -69,12 +68,15 @@ type Server struct {
 	conn *relayconn.ServerConn
 	tr   *quic.Transport
 
-	auth atomic.Pointer[authTable]
+	initErr error // the socket could not be set up; Run returns it
 
-	mu       sync.RWMutex
-	byAddr   map[netip.AddrPort]*clientSession
-	byID     map[identity.ID]*clientSession
+	auth    atomic.Pointer[authTable]
+	clients atomic.Pointer[clientTable]
+
+	// mu serializes writers of clients and auth; readers load snapshots.
+	mu       sync.Mutex
 	counters map[pairKey]*atomic.Int64 // survive auth updates
+	lastScan atomic.Int64              // when findMoved last looked (Unix ns)
 
 	forwarded atomic.Int64 // packets
 	dropped   atomic.Int64
@@ -98,12 +100,19 @@ func New(cfg Config) *Server {
 	s := &Server{
 		cfg:      cfg,
 		log:      log,
-		byAddr:   map[netip.AddrPort]*clientSession{},
-		byID:     map[identity.ID]*clientSession{},
 		counters: map[pairKey]*atomic.Int64{},
 	}
 	s.auth.Store(&authTable{known: map[identity.ID]bool{}, pairs: map[pairKey]*atomic.Int64{}})
-	s.conn = relayconn.NewServer(cfg.Conn, s.forward)
+	s.clients.Store(&clientTable{byAddr: map[netip.AddrPort]*clientSession{}, byID: map[identity.ID]*clientSession{}})
+	conn, err := relayconn.NewServer(cfg.Conn, s.route)
+	if err != nil {
+		// Run reports it; the transport over the bare socket only lets
+		// Close work as usual.
+		s.initErr = fmt.Errorf("relay socket %s: %w", cfg.Conn.LocalAddr(), err)
+		s.tr = &quic.Transport{Conn: cfg.Conn}
+		return s
+	}
+	s.conn = conn
 	s.tr = &quic.Transport{Conn: s.conn, StatelessResetKey: cfg.StatelessResetKey}
 	return s
 }
@@ -111,42 +120,6 @@ func New(cfg Config) *Server {
 // Transport is the relay socket's QUIC transport; the relay also dials
 // control from it.
 func (s *Server) Transport() *quic.Transport { return s.tr }
-
-// forward runs on the socket's read path for every data frame.
-func (s *Server) forward(frame []byte, from netip.AddrPort) {
-	var to identity.ID
-	copy(to[:], frame[1:wire.RelayFrameHeader])
-	s.mu.RLock()
-	src := s.byAddr[from]
-	dst := s.byID[to]
-	var dstAddr netip.AddrPort
-	if dst != nil {
-		dstAddr = dst.addr
-	}
-	s.mu.RUnlock()
-	if src == nil || dst == nil {
-		s.dropped.Add(1)
-		return
-	}
-	ctr := s.auth.Load().pairs[keyOf(src.id, to)]
-	if ctr == nil {
-		s.dropped.Add(1)
-		return
-	}
-	copy(frame[1:wire.RelayFrameHeader], src.id[:])
-	if err := s.conn.Forward(frame, dstAddr); err != nil {
-		s.dropped.Add(1)
-		return
-	}
-	ctr.Add(int64(len(frame) - wire.RelayFrameHeader))
-	s.forwarded.Add(1)
-	// Checked on the forward path rather than by a ticker, so an idle relay
-	// runs no timer; the compare-and-swap lets one packet per period win.
-	now := time.Now().UnixNano()
-	if last := s.trafficNotified.Load(); now-last >= int64(trafficNotify) && s.trafficNotified.CompareAndSwap(last, now) {
-		s.changed.Notify()
-	}
-}
 
 // SetAuth installs a new authorization table from control.
 func (s *Server) SetAuth(a *wire.RelayAuth) {
@@ -189,6 +162,9 @@ func (s *Server) tlsConfig() *tls.Config {
 
 // Run serves clients until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
+	if s.initErr != nil {
+		return s.initErr
+	}
 	ln, err := s.tr.Listen(s.tlsConfig(), quicconf.Control())
 	if err != nil {
 		return fmt.Errorf("relay listen on %s: %w", s.cfg.Conn.LocalAddr(), err)
@@ -216,26 +192,17 @@ func (s *Server) Run(ctx context.Context) error {
 
 func (s *Server) serveClient(ctx context.Context, conn *quic.Conn) {
 	id, _ := identity.PeerIDOf(conn.ConnectionState().TLS)
-	u, ok := conn.RemoteAddr().(*net.UDPAddr)
+	addr, ok := remoteOf(conn)
 	if !ok {
 		_ = conn.CloseWithError(wire.ConnProtocol, "unexpected address")
 		return
 	}
-	addr := u.AddrPort()
-	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
-	cs := &clientSession{id: id, addr: addr, conn: conn}
-	s.mu.Lock()
-	old := s.byID[id]
-	if old != nil {
-		delete(s.byAddr, old.addr)
-	}
-	s.byID[id] = cs
-	s.byAddr[addr] = cs
-	s.mu.Unlock()
-	s.changed.Notify()
-	if old != nil {
+	cs := &clientSession{id: id, conn: conn}
+	cs.dest.Store(&relayconn.Dest{Addr: addr, Local: localOf(conn)})
+	if old := s.register(cs); old != nil {
 		_ = old.conn.CloseWithError(wire.ConnReplaced, "replaced by a newer connection")
 	}
+	s.changed.Notify()
 	log := s.log.With("client", id.Short(), "remote", addr.String())
 	// The welcome tells the client that its certificate was accepted (in
 	// TLS 1.3 its handshake ends before ours does) and what address we see.
@@ -244,44 +211,14 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn) {
 	} else {
 		log.Info("relay client connected")
 	}
-	// A client whose NAT rebinds (its address changed) keeps its QUIC
-	// connection, which migrates; frames are matched by address, so follow
-	// the connection to its new address.
-	tick := time.NewTicker(addrRefresh)
-	defer tick.Stop()
-wait:
-	for {
-		select {
-		case <-ctx.Done():
-			_ = conn.CloseWithError(wire.ConnShutdown, "relay shutting down")
-			break wait
-		case <-conn.Context().Done():
-			break wait
-		case <-tick.C:
-			if u, ok := conn.RemoteAddr().(*net.UDPAddr); ok {
-				now := u.AddrPort()
-				now = netip.AddrPortFrom(now.Addr().Unmap(), now.Port())
-				s.mu.Lock()
-				if now != cs.addr && s.byID[id] == cs {
-					if s.byAddr[cs.addr] == cs {
-						delete(s.byAddr, cs.addr)
-					}
-					cs.addr = now
-					s.byAddr[now] = cs
-					log.Info("relay client moved", "to", now.String())
-				}
-				s.mu.Unlock()
-			}
-		}
+	// A client that moves (its NAT rebound) keeps its connection, which
+	// quic-go migrates; the forwarding path follows it (findMoved).
+	select {
+	case <-ctx.Done():
+		_ = conn.CloseWithError(wire.ConnShutdown, "relay shutting down")
+	case <-conn.Context().Done():
 	}
-	s.mu.Lock()
-	if s.byID[id] == cs {
-		delete(s.byID, id)
-	}
-	if s.byAddr[cs.addr] == cs {
-		delete(s.byAddr, cs.addr)
-	}
-	s.mu.Unlock()
+	s.unregister(cs)
 	s.changed.Notify()
 	log.Info("relay client disconnected")
 }
@@ -297,10 +234,6 @@ func (s *Server) welcome(ctx context.Context, conn *quic.Conn, addr netip.AddrPo
 	}
 	return st.Close()
 }
-
-// addrRefresh is how often the relay checks whether a client's connection
-// migrated to a new address.
-const addrRefresh = 500 * time.Millisecond
 
 // Close closes the relay socket.
 func (s *Server) Close() error { return s.tr.Close() }
@@ -396,8 +329,12 @@ func (s *Server) Changed() <-chan struct{} { return s.changed.C() }
 
 // Status reports the relay.
 func (s *Server) Status() Status {
+	var failed int64
+	if s.conn != nil {
+		failed = s.conn.SendFailures()
+	}
 	st := Status{ID: s.cfg.Identity.ID.String(), Clients: []ClientStatus{}, Endpoints: []EndpointStatus{},
-		Packets: s.forwarded.Load(), Dropped: s.dropped.Load()}
+		Packets: s.forwarded.Load() - failed, Dropped: s.dropped.Load() + failed}
 	t := s.auth.Load()
 	for _, ep := range t.endpoints {
 		es := EndpointStatus{Name: ep.Endpoint, Sources: len(ep.Sources), Destinations: len(ep.Destinations)}
@@ -413,11 +350,13 @@ func (s *Server) Status() Status {
 		}
 		st.Endpoints = append(st.Endpoints, es)
 	}
-	s.mu.RLock()
-	for id, c := range s.byID {
-		st.Clients = append(st.Clients, ClientStatus{ID: id.String(), Addr: c.addr.String()})
+	for id, c := range s.clients.Load().byID {
+		addr := c.dest.Load().Addr
+		if now, ok := remoteOf(c.conn); ok {
+			addr = now // also when it has not yet sent a frame from there
+		}
+		st.Clients = append(st.Clients, ClientStatus{ID: id.String(), Addr: addr.String()})
 	}
-	s.mu.RUnlock()
 	sort.Slice(st.Clients, func(i, j int) bool { return st.Clients[i].ID < st.Clients[j].ID })
 	return st
 }

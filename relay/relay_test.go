@@ -31,8 +31,9 @@ func udp(t *testing.T) *net.UDPConn {
 // relayClient is a client's relay socket; link connects it to the relay.
 type relayClient struct {
 	id   *identity.Identity
-	conn *relayconn.Conn
 	tr   *quic.Transport
+	conn *relayconn.Conn // its socket, for tests that send raw frames
+	qc   *quic.Conn      // its link to the relay
 }
 
 func newRelayClient(t *testing.T) *relayClient {
@@ -120,15 +121,17 @@ func TestRelayForwardsOnlyPairsControlAuthorized(t *testing.T) {
 
 func (rc *relayClient) link(t *testing.T, ctx context.Context, relayID *identity.Identity, relayAddr netip.AddrPort) {
 	t.Helper()
-	rc.conn = relayconn.New(udp(t))
-	rc.conn.SetRelays([]netip.AddrPort{relayAddr})
-	rc.tr = &quic.Transport{Conn: rc.conn}
+	conn := relayconn.New(udp(t))
+	conn.SetRelays([]netip.AddrPort{relayAddr})
+	rc.conn = conn
+	rc.tr = &quic.Transport{Conn: conn}
 	t.Cleanup(func() { rc.tr.Close() })
 	qc, err := rc.tr.Dial(ctx, net.UDPAddrFromAddrPort(relayAddr),
 		rc.id.ClientTLS(wire.ALPNClientRelay, func(got identity.ID) bool { return got == relayID.ID }), quicconf.Control())
 	if err != nil {
 		t.Fatalf("connect to relay: %v", err)
 	}
+	rc.qc = qc
 	st, err := qc.AcceptUniStream(ctx)
 	if err != nil {
 		t.Fatalf("relay did not welcome an authorized client: %v", err)

@@ -16,7 +16,7 @@ import (
 // count older kernels accept (UDP_MAX_SEGMENTS).
 const (
 	maxWrite    = 65000
-	maxSegments = 64
+	maxWriteSegments = 64
 )
 
 // ReadBatch implements quic-go's batch reader: packets are read from the
@@ -94,7 +94,7 @@ func (c *Conn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err e
 	if !ok {
 		return c.udp.WriteMsgUDP(b, oob, addr)
 	}
-	seg, rest := parseOOB(oob, peer.Relay.Addr().Is4())
+	seg, rest := splitWriteOOB(oob, peer.Relay.Addr().Is4())
 	if seg == 0 || seg >= len(b) {
 		seg = len(b)
 	}
@@ -104,7 +104,7 @@ func (c *Conn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err e
 	for off := 0; off < len(b); {
 		buf := (*bp)[:0]
 		count := 0
-		for off < len(b) && count < maxSegments && len(buf)+wire.RelayFrameHeader+seg <= maxWrite {
+		for off < len(b) && count < maxWriteSegments && len(buf)+wire.RelayFrameHeader+seg <= maxWrite {
 			end := min(off+seg, len(b))
 			buf = buf[:len(buf)+wire.RelayFrameHeader]
 			wire.PutRelayHeader(buf[len(buf)-wire.RelayFrameHeader:], peer.Peer)
@@ -124,10 +124,10 @@ func (c *Conn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err e
 	return len(b), len(oob), nil
 }
 
-// parseOOB splits quic-go's control messages for a virtual address: the
+// splitWriteOOB splits quic-go's control messages for a virtual address: the
 // GSO segment size, and the rest fitted to the relay's address family
 // (quic-go chose IPv4 ECN for the virtual IPv4 address).
-func parseOOB(oob []byte, relay4 bool) (seg int, rest []byte) {
+func splitWriteOOB(oob []byte, relay4 bool) (seg int, rest []byte) {
 	if len(oob) == 0 {
 		return 0, nil
 	}

@@ -84,11 +84,11 @@ func TestECNFollowsTheRelaysAddressFamily(t *testing.T) {
 	oob[unix.CmsgLen(0)] = 0x02 // ECT(0)
 	oob = appendSegment(oob, 1200)
 
-	seg, rest := parseOOB(oob, true)
+	seg, rest := splitWriteOOB(oob, true)
 	if seg != 1200 || !bytes.Equal(rest, oob[:unix.CmsgSpace(1)]) {
 		t.Fatalf("IPv4 relay: segment %d, rest % x", seg, rest)
 	}
-	seg, rest = parseOOB(oob, false)
+	seg, rest = splitWriteOOB(oob, false)
 	hdr, body, _, err := unix.ParseOneSocketControlMessage(rest)
 	if seg != 1200 || err != nil || hdr.Level != unix.IPPROTO_IPV6 || hdr.Type != unix.IPV6_TCLASS || binary.NativeEndian.Uint32(body) != 0x02 {
 		t.Fatalf("IPv6 relay: segment %d, control message %+v % x, %v", seg, hdr, body, err)

@@ -198,53 +198,6 @@ func TestReadDeadline(t *testing.T) {
 	}
 }
 
-func TestServerConnSplitsFrames(t *testing.T) {
-	u := listen(t)
-	type got struct {
-		frame []byte
-		from  netip.AddrPort
-	}
-	frames := make(chan got, 4)
-	s := NewServer(u, func(f []byte, from netip.AddrPort) {
-		frames <- got{append([]byte(nil), f...), from}
-	})
-	client := listen(t)
-	f := mkFrame(peerID(4), []byte{0x40, 9})
-	if _, err := client.WriteToUDPAddrPort(f, addrPort(u)); err != nil {
-		t.Fatal(err)
-	}
-	quic := []byte{0xc0, 0, 0, 0, 1}
-	if _, err := client.WriteToUDPAddrPort(quic, addrPort(u)); err != nil {
-		t.Fatal(err)
-	}
-	_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
-	b := make([]byte, 2048)
-	n, from, err := s.ReadFrom(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(b[:n], quic) || from.(*net.UDPAddr).AddrPort() != addrPort(client) {
-		t.Fatalf("ReadFrom = % x from %v; want the QUIC packet", b[:n], from)
-	}
-	select {
-	case g := <-frames:
-		if !bytes.Equal(g.frame, f) || g.from != addrPort(client) {
-			t.Fatalf("forward got % x from %s", g.frame, g.from)
-		}
-	default:
-		t.Fatal("the frame was not handed to forward")
-	}
-	// Forward sends a frame as is.
-	if err := s.Forward(f, addrPort(client)); err != nil {
-		t.Fatal(err)
-	}
-	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, _, err = client.ReadFromUDPAddrPort(b)
-	if err != nil || !bytes.Equal(b[:n], f) {
-		t.Fatalf("client read % x, %v", b[:n], err)
-	}
-}
-
 // FuzzRelayConnRead sends arbitrary datagrams to a Conn from its relay and
 // from a stranger. ReadFrom must never panic or hang and must return
 // exactly: a frame's packet as from Addr when the relay sent a frame, the
@@ -302,33 +255,4 @@ func FuzzRelayConnRead(f *testing.F) {
 			t.Fatalf("expected the marker, read % x from %#v (input % x, from relay %v)", got, from, data, fromRelay)
 		}
 	})
-}
-
-func TestServerConnAnswersReflectRequests(t *testing.T) {
-	u := listen(t)
-	s := NewServer(u, func([]byte, netip.AddrPort) {})
-	client := listen(t)
-	req := wire.AppendReflect(nil, wire.Reflect{TxID: [12]byte{1, 2, 3}})
-	if _, err := client.WriteToUDPAddrPort(req, addrPort(u)); err != nil {
-		t.Fatal(err)
-	}
-	marker := []byte{0xc0, 9}
-	if _, err := client.WriteToUDPAddrPort(marker, addrPort(u)); err != nil {
-		t.Fatal(err)
-	}
-	_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
-	b := make([]byte, 2048)
-	n, _, err := s.ReadFrom(b)
-	if err != nil || !bytes.Equal(b[:n], marker) {
-		t.Fatalf("ReadFrom = % x, %v; the reflect request should not reach QUIC", b[:n], err)
-	}
-	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, _, err = client.ReadFromUDPAddrPort(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := wire.ParseReflect(b[:n])
-	if err != nil || !r.Reply || r.TxID != [12]byte{1, 2, 3} || r.Observed != addrPort(client) {
-		t.Fatalf("reply %+v, %v; want observed %v", r, err, addrPort(client))
-	}
 }

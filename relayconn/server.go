@@ -1,55 +1,297 @@
 package relayconn
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/connetd/connetd/wire"
 )
 
-// ServerConn is the relay server's socket: relay data frames are handed to
-// forward as they are read, on quic-go's read goroutine, without a queue;
-// everything else goes to quic-go as usual.
+// Dest is where the relay sends a frame: a client's address, and the
+// relay's own address that this client talks to. Local matters on a
+// wildcard bind with several addresses: a reply from another address would
+// not reach the client's QUIC connection (nor pass its NAT). An invalid
+// Local lets the kernel pick.
+type Dest struct {
+	Addr  netip.AddrPort
+	Local netip.Addr
+}
+
+// Router decides the fate of one relay data frame: frame was received from
+// from, sent to the relay's address local (invalid unless the socket is
+// bound to a wildcard address). It may rewrite frame in place (not its
+// length) and returns where to send it, or false to drop it. It runs on
+// the socket's read path, so it must not block, and must not keep frame.
+type Router func(frame []byte, from netip.AddrPort, local netip.Addr) (Dest, bool)
+
+const (
+	// batch is how many datagrams one recvmmsg reads. quic-go reads 8 at
+	// a time; forwarding gains from more.
+	batch = 64
+	// slotSize holds any datagram the relay handles: frames carry at most
+	// quic-go's 1452-byte packets plus the 17-byte header. A longer
+	// datagram is truncated and dropped.
+	slotSize = 2048
+	// With GRO a read holds up to 64 joined datagrams (at most 64 KiB),
+	// so slots are bigger and fewer.
+	groBatch    = 32
+	groSlotSize = 1 << 16
+	groSegments = 64
+	// oobSize matches quic-go's own control-message buffer, so that what
+	// the relay hands on always fits.
+	oobSize = 128
+)
+
+// ServerConn is the relay server's socket. quic-go reads it through
+// ReadBatch, which reads datagrams in batches (recvmmsg; with UDP GRO one
+// read may hold several datagrams of one sender), forwards the relay data
+// frames among them at once (rewritten in place, sent with one sendmmsg
+// per batch, runs of frames to one client as one GSO send) and returns
+// only the packets of the relay's own QUIC connections. It uses its own
+// recvmmsg rather than x/net's ReadBatch, which allocates an address per
+// datagram.
+// It implements quic-go's OOBCapablePacketConn, so quic-go keeps ECN, GSO
+// and, on a wildcard bind, sends its own packets from the address each
+// client talks to.
+//
+// Reading (ReadBatch, ReadFrom, ReadMsgUDP) is for one goroutine at a
+// time, as quic-go does; writing is safe concurrently with it.
 type ServerConn struct {
-	base
-	forward func(frame []byte, from netip.AddrPort)
+	udp      *net.UDPConn
+	raw      syscall.RawConn
+	route    Router
+	v6       bool // an AF_INET6 socket: IPv4 peers get mapped addresses
+	wildcard bool // bound to a wildcard: send each frame from its client's Local
+
+	gro      bool // reads may hold several joined datagrams (UDP_GRO)
+	rx       *msgs
+	tx       *sendBatch
+	bufs     [][]byte
+	rxio     *mmsgIO
+	txio     *mmsgIO
+	pending  []span // QUIC packets read but not yet returned
+	reflectB []byte
+
+	sendFailed atomic.Int64
 }
 
-// NewServer wraps udp; forward may modify frame and must not keep it.
-func NewServer(udp *net.UDPConn, forward func(frame []byte, from netip.AddrPort)) *ServerConn {
-	return &ServerConn{base: base{udp}, forward: forward}
-}
-
-// ReadFrom returns the next packet that is not a relay data frame.
-func (c *ServerConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	for {
-		n, from, err := c.udp.ReadFromUDPAddrPort(b)
-		if err != nil {
-			return 0, nil, err
-		}
-		if wire.IsRelayFrame(b[:n]) {
-			c.forward(b[:n], unmap(from))
-			continue
-		}
-		if wire.IsProbe(b[:n]) {
-			// Reflect requests from clients' direct sockets: the answer
-			// tells a client whether its NAT maps per destination.
-			if reply := wire.AnswerReflect(b[:n], from); reply != nil {
-				_, _ = c.udp.WriteToUDPAddrPort(reply, from)
-			}
-			continue
-		}
-		return n, net.UDPAddrFromAddrPort(from), nil
+// NewServer wraps udp; route is called for every relay data frame read.
+func NewServer(udp *net.UDPConn, route Router) (*ServerConn, error) {
+	raw, err := udp.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("relay socket: %w", err)
 	}
+	v6, err := socketInfo(raw)
+	if err != nil {
+		return nil, fmt.Errorf("relay socket options: %w", err)
+	}
+	la, _ := udp.LocalAddr().(*net.UDPAddr)
+	return newServerConn(udp, raw, route, v6, la != nil && la.IP.IsUnspecified(), useGRO && enableGRO(raw)), nil
+}
+
+// useGRO is whether NewServer asks for UDP GRO (see groBatch).
+var useGRO = true
+
+func newServerConn(udp *net.UDPConn, raw syscall.RawConn, route Router, v6, wildcard, gro bool) *ServerConn {
+	slots, size, perSlot := batch, slotSize, 1
+	if gro {
+		slots, size, perSlot = groBatch, groSlotSize, groSegments
+	}
+	c := &ServerConn{
+		udp: udp, raw: raw, route: route, v6: v6, wildcard: wildcard, gro: gro,
+		rx:      newMsgs(slots, oobSize),
+		tx:      newSendBatch(slots*perSlot, raw, v6, wildcard),
+		bufs:    make([][]byte, slots),
+		rxio:    newMmsgIO(raw),
+		txio:    newMmsgIO(raw),
+		pending: make([]span, 0, slots*perSlot),
+	}
+	mem := make([]byte, slots*size)
+	for i := range c.bufs {
+		c.bufs[i] = mem[i*size : (i+1)*size : (i+1)*size]
+		c.rx.setBuf(i, c.bufs[i])
+	}
+	return c
+}
+
+// span is one datagram in a read slot: with GRO a slot holds several.
+type span struct{ slot, off, n int }
+
+// SendFailures counts frames the kernel refused to send.
+func (c *ServerConn) SendFailures() int64 { return c.sendFailed.Load() }
+
+// ReadBatch returns the next QUIC packets (at least one), with their
+// control messages (ECN, destination address) as recvmmsg gave them.
+// flags is ignored.
+func (c *ServerConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
+	for len(c.pending) == 0 {
+		if err := c.readAndForward(); err != nil {
+			return 0, err
+		}
+	}
+	k := 0
+	for ; k < len(ms) && k < len(c.pending); k++ {
+		c.deliver(&ms[k], c.pending[k])
+	}
+	// Shift what is left; the next call returns it before reading again,
+	// because a read reuses every slot.
+	c.pending = c.pending[:copy(c.pending, c.pending[k:])]
+	return k, nil
+}
+
+func (c *ServerConn) deliver(m *ipv4.Message, p span) {
+	h := &c.rx.hs[p.slot]
+	if len(m.Buffers) == 0 {
+		m.N = 0
+	} else {
+		m.N = copy(m.Buffers[0], c.bufs[p.slot][p.off:p.off+p.n])
+	}
+	// quic-go reads ECN and the destination address from these, and
+	// ignores the GRO segment size.
+	m.NN = copy(m.OOB, c.rx.oobs[p.slot][:h.hdr.Controllen])
+	slot := p.slot
+	m.Flags = 0
+	m.Addr = net.UDPAddrFromAddrPort(parseSockaddr(&c.rx.names[slot]))
+}
+
+// readAndForward reads one batch, forwards its frames, answers its
+// reflect probes and leaves its QUIC packets in c.pending.
+func (c *ServerConn) readAndForward() error {
+	for i := range c.rx.hs {
+		c.rx.prepareRecv(i)
+	}
+	n, err := c.rxio.recvmmsg(c.rx.hs)
+	if err != nil {
+		return c.opError("recvmmsg", err)
+	}
+	for i := range n {
+		h := &c.rx.hs[i]
+		if h.hdr.Flags&unix.MSG_TRUNC != 0 {
+			continue
+		}
+		all := c.bufs[i][:h.len]
+		local, seg := parseOOB(c.rx.oobs[i][:h.hdr.Controllen])
+		if !c.wildcard {
+			local = netip.Addr{}
+		}
+		if seg <= 0 || seg > len(all) {
+			seg = len(all)
+		}
+		from := parseSockaddr(&c.rx.names[i])
+		// Each datagram GRO joined is whole: a frame with its own header,
+		// or a packet of the relay's own QUIC.
+		for off := 0; off < len(all); off += seg {
+			b := all[off:min(off+seg, len(all))]
+			switch {
+			case wire.IsRelayFrame(b):
+				c.forward(b, from, local)
+			case wire.IsProbe(b):
+				c.reflect(b, from, local)
+			default:
+				c.pending = append(c.pending, span{i, off, len(b)})
+			}
+		}
+	}
+	return c.flush()
+}
+
+// forward queues frame, still in its read slot, for the next sendmmsg.
+func (c *ServerConn) forward(frame []byte, from netip.AddrPort, local netip.Addr) {
+	to, ok := c.route(frame, from, local)
+	if !ok {
+		return
+	}
+	if !c.v6 && !to.Addr.Addr().Is4() {
+		c.sendFailed.Add(1)
+		return
+	}
+	if c.tx.full() {
+		_ = c.flush() // a closed socket shows at the next read
+	}
+	c.tx.add(frame, to)
+}
+
+// flush sends the frames of the batch just read.
+func (c *ServerConn) flush() error {
+	failed, err := c.tx.flush(c.txio, c.udp)
+	c.sendFailed.Add(int64(failed))
+	if err != nil {
+		return c.opError("sendmmsg", err)
+	}
+	return nil
+}
+
+// reflect answers a reflect request from a client's direct socket (the
+// answer tells it whether its NAT maps per destination), from the address
+// it was sent to.
+func (c *ServerConn) reflect(b []byte, from netip.AddrPort, local netip.Addr) {
+	reply := wire.AnswerReflect(b, from)
+	if reply == nil {
+		return
+	}
+	var oob []byte
+	if local.IsValid() {
+		c.reflectB = c.reflectB[:0]
+		c.reflectB = append(c.reflectB, make([]byte, pktinfoLen)...)
+		oob = c.reflectB[:putPktinfo(c.reflectB, local)]
+	}
+	_, _, _ = c.udp.WriteMsgUDPAddrPort(reply, oob, from)
+}
+
+func (c *ServerConn) opError(op string, err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		err = os.NewSyscallError(op, errno)
+	}
+	// A *net.OpError, as net.UDPConn returns: quic-go tells closed sockets
+	// and timeouts apart by it.
+	return &net.OpError{Op: op, Net: "udp", Source: c.udp.LocalAddr(), Err: err}
+}
+
+// ReadMsgUDP returns the next QUIC packet, like ReadBatch.
+func (c *ServerConn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
+	ms := []ipv4.Message{{Buffers: [][]byte{b}, OOB: oob}}
+	if _, err := c.ReadBatch(ms, 0); err != nil {
+		return 0, 0, 0, nil, err
+	}
+	return ms[0].N, ms[0].NN, ms[0].Flags, ms[0].Addr.(*net.UDPAddr), nil
+}
+
+// ReadFrom returns the next QUIC packet.
+func (c *ServerConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, _, _, addr, err := c.ReadMsgUDP(b, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	return n, addr, nil
 }
 
 // WriteTo sends a QUIC packet of the relay's own connections.
-func (c *ServerConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	return c.udp.WriteTo(p, addr)
+func (c *ServerConn) WriteTo(p []byte, addr net.Addr) (int, error) { return c.udp.WriteTo(p, addr) }
+
+// WriteMsgUDP is how quic-go sends when it sees an OOBCapablePacketConn:
+// oob carries its source address (PKTINFO), ECN and GSO segment size.
+func (c *ServerConn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err error) {
+	return c.udp.WriteMsgUDP(b, oob, addr)
 }
 
-// Forward sends a rewritten frame to a client.
-func (c *ServerConn) Forward(frame []byte, to netip.AddrPort) error {
-	_, err := c.udp.WriteToUDPAddrPort(frame, to)
-	return err
-}
+func (c *ServerConn) Close() error                       { return c.udp.Close() }
+func (c *ServerConn) LocalAddr() net.Addr                { return c.udp.LocalAddr() }
+func (c *ServerConn) SetDeadline(t time.Time) error      { return c.udp.SetDeadline(t) }
+func (c *ServerConn) SetReadDeadline(t time.Time) error  { return c.udp.SetReadDeadline(t) }
+func (c *ServerConn) SetWriteDeadline(t time.Time) error { return c.udp.SetWriteDeadline(t) }
+func (c *ServerConn) SetReadBuffer(n int) error          { return c.udp.SetReadBuffer(n) }
+func (c *ServerConn) SetWriteBuffer(n int) error         { return c.udp.SetWriteBuffer(n) }
+
+// SyscallConn lets quic-go set socket options (don't-fragment, ECN,
+// PKTINFO) and probe for GSO on the real socket.
+func (c *ServerConn) SyscallConn() (syscall.RawConn, error) { return c.raw, nil }
