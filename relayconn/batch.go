@@ -15,7 +15,7 @@ import (
 // Limits of one framed GSO write: the UDP payload limit, and the segment
 // count older kernels accept (UDP_MAX_SEGMENTS).
 const (
-	maxWrite    = 65000
+	maxWrite         = 65000
 	maxWriteSegments = 64
 )
 
