@@ -2,8 +2,11 @@ package relayconn
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
+	"os"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/net/ipv4"
@@ -19,72 +22,65 @@ const (
 	maxWriteSegments = 64
 )
 
-// ReadBatch implements quic-go's batch reader: packets are read from the
-// socket in batches (recvmmsg), data frames from relays are unframed in
-// place and appear to come from the peer's virtual address, and frames
-// from anyone else become empty messages, which quic-go skips.
-//
-// Unframing moves the start of the message's buffer past the header rather
-// than copying the packet: quic-go reads a message's bytes through
-// Buffers[0] and sets every Buffers[0] afresh before the next batch.
-func (c *Conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
-	for {
-		n, err := c.pc.ReadBatch(ms, flags)
-		if err != nil {
-			return 0, err
-		}
-		kept := 0
-		for i := range ms[:n] {
-			if c.unframe(&ms[i], false) {
-				kept++
-			} else {
-				ms[i].N = 0
-			}
-		}
-		if kept > 0 {
-			return n, nil
+// ReadBatch implements quic-go's batch reader: datagrams are read in
+// batches (recvmmsg, with GRO several per slot), data frames from relays
+// are unframed and appear to come from the peer's virtual address, and
+// frames from anyone else are dropped. It returns at least one packet.
+func (c *Conn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
+	if c.rx == nil {
+		return 0, errors.New("relayconn: socket without a file descriptor")
+	}
+	for len(c.pending) == 0 {
+		if err := c.rx.read(c.take); err != nil {
+			return 0, c.opError("recvmmsg", err)
 		}
 	}
+	k := 0
+	for ; k < len(ms) && k < len(c.pending); k++ {
+		p, m := c.pending[k], &ms[k]
+		m.N = copy(m.Buffers[0], p.b)
+		m.NN = copy(m.OOB, c.rx.oob(p.slot)) // ECN and destination address; quic-go skips GRO's
+		m.Flags, m.Addr = 0, p.from
+	}
+	// What is left is returned before the next read, which reuses the slots.
+	c.pending = c.pending[:copy(c.pending, c.pending[k:])]
+	return k, nil
 }
 
-// unframe turns a data frame in m into its inner packet from the peer's
-// virtual address; false if m must be dropped. Other packets pass. With
-// inPlace the packet is copied to the start of the buffer; otherwise the
-// buffer is resliced past the header.
-func (c *Conn) unframe(m *ipv4.Message, inPlace bool) bool {
-	b := m.Buffers[0][:m.N]
-	if !wire.IsRelayFrame(b) {
-		return true
+// takeDatagram queues one datagram read for quic-go: a frame from a relay
+// unframed, anything else but a frame as it is.
+func (c *Conn) takeDatagram(d datagram) {
+	if !wire.IsRelayFrame(d.b) {
+		c.pending = append(c.pending, packet{slot: d.slot, b: d.b, from: net.UDPAddrFromAddrPort(d.from)})
+		return
 	}
-	from, ok := m.Addr.(*net.UDPAddr)
-	if !ok || !c.isRelay(from.AddrPort()) {
-		return false // frames only come from relays we use; anything else is noise
+	if !c.isRelay(d.from) {
+		return // frames only come from relays we use; anything else is noise
 	}
-	peer, payload, err := wire.ParseRelayFrame(b)
+	peer, payload, err := wire.ParseRelayFrame(d.b)
 	if err != nil {
-		return false
+		return
 	}
-	if inPlace {
-		m.N = copy(m.Buffers[0], payload)
-	} else {
-		m.Buffers[0], m.N = m.Buffers[0][wire.RelayFrameHeader:], len(payload)
-	}
-	m.Addr = c.virtualFor(from.AddrPort(), peer)
-	return true
+	c.pending = append(c.pending, packet{slot: d.slot, b: payload, from: c.PeerAddr(d.from, peer)})
 }
 
-// ReadMsgUDP reads one packet the way ReadBatch does.
-func (c *Conn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
-	for {
-		n, oobn, flags, addr, err = c.udp.ReadMsgUDP(b, oob)
-		if err != nil {
-			return 0, 0, 0, nil, err
-		}
-		m := ipv4.Message{Buffers: [][]byte{b}, N: n, Addr: addr}
-		if c.unframe(&m, true) {
-			return m.N, oobn, flags, m.Addr.(*net.UDPAddr), nil
-		}
+func (c *Conn) opError(op string, err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		err = os.NewSyscallError(op, errno)
 	}
+	// A *net.OpError, as net.UDPConn returns: quic-go tells closed sockets
+	// and timeouts apart by it.
+	return &net.OpError{Op: op, Net: "udp", Source: c.udp.LocalAddr(), Err: err}
+}
+
+// ReadMsgUDP returns the next packet, like ReadBatch.
+func (c *Conn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
+	ms := []ipv4.Message{{Buffers: [][]byte{b}, OOB: oob}}
+	if _, err := c.ReadBatch(ms, 0); err != nil {
+		return 0, 0, 0, nil, err
+	}
+	return ms[0].N, ms[0].NN, ms[0].Flags, ms[0].Addr.(*net.UDPAddr), nil
 }
 
 // WriteMsgUDP sends b to addr: to a peer's virtual address framed

@@ -32,7 +32,7 @@ func TestServerConnSplitsJoinedDatagrams(t *testing.T) {
 	s := startServerConn(t, u, func(f []byte, _ netip.AddrPort, _ netip.Addr) (Dest, bool) {
 		return Dest{Addr: apOf(dst)}, true
 	})
-	if !s.gro {
+	if !s.rx.gro {
 		t.Skip("the kernel refused UDP_GRO")
 	}
 	const seg, n = 200, 10
@@ -86,7 +86,7 @@ func benchForward(b *testing.B, gsoSend, gro bool) {
 	raw, _ := u.SyscallConn()
 	s := newServerConn(u, raw, func([]byte, netip.AddrPort, netip.Addr) (Dest, bool) { return Dest{Addr: apOf(dst)}, true },
 		false, false, gro && enableGRO(raw))
-	if gro && !s.gro {
+	if gro && !s.rx.gro {
 		b.Skip("no UDP_GRO")
 	}
 	done := make(chan struct{})

@@ -13,14 +13,13 @@ package relayconn
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/net/ipv4"
 
 	"github.com/connetd/connetd/identity"
 )
@@ -41,32 +40,54 @@ var virtualNet = netip.MustParsePrefix("240.0.0.0/4")
 // tells peers apart.
 const virtualPort = 9
 
-// Conn wraps a client's UDP socket toward relays. It is safe for
-// concurrent use.
+// Conn wraps a client's UDP socket toward relays. Reading (ReadBatch,
+// ReadMsgUDP, ReadFrom) is for one goroutine at a time, as quic-go does;
+// everything else is safe for concurrent use.
 type Conn struct {
 	udp *net.UDPConn
-	pc  *ipv4.PacketConn // batched reads of the real socket
+	raw syscall.RawConn
 	// relays are the addresses from which data frames are accepted.
 	relays atomic.Pointer[map[netip.AddrPort]struct{}]
 
-	// peers maps virtual addresses to relayed peers and back. Reads are
+	// The virtual addresses of relayed peers, both ways. Reads are
 	// lock-free: the maps are replaced, never changed, under mu.
 	mu      sync.Mutex
-	byVirt  atomic.Pointer[map[netip.Addr]Addr]
-	byPeer  map[Addr]*net.UDPAddr
+	addrs   atomic.Pointer[virtualAddrs]
 	nextIdx uint32
 
-	bufs sync.Pool // frame buffers for writes
+	rx      *reader
+	pending []packet         // read but not yet returned to quic-go
+	take    func(d datagram) // c.takeDatagram, bound once
+	bufs    sync.Pool        // frame buffers for writes
 }
 
-// New wraps udp.
+type virtualAddrs struct {
+	byVirt map[netip.Addr]Addr
+	byPeer map[Addr]*net.UDPAddr
+}
+
+// packet is one datagram for quic-go: its bytes in a read slot, and the
+// address it comes from (a relayed peer's virtual address for a frame).
+type packet struct {
+	slot int
+	b    []byte
+	from *net.UDPAddr
+}
+
+// New wraps udp. It asks for UDP GRO, so that the relay's GSO sends are
+// delivered whole; without it reads go a datagram per slot.
 func New(udp *net.UDPConn) *Conn {
-	c := &Conn{udp: udp, pc: ipv4.NewPacketConn(udp), byPeer: map[Addr]*net.UDPAddr{}}
+	c := &Conn{udp: udp}
 	empty := map[netip.AddrPort]struct{}{}
 	c.relays.Store(&empty)
-	virt := map[netip.Addr]Addr{}
-	c.byVirt.Store(&virt)
+	c.addrs.Store(&virtualAddrs{byVirt: map[netip.Addr]Addr{}, byPeer: map[Addr]*net.UDPAddr{}})
 	c.bufs.New = func() any { b := make([]byte, 0, maxWrite); return &b }
+	c.take = c.takeDatagram
+	if raw, err := udp.SyscallConn(); err == nil {
+		c.raw = raw
+		c.rx = newReader(raw, enableGRO(raw))
+		c.pending = make([]packet, 0, c.rx.capacity())
+	}
 	return c
 }
 
@@ -91,9 +112,13 @@ func (c *Conn) isRelay(a netip.AddrPort) bool {
 // PeerAddr is the address quic-go dials to reach peer through relay.
 func (c *Conn) PeerAddr(relay netip.AddrPort, peer identity.ID) *net.UDPAddr {
 	a := Addr{Relay: unmap(relay), Peer: peer}
+	if v := c.addrs.Load().byPeer[a]; v != nil {
+		return v
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if v := c.byPeer[a]; v != nil {
+	old := c.addrs.Load()
+	if v := old.byPeer[a]; v != nil {
 		return v
 	}
 	// Addresses are never reused: a connection may outlive a relay.
@@ -102,14 +127,9 @@ func (c *Conn) PeerAddr(relay netip.AddrPort, peer identity.ID) *net.UDPAddr {
 	idx := c.nextIdx
 	ip := netip.AddrFrom4([4]byte{base[0] | byte(idx>>24&0x0f), byte(idx >> 16), byte(idx >> 8), byte(idx)})
 	v := net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, virtualPort))
-	c.byPeer[a] = v
-	old := *c.byVirt.Load()
-	next := make(map[netip.Addr]Addr, len(old)+1)
-	for k, val := range old {
-		next[k] = val
-	}
-	next[ip] = a
-	c.byVirt.Store(&next)
+	next := &virtualAddrs{byVirt: maps.Clone(old.byVirt), byPeer: maps.Clone(old.byPeer)}
+	next.byVirt[ip], next.byPeer[a] = a, v
+	c.addrs.Store(next)
 	return v
 }
 
@@ -127,20 +147,8 @@ func (c *Conn) resolve(u *net.UDPAddr) (Addr, bool) {
 	if !ok || u.Port != virtualPort {
 		return Addr{}, false
 	}
-	a, ok := (*c.byVirt.Load())[ip.Unmap()]
+	a, ok := c.addrs.Load().byVirt[ip.Unmap()]
 	return a, ok
-}
-
-// virtualFor is the virtual address of a peer whose frames arrived from
-// relay: a peer that dials us gets one on its first packet.
-func (c *Conn) virtualFor(relay netip.AddrPort, peer identity.ID) *net.UDPAddr {
-	c.mu.Lock()
-	v := c.byPeer[Addr{Relay: unmap(relay), Peer: peer}]
-	c.mu.Unlock()
-	if v != nil {
-		return v
-	}
-	return c.PeerAddr(relay, peer)
 }
 
 // Describe names addr for people: "peer@relay" for a relayed peer.

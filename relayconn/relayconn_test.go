@@ -236,8 +236,8 @@ func FuzzRelayConnRead(f *testing.F) {
 		}
 		isFrame := len(data) > 17 && data[0] == 0x01
 		switch {
-		case isFrame && !fromRelay:
-			// dropped
+		case isFrame && !fromRelay, len(data) == 0:
+			// dropped: a stranger's frame, or nothing a QUIC stack could use
 		case isFrame:
 			got, from := read()
 			a, ok := r.conn.Resolve(from)

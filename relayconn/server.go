@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
 
 	"github.com/connetd/connetd/wire"
 )
@@ -72,11 +71,8 @@ type ServerConn struct {
 	v6       bool // an AF_INET6 socket: IPv4 peers get mapped addresses
 	wildcard bool // bound to a wildcard: send each frame from its client's Local
 
-	gro      bool // reads may hold several joined datagrams (UDP_GRO)
-	rx       *msgs
+	rx       *reader
 	tx       *sendBatch
-	bufs     [][]byte
-	rxio     *mmsgIO
 	txio     *mmsgIO
 	pending  []span // QUIC packets read but not yet returned
 	reflectB []byte
@@ -102,29 +98,22 @@ func NewServer(udp *net.UDPConn, route Router) (*ServerConn, error) {
 var useGRO = true
 
 func newServerConn(udp *net.UDPConn, raw syscall.RawConn, route Router, v6, wildcard, gro bool) *ServerConn {
-	slots, size, perSlot := batch, slotSize, 1
-	if gro {
-		slots, size, perSlot = groBatch, groSlotSize, groSegments
-	}
-	c := &ServerConn{
-		udp: udp, raw: raw, route: route, v6: v6, wildcard: wildcard, gro: gro,
-		rx:      newMsgs(slots, oobSize),
-		tx:      newSendBatch(slots*perSlot, raw, v6, wildcard),
-		bufs:    make([][]byte, slots),
-		rxio:    newMmsgIO(raw),
+	rx := newReader(raw, gro)
+	return &ServerConn{
+		udp: udp, raw: raw, route: route, v6: v6, wildcard: wildcard,
+		rx:      rx,
+		tx:      newSendBatch(rx.capacity(), raw, v6, wildcard),
 		txio:    newMmsgIO(raw),
-		pending: make([]span, 0, slots*perSlot),
+		pending: make([]span, 0, rx.capacity()),
 	}
-	mem := make([]byte, slots*size)
-	for i := range c.bufs {
-		c.bufs[i] = mem[i*size : (i+1)*size : (i+1)*size]
-		c.rx.setBuf(i, c.bufs[i])
-	}
-	return c
 }
 
 // span is one datagram in a read slot: with GRO a slot holds several.
-type span struct{ slot, off, n int }
+type span struct {
+	slot int
+	b    []byte
+	from netip.AddrPort
+}
 
 // SendFailures counts frames the kernel refused to send.
 func (c *ServerConn) SendFailures() int64 { return c.sendFailed.Load() }
@@ -149,57 +138,39 @@ func (c *ServerConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 }
 
 func (c *ServerConn) deliver(m *ipv4.Message, p span) {
-	h := &c.rx.hs[p.slot]
 	if len(m.Buffers) == 0 {
 		m.N = 0
 	} else {
-		m.N = copy(m.Buffers[0], c.bufs[p.slot][p.off:p.off+p.n])
+		m.N = copy(m.Buffers[0], p.b)
 	}
 	// quic-go reads ECN and the destination address from these, and
 	// ignores the GRO segment size.
-	m.NN = copy(m.OOB, c.rx.oobs[p.slot][:h.hdr.Controllen])
-	slot := p.slot
+	m.NN = copy(m.OOB, c.rx.oob(p.slot))
 	m.Flags = 0
-	m.Addr = net.UDPAddrFromAddrPort(parseSockaddr(&c.rx.names[slot]))
+	m.Addr = net.UDPAddrFromAddrPort(p.from)
 }
 
 // readAndForward reads one batch, forwards its frames, answers its
 // reflect probes and leaves its QUIC packets in c.pending.
 func (c *ServerConn) readAndForward() error {
-	for i := range c.rx.hs {
-		c.rx.prepareRecv(i)
-	}
-	n, err := c.rxio.recvmmsg(c.rx.hs)
-	if err != nil {
-		return c.opError("recvmmsg", err)
-	}
-	for i := range n {
-		h := &c.rx.hs[i]
-		if h.hdr.Flags&unix.MSG_TRUNC != 0 {
-			continue
-		}
-		all := c.bufs[i][:h.len]
-		local, seg := parseOOB(c.rx.oobs[i][:h.hdr.Controllen])
+	err := c.rx.read(func(d datagram) {
+		local := d.local
 		if !c.wildcard {
 			local = netip.Addr{}
 		}
-		if seg <= 0 || seg > len(all) {
-			seg = len(all)
-		}
-		from := parseSockaddr(&c.rx.names[i])
 		// Each datagram GRO joined is whole: a frame with its own header,
 		// or a packet of the relay's own QUIC.
-		for off := 0; off < len(all); off += seg {
-			b := all[off:min(off+seg, len(all))]
-			switch {
-			case wire.IsRelayFrame(b):
-				c.forward(b, from, local)
-			case wire.IsProbe(b):
-				c.reflect(b, from, local)
-			default:
-				c.pending = append(c.pending, span{i, off, len(b)})
-			}
+		switch {
+		case wire.IsRelayFrame(d.b):
+			c.forward(d.b, d.from, local)
+		case wire.IsProbe(d.b):
+			c.reflect(d.b, d.from, local)
+		default:
+			c.pending = append(c.pending, span{slot: d.slot, b: d.b, from: d.from})
 		}
+	})
+	if err != nil {
+		return c.opError("recvmmsg", err)
 	}
 	return c.flush()
 }
