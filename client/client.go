@@ -110,7 +110,11 @@ func New(cfg Config) (*Client, error) {
 		registered:   make(chan struct{}),
 	}
 	c.traffic.kick = make(chan struct{}, 1)
-	c.direct = &quic.Transport{Conn: cfg.DirectConn}
+	// Both sockets read through relayconn: batched reads with UDP GRO,
+	// which quic-go does not ask for itself (bench: direct ~0.8× → ~1.0×
+	// a bare quic-go stream). The direct socket names no relays, so no
+	// frame is accepted on it.
+	c.direct = &quic.Transport{Conn: relayconn.New(cfg.DirectConn)}
 	c.relayNet = relayconn.New(cfg.RelayConn)
 	c.relayTr = &quic.Transport{Conn: c.relayNet}
 	c.ctl = &controlLink{c: c, log: log}

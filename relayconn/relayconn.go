@@ -1,7 +1,8 @@
 // Package relayconn is the client end of the relay data path: one UDP
 // socket that carries both the client's own QUIC connections to relays and,
 // framed in relay data frames, the packets of its QUIC connections to peers
-// through those relays.
+// through those relays. (The client reads its direct socket through a Conn
+// too, with no relays: for the batched GRO reads alone.)
 //
 // quic-go sees each peer behind a relay as an ordinary UDP address: a
 // virtual IPv4 address from 240.0.0.0/4 (reserved, never routed) that this
