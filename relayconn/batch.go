@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/net/ipv4"
@@ -32,7 +30,7 @@ func (c *Conn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 	}
 	for len(c.pending) == 0 {
 		if err := c.rx.read(c.take); err != nil {
-			return 0, c.opError("recvmmsg", err)
+			return 0, opError(c.udp, "recvmmsg", err)
 		}
 	}
 	k := 0
@@ -64,23 +62,9 @@ func (c *Conn) takeDatagram(d datagram) {
 	c.pending = append(c.pending, packet{slot: d.slot, b: payload, from: c.PeerAddr(d.from, peer)})
 }
 
-func (c *Conn) opError(op string, err error) error {
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		err = os.NewSyscallError(op, errno)
-	}
-	// A *net.OpError, as net.UDPConn returns: quic-go tells closed sockets
-	// and timeouts apart by it.
-	return &net.OpError{Op: op, Net: "udp", Source: c.udp.LocalAddr(), Err: err}
-}
-
 // ReadMsgUDP returns the next packet, like ReadBatch.
 func (c *Conn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
-	ms := []ipv4.Message{{Buffers: [][]byte{b}, OOB: oob}}
-	if _, err := c.ReadBatch(ms, 0); err != nil {
-		return 0, 0, 0, nil, err
-	}
-	return ms[0].N, ms[0].NN, ms[0].Flags, ms[0].Addr.(*net.UDPAddr), nil
+	return readOne(c, b, oob)
 }
 
 // WriteMsgUDP sends b to addr: to a peer's virtual address framed

@@ -1,9 +1,13 @@
 package relayconn
 
 import (
+	"errors"
+	"net"
 	"net/netip"
+	"os"
 	"syscall"
 
+	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
 
@@ -81,4 +85,25 @@ func (r *reader) read(each func(d datagram)) error {
 // oob is the control messages of slot i, as the kernel wrote them.
 func (r *reader) oob(i int) []byte {
 	return r.rx.oobs[i][:r.rx.hs[i].hdr.Controllen]
+}
+
+// opError wraps a syscall error as net.UDPConn does: quic-go tells closed
+// sockets and timeouts apart by the *net.OpError.
+func opError(udp *net.UDPConn, op string, err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		err = os.NewSyscallError(op, errno)
+	}
+	return &net.OpError{Op: op, Net: "udp", Source: udp.LocalAddr(), Err: err}
+}
+
+// readOne is ReadMsgUDP for a batch reader: one packet, as ReadBatch gives it.
+func readOne(r interface {
+	ReadBatch([]ipv4.Message, int) (int, error)
+}, b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
+	ms := []ipv4.Message{{Buffers: [][]byte{b}, OOB: oob}}
+	if _, err := r.ReadBatch(ms, 0); err != nil {
+		return 0, 0, 0, nil, err
+	}
+	return ms[0].N, ms[0].NN, ms[0].Flags, ms[0].Addr.(*net.UDPAddr), nil
 }

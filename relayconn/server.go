@@ -1,11 +1,9 @@
 package relayconn
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -170,7 +168,7 @@ func (c *ServerConn) readAndForward() error {
 		}
 	})
 	if err != nil {
-		return c.opError("recvmmsg", err)
+		return opError(c.udp, "recvmmsg", err)
 	}
 	return c.flush()
 }
@@ -196,7 +194,7 @@ func (c *ServerConn) flush() error {
 	failed, err := c.tx.flush(c.txio, c.udp)
 	c.sendFailed.Add(int64(failed))
 	if err != nil {
-		return c.opError("sendmmsg", err)
+		return opError(c.udp, "sendmmsg", err)
 	}
 	return nil
 }
@@ -218,23 +216,9 @@ func (c *ServerConn) reflect(b []byte, from netip.AddrPort, local netip.Addr) {
 	_, _, _ = c.udp.WriteMsgUDPAddrPort(reply, oob, from)
 }
 
-func (c *ServerConn) opError(op string, err error) error {
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		err = os.NewSyscallError(op, errno)
-	}
-	// A *net.OpError, as net.UDPConn returns: quic-go tells closed sockets
-	// and timeouts apart by it.
-	return &net.OpError{Op: op, Net: "udp", Source: c.udp.LocalAddr(), Err: err}
-}
-
 // ReadMsgUDP returns the next QUIC packet, like ReadBatch.
 func (c *ServerConn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
-	ms := []ipv4.Message{{Buffers: [][]byte{b}, OOB: oob}}
-	if _, err := c.ReadBatch(ms, 0); err != nil {
-		return 0, 0, 0, nil, err
-	}
-	return ms[0].N, ms[0].NN, ms[0].Flags, ms[0].Addr.(*net.UDPAddr), nil
+	return readOne(c, b, oob)
 }
 
 // ReadFrom returns the next QUIC packet.
