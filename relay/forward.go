@@ -40,12 +40,14 @@ func (s *Server) route(frame []byte, from netip.AddrPort, local netip.Addr) (rel
 		s.cfg.ObserveForwarded(frame)
 	}
 	ctr.Add(int64(len(frame) - wire.RelayFrameHeader))
-	s.forwarded.Add(1)
 	// Checked on the forward path rather than by a ticker, so an idle relay
 	// runs no timer; the compare-and-swap lets one packet per period win.
-	now := time.Now().UnixNano()
-	if last := s.trafficNotified.Load(); now-last >= int64(trafficNotify) && s.trafficNotified.CompareAndSwap(last, now) {
-		s.changed.Notify()
+	// The clock is read once per 64 frames (it was 3% of the relay's CPU).
+	if n := s.forwarded.Add(1); n%64 == 1 {
+		now := time.Now().UnixNano()
+		if last := s.trafficNotified.Load(); now-last >= int64(trafficNotify) && s.trafficNotified.CompareAndSwap(last, now) {
+			s.changed.Notify()
+		}
 	}
 	return *dst.dest.Load(), true
 }
