@@ -18,6 +18,7 @@ import (
 	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/internal/syncbuf"
 	"github.com/connetd/connetd/internal/testcert"
+	"github.com/connetd/connetd/internal/testport"
 	"github.com/connetd/connetd/relay"
 )
 
@@ -144,15 +145,7 @@ func echoServer(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func freeTCP(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeTCP(t *testing.T) string { return testport.Addr(t) }
 
 func waitPath(t *testing.T, c *client.Client, source, path string) {
 	t.Helper()

@@ -19,6 +19,7 @@ import (
 	"github.com/connetd/connetd/internal/syncbuf"
 	"github.com/connetd/connetd/internal/testbin"
 	"github.com/connetd/connetd/internal/testcert"
+	"github.com/connetd/connetd/internal/testport"
 )
 
 var binDir string
@@ -122,24 +123,7 @@ func (p *proc) waitLog(t *testing.T, s string, timeout time.Duration) {
 }
 
 // freePort returns a loopback port free for both TCP and UDP right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		u.Close()
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
+func freePort(t *testing.T) int { return testport.Free(t) }
 
 func addr(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 

@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/connetd/connetd/dbusapi"
 	"github.com/connetd/connetd/internal/syncbuf"
 	"github.com/connetd/connetd/internal/testcert"
+	"github.com/connetd/connetd/internal/testport"
 )
 
 // lab is a server and clients running in this process on loopback, as
@@ -140,26 +140,6 @@ func connect(t *testing.T, busAddr string) *dbus.Conn {
 	return conn
 }
 
-// freeAddr is a loopback address with a port free right now.
-func freeAddr(t *testing.T, network string) string {
-	t.Helper()
-	var a net.Addr
-	switch network {
-	case "udp":
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		a = c.LocalAddr()
-		c.Close()
-	default:
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		a = ln.Addr()
-		ln.Close()
-	}
-	_, port, _ := net.SplitHostPort(a.String())
-	return net.JoinHostPort("127.0.0.1", port)
-}
+// freeAddr is a loopback address with a port free right now, for TCP
+// and UDP alike.
+func freeAddr(t *testing.T, _ string) string { return testport.Addr(t) }
