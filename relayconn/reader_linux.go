@@ -18,7 +18,8 @@ import (
 // frames straight from the slots, a client unframes them into quic-go's
 // buffers.
 type reader struct {
-	gro  bool
+	gro   bool
+	slots int
 	rx   *msgs
 	bufs [][]byte
 	io   *mmsgIO
@@ -32,12 +33,14 @@ type datagram struct {
 	slot  int
 }
 
-func newReader(raw syscall.RawConn, gro bool) *reader {
+// newReader reads raw; with gro, groSlots slots of 64 KiB each (memory a
+// reader holds: the relay wants many, a client few).
+func newReader(raw syscall.RawConn, gro bool, groSlots int) *reader {
 	slots, size := batch, slotSize
 	if gro {
-		slots, size = groBatch, groSlotSize
+		slots, size = groSlots, groSlotSize
 	}
-	r := &reader{gro: gro, rx: newMsgs(slots, oobSize), bufs: make([][]byte, slots), io: newMmsgIO(raw)}
+	r := &reader{gro: gro, slots: slots, rx: newMsgs(slots, oobSize), bufs: make([][]byte, slots), io: newMmsgIO(raw)}
 	mem := make([]byte, slots*size)
 	for i := range r.bufs {
 		r.bufs[i] = mem[i*size : (i+1)*size : (i+1)*size]
@@ -49,7 +52,7 @@ func newReader(raw syscall.RawConn, gro bool) *reader {
 // capacity is how many datagrams one read may return at most.
 func (r *reader) capacity() int {
 	if r.gro {
-		return groBatch * groSegments
+		return r.slots * groSegments
 	}
 	return batch
 }

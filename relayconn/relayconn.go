@@ -86,7 +86,7 @@ func New(udp *net.UDPConn) *Conn {
 	c.take = c.takeDatagram
 	if raw, err := udp.SyscallConn(); err == nil {
 		c.raw = raw
-		c.rx = newReader(raw, enableGRO(raw))
+		c.rx = newReader(raw, enableGRO(raw), clientGROBatch)
 		c.pending = make([]packet, 0, c.rx.capacity())
 	}
 	return c

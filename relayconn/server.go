@@ -40,9 +40,12 @@ const (
 	slotSize = 2048
 	// With GRO a read holds up to 64 joined datagrams (at most 64 KiB),
 	// so slots are bigger and fewer.
-	groBatch    = 32
-	groSlotSize = 1 << 16
-	groSegments = 64
+	groBatch = 32
+	// clientGROBatch is a client's: it reads one relay's or peer's bursts,
+	// and holds 512 KiB per socket rather than 2 MiB.
+	clientGROBatch = 8
+	groSlotSize    = 1 << 16
+	groSegments    = 64
 	// oobSize matches quic-go's own control-message buffer, so that what
 	// the relay hands on always fits.
 	oobSize = 128
@@ -96,7 +99,7 @@ func NewServer(udp *net.UDPConn, route Router) (*ServerConn, error) {
 var useGRO = true
 
 func newServerConn(udp *net.UDPConn, raw syscall.RawConn, route Router, v6, wildcard, gro bool) *ServerConn {
-	rx := newReader(raw, gro)
+	rx := newReader(raw, gro, groBatch)
 	return &ServerConn{
 		udp: udp, raw: raw, route: route, v6: v6, wildcard: wildcard,
 		rx:      rx,
