@@ -20,9 +20,9 @@ import (
 type reader struct {
 	gro   bool
 	slots int
-	rx   *msgs
-	bufs [][]byte
-	io   *mmsgIO
+	rx    *msgs
+	bufs  [][]byte
+	io    *mmsgIO
 }
 
 // datagram is one datagram in a read slot.
