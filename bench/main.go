@@ -31,6 +31,13 @@ func main() {
 	log.SetPrefix("bench: ")
 	// The bare quic-go receiver runs as a child process of this same binary,
 	// so that the baseline crosses a process boundary like connetd does.
+	if len(os.Args) > 1 && os.Args[1] == fwdChildCmd {
+		if err := fwdChild(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench forwarder child:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == quicChildCmd {
 		if err := quicChild(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "bench quic child:", err)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -83,27 +82,32 @@ type quicStream struct{ *quic.Stream }
 
 func (s quicStream) CloseWrite() error { return s.Stream.Close() }
 
-// quicThroughput starts the receiver child and sends one counted stream to
-// it with the same quic.Config connetd uses between peers.
-//
-// The CPU time of both ends during the transfer is added to cpu.
-func quicThroughput(ctx context.Context, certFile, keyFile string, size int64, duration time.Duration, cpu map[string]float64) (throughput, error) {
+// child is a helper process of this binary that reports an address.
+type child struct {
+	addr string
+	pid  int
+	stop func()
+}
+
+// startChild runs this binary with args; the child prints "ADDR host:port"
+// and exits when its stdin closes.
+func startChild(args ...string) (*child, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return throughput{}, fmt.Errorf("find own executable: %w", err)
+		return nil, fmt.Errorf("find own executable: %w", err)
 	}
-	cmd := exec.Command(self, quicChildCmd, "-cert", certFile, "-key", keyFile)
+	cmd := exec.Command(self, args...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return throughput{}, fmt.Errorf("quic child stdin: %w", err)
+		return nil, fmt.Errorf("child stdin: %w", err)
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return throughput{}, fmt.Errorf("quic child stdout: %w", err)
+		return nil, fmt.Errorf("child stdout: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
-		return throughput{}, fmt.Errorf("start quic child: %w", err)
+		return nil, fmt.Errorf("start %s: %w", args[0], err)
 	}
 	done := make(chan error, 1)
 	addrc := make(chan string, 1)
@@ -113,7 +117,7 @@ func quicThroughput(ctx context.Context, certFile, keyFile string, size int64, d
 		_, _ = io.Copy(io.Discard, stdout) // Wait needs the pipe drained
 		done <- cmd.Wait()
 	}()
-	defer func() {
+	c := &child{pid: cmd.Process.Pid, stop: func() {
 		stdin.Close() // the child exits on stdin EOF
 		select {
 		case <-done:
@@ -121,17 +125,41 @@ func quicThroughput(ctx context.Context, certFile, keyFile string, size int64, d
 			_ = cmd.Process.Kill()
 			<-done
 		}
-	}()
-	log.Printf("started quic receiver child (pid %d)", cmd.Process.Pid)
-
-	var addr string
+	}}
+	log.Printf("started %s child (pid %d)", args[0], c.pid)
 	select {
-	case addr = <-addrc:
+	case c.addr = <-addrc:
 	case <-time.After(10 * time.Second):
-		return throughput{}, errors.New("quic child did not report its address within 10s")
+		c.stop()
+		return nil, fmt.Errorf("%s child did not report its address within 10s", args[0])
 	}
-	if addr == "" {
-		return throughput{}, errors.New("quic child exited before listening")
+	if c.addr == "" {
+		c.stop()
+		return nil, fmt.Errorf("%s child exited before listening", args[0])
+	}
+	return c, nil
+}
+
+// quicThroughput starts the receiver child and sends one counted stream to
+// it with the same quic.Config connetd uses between peers; viaForwarder
+// puts the TURN-like forwarder child between them.
+//
+// The CPU time of every process during the transfer is added to cpu.
+func quicThroughput(ctx context.Context, certFile, keyFile string, size int64, duration time.Duration, viaForwarder bool, cpu map[string]float64) (throughput, error) {
+	rcv, err := startChild(quicChildCmd, "-cert", certFile, "-key", keyFile)
+	if err != nil {
+		return throughput{}, err
+	}
+	defer rcv.stop()
+	pids := map[string]int{cpuBench: os.Getpid(), cpuQUICChild: rcv.pid}
+	addr := rcv.addr
+	if viaForwarder {
+		fwd, err := startChild(fwdChildCmd, "-to", rcv.addr)
+		if err != nil {
+			return throughput{}, err
+		}
+		defer fwd.stop()
+		pids[cpuForwarder], addr = fwd.pid, fwd.addr
 	}
 	tlsConf, err := clientTLS(certFile)
 	if err != nil {
@@ -149,8 +177,8 @@ func quicThroughput(ctx context.Context, certFile, keyFile string, size int64, d
 		return throughput{}, fmt.Errorf("open stream: %w", err)
 	}
 	_ = st.SetDeadline(time.Now().Add(duration + 60*time.Second))
-	m := startCPU(map[string]int{cpuBench: os.Getpid(), cpuQUICChild: cmd.Process.Pid})
+	m := startCPU(pids)
 	t, err := sendCounted(quicStream{st}, nil, size, duration)
-	m.stop(cpu) // before the child is told to exit, while its stat exists
+	m.stop(cpu) // before the children are told to exit, while their stat exists
 	return t, err
 }

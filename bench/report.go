@@ -10,6 +10,7 @@ import (
 var routeLabel = map[string]string{
 	rTCP:    "raw TCP",
 	rQUIC:   "bare quic-go",
+	rFwd:    "quic-go via forwarder",
 	rDirect: "connetd direct",
 	rRelay:  "connetd relay",
 }
@@ -26,7 +27,7 @@ func printReport(out io.Writer, o opts, res *results) {
 
 	var t table
 	t.add("THROUGHPUT", "MB/s", "MiB sent", "seconds")
-	for _, r := range []string{rTCP, rQUIC, rDirect, rRelay} {
+	for _, r := range []string{rTCP, rQUIC, rFwd, rDirect, rRelay} {
 		tp := res.tput[r]
 		t.add(routeLabel[r], fmt.Sprintf("%.1f", tp.mbps()), fmt.Sprintf("%.0f", float64(tp.bytes)/(1<<20)),
 			fmt.Sprintf("%.2f", tp.elapsed.Seconds()))
@@ -52,12 +53,12 @@ func printReport(out io.Writer, o opts, res *results) {
 	t.print(out)
 
 	t = table{}
-	cols := []string{cpuBench, cpuQUICChild}
+	cols := []string{cpuBench, cpuQUICChild, cpuForwarder}
 	for _, p := range res.rss {
 		cols = append(cols, p.name)
 	}
 	t.add(append(append([]string{"CPU (s per GB)"}, cols...), "total")...)
-	for _, r := range []string{rTCP, rQUIC, rDirect, rRelay} {
+	for _, r := range []string{rTCP, rQUIC, rFwd, rDirect, rRelay} {
 		row := []string{routeLabel[r]}
 		gb := float64(res.cpuBytes[r]) / 1e9
 		total := 0.0
@@ -79,7 +80,8 @@ func printReport(out io.Writer, o opts, res *results) {
 	}
 	fmt.Fprintln(out)
 	t.print(out)
-	fmt.Fprintln(out, "(bench = this process: TCP sender and sink; for bare quic-go, the QUIC sender only)")
+	fmt.Fprintln(out, "(bench = this process: TCP sender and sink; for bare quic-go, the QUIC sender only;")
+	fmt.Fprintln(out, " forwarder = a TURN-like relay: a port per peer pair, packets unframed, GRO in and GSO out)")
 
 	direct, relay, bare := res.tput[rDirect].mbps(), res.tput[rRelay].mbps(), res.tput[rQUIC].mbps()
 	p50 := percentile(res.echo[rDirect], 50)

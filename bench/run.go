@@ -14,6 +14,7 @@ import (
 const (
 	rTCP    = "tcp"
 	rQUIC   = "quic"
+	rFwd    = "quicfwd" // bare quic-go through the TURN-like forwarder
 	rDirect = "direct"
 	rRelay  = "relay"
 )
@@ -43,6 +44,7 @@ type results struct {
 const (
 	cpuBench     = "bench"         // this process: TCP sender and sink, or QUIC sender
 	cpuQUICChild = "quic receiver" // the bare quic-go child
+	cpuForwarder = "forwarder"     // the TURN-like forwarder child
 )
 
 const (

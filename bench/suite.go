@@ -29,7 +29,7 @@ func measureAll(ctx context.Context, o opts, cl *cluster, target, certFile, keyF
 	// Rounds interleave the routes so that a burst of load from elsewhere on
 	// the machine hits all of them alike; each route keeps its best run.
 	for rep := 1; rep <= o.repeat; rep++ {
-		for _, r := range []string{rTCP, rQUIC, rDirect, rRelay} {
+		for _, r := range []string{rTCP, rQUIC, rFwd, rDirect, rRelay} {
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("interrupted: %w", err)
 			}
@@ -85,8 +85,8 @@ func measureAll(ctx context.Context, o opts, cl *cluster, target, certFile, keyF
 // measureThroughput runs one transfer and adds the CPU time it cost to cpu;
 // on connetd routes it also samples RSS and raises the peaks in rss.
 func measureThroughput(ctx context.Context, o opts, r, addr, certFile, keyFile string, procs []*proc, rss []procRSS, cpu map[string]float64) (throughput, error) {
-	if r == rQUIC {
-		return quicThroughput(ctx, certFile, keyFile, o.size, o.duration, cpu)
+	if r == rQUIC || r == rFwd {
+		return quicThroughput(ctx, certFile, keyFile, o.size, o.duration, r == rFwd, cpu)
 	}
 	pids := map[string]int{cpuBench: os.Getpid()}
 	if r == rTCP {
