@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/net/ipv4"
 
+	"github.com/connetd/connetd/internal/ratelimit"
 	"github.com/connetd/connetd/wire"
 )
 
@@ -77,6 +78,7 @@ type ServerConn struct {
 	txio     *mmsgIO
 	pending  []span // QUIC packets read but not yet returned
 	reflectB []byte
+	limit    *ratelimit.PerSource // reflect answers per source
 
 	sendFailed atomic.Int64
 }
@@ -106,6 +108,7 @@ func newServerConn(udp *net.UDPConn, raw syscall.RawConn, route Router, v6, wild
 		tx:      newSendBatch(rx.capacity(), raw, v6, wildcard),
 		txio:    newMmsgIO(raw),
 		pending: make([]span, 0, rx.capacity()),
+		limit:   ratelimit.Reflect(),
 	}
 }
 
@@ -206,6 +209,9 @@ func (c *ServerConn) flush() error {
 // answer tells it whether its NAT maps per destination), from the address
 // it was sent to.
 func (c *ServerConn) reflect(b []byte, from netip.AddrPort, local netip.Addr) {
+	if !c.limit.Allow(from.Addr(), time.Now()) {
+		return
+	}
 	reply := wire.AnswerReflect(b, from)
 	if reply == nil {
 		return

@@ -29,7 +29,9 @@ import (
 //	byte 0       ReflectRequest or ReflectReply
 //	bytes 1-3    ProbeMagic
 //	bytes 4-15   transaction ID, chosen by the client
-//	bytes 16-33  reply only: the address the request came from
+//	bytes 16-33  reply: the address the request came from;
+//	             request: zeros, so that a request is as long as its reply
+//	             and a forged source address buys no amplification
 const (
 	ProbePing      = 0x02
 	ProbePong      = 0x03
@@ -47,8 +49,8 @@ const (
 	PingLen         = probeHeaderLen + PunchNonceLen + 2*len(identity.ID{})
 	PongLen         = PingLen + AddrLen
 	ReflectTxIDLen  = 12
-	ReflectReqLen   = probeHeaderLen + ReflectTxIDLen
-	ReflectReplyLen = ReflectReqLen + AddrLen
+	ReflectReplyLen = probeHeaderLen + ReflectTxIDLen + AddrLen
+	ReflectReqLen   = ReflectReplyLen // padded: see above
 )
 
 // ErrNotProbe marks bytes that are not a well-formed probe or reflect datagram.
@@ -141,12 +143,11 @@ func AppendReflect(b []byte, r Reflect) []byte {
 	}
 	b = append(b, header(kind)...)
 	b = append(b, r.TxID[:]...)
+	var a [AddrLen]byte // a request's padding
 	if r.Reply {
-		var a [AddrLen]byte
 		PutAddr(a[:], r.Observed)
-		b = append(b, a[:]...)
 	}
-	return b
+	return append(b, a[:]...)
 }
 
 // ParseReflect decodes a reflect request or reply.
@@ -156,19 +157,24 @@ func ParseReflect(b []byte) (Reflect, error) {
 		return r, ErrNotProbe
 	}
 	r.Reply = b[0] == ReflectReply
-	if (r.Reply && len(b) != ReflectReplyLen) || (!r.Reply && len(b) != ReflectReqLen) {
+	if len(b) != ReflectReplyLen {
 		return r, ErrNotProbe
 	}
 	copy(r.TxID[:], b[probeHeaderLen:])
+	rest := b[probeHeaderLen+ReflectTxIDLen:]
 	if r.Reply {
-		r.Observed = ParseAddr(b[ReflectReqLen:])
+		r.Observed = ParseAddr(rest)
+	} else if !bytes.Equal(rest, make([]byte, AddrLen)) {
+		return r, ErrNotProbe // padding must be zeros: one encoding per request
 	}
 	return r, nil
 }
 
 // AnswerReflect returns the reply to a reflect request received from
 // `from`, or nil when b is not a reflect request. Control and relays call it
-// for every non-QUIC datagram on the sockets clients reach them on.
+// for every non-QUIC datagram on the sockets clients reach them on (after
+// their per-source rate limit). The reply is exactly as long as the
+// request.
 func AnswerReflect(b []byte, from netip.AddrPort) []byte {
 	r, err := ParseReflect(b)
 	if err != nil || r.Reply {

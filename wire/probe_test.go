@@ -122,3 +122,22 @@ func canonicalAddr(b []byte, off int) []byte {
 	PutAddr(out[off:], ParseAddr(b[off:]))
 	return out
 }
+
+// A reflect request is as long as its answer: a shorter one, or one whose
+// padding is not zeros, gets no answer.
+func TestReflectRequestIsPaddedToItsAnswer(t *testing.T) {
+	req := AppendReflect(nil, Reflect{TxID: [ReflectTxIDLen]byte{9}})
+	from := netip.MustParseAddrPort("[2001:db8::7]:4")
+	reply := AnswerReflect(req, from)
+	if len(req) != ReflectReplyLen || len(reply) != len(req) {
+		t.Fatalf("request %d bytes, reply %d bytes: want both %d", len(req), len(reply), ReflectReplyLen)
+	}
+	if AnswerReflect(req[:16], from) != nil {
+		t.Fatal("a 16-byte request was answered with a longer reply")
+	}
+	bad := append([]byte(nil), req...)
+	bad[len(bad)-1] = 1
+	if AnswerReflect(bad, from) != nil {
+		t.Fatal("a request with non-zero padding was answered")
+	}
+}
