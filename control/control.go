@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,7 @@ type Server struct {
 	auth atomic.Pointer[Auth]
 
 	punches *punches
+	gate    *gate // connections not authenticated yet
 }
 
 // New returns a server; call ServeClients (and ServeRelays or AttachRelay).
@@ -59,7 +61,7 @@ func New(cfg Config) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: log, reg: newRegistry(), punches: newPunches()}
+	s := &Server{cfg: cfg, log: log, reg: newRegistry(), punches: newPunches(), gate: newGate()}
 	s.auth.Store(&cfg.Auth)
 	return s
 }
@@ -133,7 +135,10 @@ func (s *Server) ServeRelays(ctx context.Context, tr *quic.Transport) error {
 // acceptLoop serves every accepted connection in its own goroutine until ctx
 // ends or accepting fails; either way it ends the sessions and waits for
 // them.
-func (s *Server) acceptLoop(ctx context.Context, ln *quic.Listener, ipr func() restrict.IP, serve func(context.Context, *quic.Conn)) error {
+//
+// Until serve calls its authenticated function, the connection counts
+// against the gate's limits for unauthenticated connections.
+func (s *Server) acceptLoop(ctx context.Context, ln *quic.Listener, ipr func() restrict.IP, serve func(ctx context.Context, conn *quic.Conn, authenticated func())) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var sessions errgroup.Group // a session's end is its own business: none returns an error
 	defer sessions.Wait()
@@ -147,13 +152,27 @@ func (s *Server) acceptLoop(ctx context.Context, ln *quic.Listener, ipr func() r
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
-		if !ipr().Accepts(addrOf(conn.RemoteAddr())) {
-			s.log.Warn("refused connection by ip-restriction", "remote", conn.RemoteAddr().String())
+		addr := addrOf(conn.RemoteAddr())
+		if !ipr().Accepts(addr) {
+			if s.gate.shouldLog(addr) {
+				s.log.Warn("refused connection by ip-restriction", "remote", conn.RemoteAddr().String())
+			}
 			_ = conn.CloseWithError(wire.ConnUnauthorized, "address not allowed")
 			continue
 		}
+		if !s.gate.enter(addr) {
+			if s.gate.shouldLog(addr) {
+				s.log.Warn("refused connection: too many unauthenticated connections", "remote", conn.RemoteAddr().String(),
+					"per_address", maxUnauthPerAddr, "total", maxUnauthTotal)
+			}
+			_ = conn.CloseWithError(wire.ConnUnauthorized, "too many unauthenticated connections")
+			continue
+		}
 		sessions.Go(func() error {
-			serve(ctx, conn)
+			var once sync.Once
+			release := func() { once.Do(func() { s.gate.leave(addr) }) }
+			defer release()
+			serve(ctx, conn, release)
 			return nil
 		})
 	}
@@ -174,18 +193,22 @@ func addrOf(a net.Addr) netip.Addr {
 // checkToken finds token (in constant time) and applies its restriction to
 // the connection's address. On refusal it answers, closes the connection
 // and returns false; the restriction is nil when tokens have none.
-func checkToken(conn *quic.Conn, st *quic.Stream, kind string, tokens []string, restricts []restrict.Token, token string, log *slog.Logger) (*restrict.Token, bool) {
+func (s *Server) checkToken(conn *quic.Conn, st *quic.Stream, kind string, tokens []string, restricts []restrict.Token, token string, log *slog.Logger) (*restrict.Token, bool) {
 	idx := tokenIndex(tokens, token)
 	if idx < 0 {
-		log.Warn(kind + " refused: invalid token")
+		if s.gate.shouldLog(addrOf(conn.RemoteAddr())) {
+			log.Warn(kind + " refused: invalid token (refusals from this address are logged at most every 10 s)")
+		}
 		refuse(conn, st, wire.CodeUnauthorized, "invalid token")
 		return nil, false
 	}
 	if len(restricts) <= idx {
 		return nil, true
 	}
-	if !restricts[idx].IP.Accepts(addrOf(conn.RemoteAddr())) {
-		log.Warn(kind+" refused by token-restriction", "token_index", idx)
+	if addr := addrOf(conn.RemoteAddr()); !restricts[idx].IP.Accepts(addr) {
+		if s.gate.shouldLog(addr) {
+			log.Warn(kind+" refused by token-restriction", "token_index", idx)
+		}
 		refuse(conn, st, wire.CodeUnauthorized, "address not allowed for this token")
 		return nil, false
 	}

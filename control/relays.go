@@ -13,7 +13,7 @@ import (
 	"github.com/connetd/connetd/wire"
 )
 
-func (s *Server) serveRelayConn(ctx context.Context, conn *quic.Conn) {
+func (s *Server) serveRelayConn(ctx context.Context, conn *quic.Conn, authenticated func()) {
 	log := s.log.With("remote", conn.RemoteAddr().String())
 	defer conn.CloseWithError(wire.ConnNormal, "")
 	tlsState := conn.ConnectionState().TLS
@@ -27,9 +27,10 @@ func (s *Server) serveRelayConn(ctx context.Context, conn *quic.Conn) {
 	}
 	hello := m.(*wire.RelayHello) // the only kind of RelayToControl
 	auth := s.auth.Load()
-	if _, ok := checkToken(conn, st, "relay", auth.RelayTokens, auth.RelayTokenRestricts, hello.Token, log); !ok {
+	if _, ok := s.checkToken(conn, st, "relay", auth.RelayTokens, auth.RelayTokenRestricts, hello.Token, log); !ok {
 		return
 	}
+	authenticated()
 	if err := writeTimed(st, &wire.Welcome{Observed: conn.RemoteAddr().String()}); err != nil {
 		return
 	}

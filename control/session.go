@@ -63,7 +63,7 @@ func writeTimed(w io.Writer, m wire.Message) error {
 	return wire.Write(w, m)
 }
 
-func (s *Server) serveClient(ctx context.Context, conn *quic.Conn) {
+func (s *Server) serveClient(ctx context.Context, conn *quic.Conn, authenticated func()) {
 	log := s.log.With("remote", conn.RemoteAddr().String())
 	defer conn.CloseWithError(wire.ConnNormal, "")
 	tlsState := conn.ConnectionState().TLS
@@ -83,10 +83,11 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn) {
 		return
 	}
 	auth := s.auth.Load()
-	tr, ok := checkToken(conn, st, "client", auth.ClientTokens, auth.ClientTokenRestricts, hello.Token, log)
+	tr, ok := s.checkToken(conn, st, "client", auth.ClientTokens, auth.ClientTokenRestricts, hello.Token, log)
 	if !ok {
 		return
 	}
+	authenticated()
 	observed := conn.RemoteAddr().String()
 	// Nobody else writes to the stream before the session is registered.
 	if err := writeTimed(st, &wire.Welcome{Observed: observed}); err != nil {

@@ -7,8 +7,10 @@ import (
 	"time"
 )
 
-// HelloTimeout bounds how long either side of a hello waits for the other.
-const HelloTimeout = 10 * time.Second
+// HelloTimeout bounds how long either side of a hello waits for the other:
+// a few seconds, since an unauthenticated connection holds memory until
+// its hello has been checked.
+const HelloTimeout = 5 * time.Second
 
 // Stream is what a hello runs on; a QUIC stream is one. Its deadline is
 // what bounds the exchange.

@@ -3,12 +3,19 @@ package wire
 // Set is the kinds of message one link carries in one direction; Read
 // refuses the others. The zero Set accepts nothing.
 type Set struct {
-	name  string
-	kinds map[string]bool
+	name     string
+	maxFrame int // the longest message body Read accepts on this set
+	kinds    map[string]bool
 }
 
-func newSet(name string, ms ...Message) Set {
-	s := Set{name: name, kinds: map[string]bool{}}
+// MaxSmallFrame bounds a message body on the links whose messages are all
+// small: what clients and relays send to control (a hello included, which
+// arrives before the sender is authenticated) and the peer stream header.
+// Only control's peer lists and relay tables may grow to MaxFrame.
+const MaxSmallFrame = 64 << 10
+
+func newSet(name string, maxFrame int, ms ...Message) Set {
+	s := Set{name: name, maxFrame: maxFrame, kinds: map[string]bool{}}
 	for _, m := range ms {
 		s.kinds[m.kind()] = true
 	}
@@ -24,14 +31,14 @@ func (s Set) Has(m Message) bool { return s.kinds[m.kind()] }
 // belongs to its link's set; that it comes first, and only first, is the
 // receiver's rule.
 var (
-	ClientToControl = newSet("client→control", (*Hello)(nil), (*Announce)(nil), (*Withdraw)(nil),
+	ClientToControl = newSet("client→control", MaxSmallFrame, (*Hello)(nil), (*Announce)(nil), (*Withdraw)(nil),
 		(*Candidates)(nil), (*PunchRequest)(nil), (*PunchReady)(nil))
-	ControlToClient = newSet("control→client", (*Welcome)(nil), (*Error)(nil), (*Peers)(nil),
+	ControlToClient = newSet("control→client", MaxFrame, (*Welcome)(nil), (*Error)(nil), (*Peers)(nil),
 		(*Relays)(nil), (*Punch)(nil), (*PunchGo)(nil))
-	RelayToControl = newSet("relay→control", (*RelayHello)(nil))
-	ControlToRelay = newSet("control→relay", (*Welcome)(nil), (*Error)(nil), (*RelayAuth)(nil))
+	RelayToControl = newSet("relay→control", MaxSmallFrame, (*RelayHello)(nil))
+	ControlToRelay = newSet("control→relay", MaxFrame, (*Welcome)(nil), (*Error)(nil), (*RelayAuth)(nil))
 	// RelayToClient is the welcome on the relay's unidirectional stream.
-	RelayToClient = newSet("relay→client", (*Welcome)(nil))
+	RelayToClient = newSet("relay→client", MaxSmallFrame, (*Welcome)(nil))
 	// PeerStream is the header of every proxied stream, source→destination.
-	PeerStream = newSet("peer stream", (*Connect)(nil))
+	PeerStream = newSet("peer stream", MaxSmallFrame, (*Connect)(nil))
 )

@@ -100,8 +100,8 @@ func Read(r io.Reader, set Set) (Message, error) {
 		return nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
-	if n > MaxFrame {
-		return nil, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
+	if n > uint32(set.maxFrame) {
+		return nil, fmt.Errorf("%w: %d bytes on %s (at most %d)", ErrFrameTooLarge, n, set.name, set.maxFrame)
 	}
 	// Grow the buffer as bytes arrive rather than trusting the prefix: four
 	// bytes must not make us allocate MaxFrame.

@@ -35,7 +35,7 @@ var everything = func() Set {
 	for _, c := range constructors {
 		all = append(all, c())
 	}
-	return newSet("any link", all...)
+	return newSet("any link", MaxFrame, all...)
 }()
 
 // sampleMessages has one fully populated message of every kind.
@@ -211,7 +211,8 @@ func TestSets(t *testing.T) {
 		t.Errorf("the links carry %d kinds of %d: %v", len(covered), len(constructors), covered)
 	}
 	var zero Set
-	if _, err := Read(bytes.NewReader(frame(`{"welcome":{}}`)), zero); !errors.Is(err, ErrUnexpectedKind) {
+	// It refuses even the frame's length: it allows no body at all.
+	if _, err := Read(bytes.NewReader(frame(`{"welcome":{}}`)), zero); !errors.Is(err, ErrUnexpectedKind) && !errors.Is(err, ErrFrameTooLarge) {
 		t.Errorf("the zero Set accepted a message: %v", err)
 	}
 }
@@ -282,9 +283,25 @@ func TestOversizedFrameRefusedWithoutAllocating(t *testing.T) {
 func TestMaxFrameAccepted(t *testing.T) {
 	body := `{"welcome":{"observed":"x"}}`
 	body += strings.Repeat(" ", MaxFrame-len(body)) // JSON allows trailing space
-	m, err := Read(bytes.NewReader(frame(body)), RelayToClient)
+	m, err := Read(bytes.NewReader(frame(body)), ControlToClient)
 	if w, ok := m.(*Welcome); err != nil || !ok || w.Observed != "x" {
 		t.Fatalf("frame of exactly MaxFrame bytes: %+v, %v", m, err)
+	}
+}
+
+// What unauthenticated senders send (a hello first) is bounded far below
+// MaxFrame: a hello of 100 KiB is refused before its body is read.
+func TestSmallLinksRefuseLargeFrames(t *testing.T) {
+	body := `{"hello":{"token":"t","version":"v","direct":[]}}`
+	exact := body + strings.Repeat(" ", MaxSmallFrame-len(body))
+	if _, err := Read(bytes.NewReader(frame(exact)), ClientToControl); err != nil {
+		t.Fatalf("a hello of exactly MaxSmallFrame bytes: %v", err)
+	}
+	for _, set := range []Set{ClientToControl, RelayToControl, RelayToClient, PeerStream} {
+		big := body + strings.Repeat(" ", 100<<10)
+		if _, err := Read(bytes.NewReader(frame(big)), set); !errors.Is(err, ErrFrameTooLarge) {
+			t.Fatalf("%s: a 100 KiB frame gave %v, want ErrFrameTooLarge", set, err)
+		}
 	}
 }
 
