@@ -79,10 +79,11 @@ func (r *registry) client(id identity.ID) *session {
 	return r.clients[id]
 }
 
-func (r *registry) punchView(s *session) wire.Punch {
+// punchView is what to is told of its peer s for an attempt.
+func (r *registry) punchView(s, to *session) wire.Punch {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return wire.Punch{Peer: s.id, Direct: append([]string(nil), s.direct...), NAT: s.nat}
+	return wire.Punch{Peer: s.id, Direct: probeTargets(s, to), NAT: s.nat}
 }
 
 // startPunch handles a punch_request from src. Requests for peers that are
@@ -108,7 +109,7 @@ func (s *Server) startPunch(src *session, peer identity.ID, spray string) {
 	ps.timer = time.AfterFunc(punchReadyWait, func() { s.punchGo(ps) })
 	p.mu.Unlock()
 
-	toA, toB := s.reg.punchView(dst), s.reg.punchView(src)
+	toA, toB := s.reg.punchView(dst, src), s.reg.punchView(src, dst)
 	toA.Nonce, toB.Nonce = ps.nonce[:], ps.nonce[:]
 	toA.Dial = true
 	switch spray {

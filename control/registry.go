@@ -247,7 +247,7 @@ func (r *registry) clientView(s *session) (peers []wire.Peers, relays wire.Relay
 			if id == s.id {
 				continue // a client never peers with itself
 			}
-			p.Peers = append(p.Peers, wire.Peer{ID: id, Cert: o.cert, Direct: o.direct, Route: o.endpoints[other], NAT: o.nat})
+			p.Peers = append(p.Peers, wire.Peer{ID: id, Cert: o.cert, Direct: probeTargets(o, s), Route: o.endpoints[other], NAT: o.nat})
 		}
 		sort.Slice(p.Peers, func(i, j int) bool { return p.Peers[i].ID.String() < p.Peers[j].ID.String() })
 		peers = append(peers, p)

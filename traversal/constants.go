@@ -11,3 +11,12 @@ const (
 	reflectWait  = 700 * time.Millisecond // per reflect request
 	reflectTries = 3
 )
+
+// What punching may hold at once on a client: attempts (control allows 16
+// waiting per client; more than that is a misbehaving control) and extra
+// sockets of spraying attempts, so that no burst of punch messages makes a
+// client open sockets without bound.
+const (
+	maxAttempts     = 16
+	maxSpraySockets = 512
+)

@@ -83,18 +83,26 @@ func (t *Traversal) runPunch(ctx context.Context, m *wire.Punch) {
 		OpenTTL: punch.DefaultOpenTTL,
 	}, t.main, punch.DefaultLimits)
 	run := &attempt{sess: sess, goCh: make(chan struct{})}
+	log := t.log.With("peer", m.Peer.Short())
 	t.mu.Lock()
+	if len(t.sessions) >= maxAttempts || t.sessions[nonce] != nil {
+		t.mu.Unlock()
+		log.Debug("punch attempt ignored: too many under way", "max", maxAttempts)
+		return
+	}
 	t.statsLocked(m.Peer).Attempts++
 	t.sessions[nonce] = run
+	sockets := min(sess.WantsSpray(), maxSpraySockets-t.spraying)
+	t.spraying += sockets
 	t.mu.Unlock()
 	defer func() {
 		t.mu.Lock()
 		delete(t.sessions, nonce)
+		t.spraying -= sockets
 		t.mu.Unlock()
 	}()
-	log := t.log.With("peer", m.Peer.Short())
 
-	spray := t.openSpray(ctx, sess.WantsSpray())
+	spray := t.openSpray(ctx, sockets)
 	conns := make([]punch.Conn, len(spray.socks))
 	for i, s := range spray.socks {
 		conns[i] = s

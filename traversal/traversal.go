@@ -80,6 +80,7 @@ type Traversal struct {
 	relays   []netip.AddrPort
 	reported string // the last candidates+NAT sent to control, to skip repeats
 	sessions map[[wire.PunchNonceLen]byte]*attempt
+	spraying int                          // extra sockets open for attempts (maxSpraySockets)
 	waiters  map[identity.ID]chan Outcome // dialing sides waiting for their attempt
 	reflects map[[wire.ReflectTxIDLen]byte]chan netip.AddrPort
 	peers    map[identity.ID]*PeerStats
