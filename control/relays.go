@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -55,15 +56,28 @@ func (s *Server) attachRelay(ctx context.Context, rw io.ReadWriter, cert []byte,
 	id := identity.IDOf(cert)
 	sess := newSession(id, cert, addr)
 	sess.relay, sess.token = true, token
-	sess.close = func() {}
-	if closeConn != nil {
-		sess.close = closeConn
+	// Closing a link ends it here too: for the in-process relay there is no
+	// connection to close, and a link replaced by a newer one of the same
+	// relay must not linger beside it.
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sess.close = func() {
+		cancel()
+		if closeConn != nil {
+			closeConn()
+		}
 	}
-	s.reg.addRelay(sess, addr)
+	if old := s.reg.addRelay(sess, addr); old != nil {
+		s.log.Info("relay reconnected: closing its previous link", "relay", id.Short())
+		old.close()
+	}
 	defer s.reg.removeRelay(sess)
+	if token != "" && tokenIndex(s.auth.Load().RelayTokens, token) < 0 {
+		return errors.New("token revoked while the link was being set up")
+	}
 	s.log.Info("relay connected", "relay", id.Short(), "addr", addr)
 
-	g, gctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(lctx)
 	g.Go(func() error { return s.relayWriter(gctx, sess, rw) })
 	g.Go(func() error {
 		// A relay sends nothing after its hello; reading detects the link ending.
@@ -87,6 +101,9 @@ func (s *Server) attachRelay(ctx context.Context, rw io.ReadWriter, cert []byte,
 	err := g.Wait()
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	if err == nil && lctx.Err() != nil {
+		err = errors.New("link closed: replaced or its token revoked")
 	}
 	return err
 }

@@ -109,6 +109,12 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn, authenticated
 		old.close()
 	}
 	defer s.reg.removeClient(sess)
+	// A revocation between the token check and the registration above saw
+	// no session to close: check the token again now that it is registered.
+	if tokenIndex(s.auth.Load().ClientTokens, hello.Token) < 0 {
+		log.Info("client disconnected: token revoked while it connected")
+		return
+	}
 
 	g, gctx := errgroup.WithContext(sctx)
 	g.Go(func() error { return s.clientWriter(gctx, sess, st) })
