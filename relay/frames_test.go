@@ -8,7 +8,6 @@ import (
 
 	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/relay"
-	"github.com/connetd/connetd/wire"
 )
 
 // rawPayload is an inner packet that quic-go at the receiver hands to
@@ -62,14 +61,7 @@ func TestRelayDropsFramesBetweenClientsOfDifferentEndpoints(t *testing.T) {
 	relayID, _ := identity.New("relay")
 	srv := startRelay(t, relay.Config{Identity: relayID, Conn: ru})
 	relayAddr := ru.LocalAddr().(*net.UDPAddr).AddrPort()
-	a, b, c, d := newRelayClient(t), newRelayClient(t), newRelayClient(t), newRelayClient(t)
-	srv.SetAuth(&wire.RelayAuth{Endpoints: []wire.RelayEndpoint{
-		{Endpoint: "e", Sources: []identity.ID{a.id.ID}, Destinations: []identity.ID{b.id.ID}},
-		{Endpoint: "other", Sources: []identity.ID{c.id.ID}, Destinations: []identity.ID{d.id.ID}},
-	}})
-	for _, rc := range []*relayClient{a, b, c} {
-		rc.link(t, ctx, relayID, relayAddr)
-	}
+	a, b, c := twoEndpoints(t, ctx, srv, relayID, relayAddr)
 	atA, atB := readRaw(t, ctx, a), readRaw(t, ctx, b)
 	send := func(from, to *relayClient, seq uint32) {
 		t.Helper()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -79,4 +80,20 @@ func dialPeer(ctx context.Context, rc *relayClient, relayAddr net.Addr, peer ide
 	ra := relayAddr.(*net.UDPAddr).AddrPort()
 	return rc.tr.Dial(dctx, rc.conn.PeerAddr(ra, peer),
 		rc.id.ClientTLS(wire.ALPNPeer, func(got identity.ID) bool { return got == peer }), quicconf.Peer())
+}
+
+// twoEndpoints authorizes a (source) and b (destination) of endpoint "e",
+// and c and another client of endpoint "other", and links a, b and c to
+// the relay: c is admitted, but not to a or b.
+func twoEndpoints(t *testing.T, ctx context.Context, srv *relay.Server, relayID *identity.Identity, relayAddr netip.AddrPort) (a, b, c *relayClient) {
+	t.Helper()
+	a, b, c, d := newRelayClient(t), newRelayClient(t), newRelayClient(t), newRelayClient(t)
+	srv.SetAuth(&wire.RelayAuth{Endpoints: []wire.RelayEndpoint{
+		{Endpoint: "e", Sources: []identity.ID{a.id.ID}, Destinations: []identity.ID{b.id.ID}},
+		{Endpoint: "other", Sources: []identity.ID{c.id.ID}, Destinations: []identity.ID{d.id.ID}},
+	}})
+	for _, rc := range []*relayClient{a, b, c} {
+		rc.link(t, ctx, relayID, relayAddr)
+	}
+	return a, b, c
 }

@@ -60,14 +60,7 @@ func TestRelayForwardsOnlyPairsControlAuthorized(t *testing.T) {
 	relayAddr := ru.LocalAddr().(*net.UDPAddr).AddrPort()
 
 	// a may reach b; c is admitted (for another endpoint) but not to b.
-	a, b, c, d := newRelayClient(t), newRelayClient(t), newRelayClient(t), newRelayClient(t)
-	srv.SetAuth(&wire.RelayAuth{Endpoints: []wire.RelayEndpoint{
-		{Endpoint: "e", Sources: []identity.ID{a.id.ID}, Destinations: []identity.ID{b.id.ID}},
-		{Endpoint: "other", Sources: []identity.ID{c.id.ID}, Destinations: []identity.ID{d.id.ID}},
-	}})
-	for _, rc := range []*relayClient{a, b, c} {
-		rc.link(t, ctx, relayID, relayAddr)
-	}
+	a, b, c := twoEndpoints(t, ctx, srv, relayID, relayAddr)
 
 	ln, err := b.tr.Listen(b.id.ServerTLS(wire.ALPNPeer, func(identity.ID) bool { return true }), quicconf.Peer())
 	if err != nil {

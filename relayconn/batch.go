@@ -70,19 +70,19 @@ func (c *Conn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr,
 // WriteMsgUDP sends b to addr: to a peer's virtual address framed
 // (each GSO segment gets its own frame header), to anything else as is.
 func (c *Conn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err error) {
-	peer, ok := c.resolve(addr)
+	peer, ok := c.route(addr)
 	if !ok {
 		return c.udp.WriteMsgUDP(b, oob, addr)
 	}
-	seg, rest := splitWriteOOB(oob, peer.Relay.Addr().Is4())
+	wb := c.bufs.Get().(*writeBuf)
+	defer c.bufs.Put(wb)
+	seg, rest := splitWriteOOB(wb.oob[:0], oob, peer.Relay.Addr().Is4())
+	wb.oob = rest
 	if seg == 0 || seg >= len(b) {
 		seg = len(b)
 	}
-	dst := net.UDPAddrFromAddrPort(peer.Relay)
-	bp := c.bufs.Get().(*[]byte)
-	defer c.bufs.Put(bp)
 	for off := 0; off < len(b); {
-		buf := (*bp)[:0]
+		buf := wb.frames[:0]
 		count := 0
 		for off < len(b) && count < maxWriteSegments && len(buf)+wire.RelayFrameHeader+seg <= maxWrite {
 			end := min(off+seg, len(b))
@@ -92,25 +92,25 @@ func (c *Conn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err e
 			off = end
 			count++
 		}
+		wb.frames = buf
 		cm := rest
 		if count > 1 {
-			cm = appendSegment(append([]byte(nil), rest...), uint16(wire.RelayFrameHeader+seg))
+			// Appended past rest's length, in its spare room: rest stays
+			// as it is for the next batch of segments.
+			cm = appendSegment(rest, uint16(wire.RelayFrameHeader+seg))
+			wb.oob = cm[:len(rest)]
 		}
-		if _, _, err := c.udp.WriteMsgUDP(buf, cm, dst); err != nil {
+		if _, _, err := c.udp.WriteMsgUDP(buf, cm, peer.relay); err != nil {
 			return 0, 0, fmt.Errorf("write to %s via relay: %w", peer.Peer.Short(), err)
 		}
-		*bp = buf
 	}
 	return len(b), len(oob), nil
 }
 
 // splitWriteOOB splits quic-go's control messages for a virtual address: the
 // GSO segment size, and the rest fitted to the relay's address family
-// (quic-go chose IPv4 ECN for the virtual IPv4 address).
-func splitWriteOOB(oob []byte, relay4 bool) (seg int, rest []byte) {
-	if len(oob) == 0 {
-		return 0, nil
-	}
+// (quic-go chose IPv4 ECN for the virtual IPv4 address), appended to rest.
+func splitWriteOOB(rest, oob []byte, relay4 bool) (seg int, _ []byte) {
 	for data := oob; len(data) > 0; {
 		hdr, body, remainder, err := unix.ParseOneSocketControlMessage(data)
 		if err != nil {

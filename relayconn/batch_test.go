@@ -83,11 +83,11 @@ func TestECNFollowsTheRelaysAddressFamily(t *testing.T) {
 	oob[unix.CmsgLen(0)] = 0x02 // ECT(0)
 	oob = appendSegment(oob, 1200)
 
-	seg, rest := splitWriteOOB(oob, true)
+	seg, rest := splitWriteOOB(nil, oob, true)
 	if seg != 1200 || !bytes.Equal(rest, oob[:unix.CmsgSpace(1)]) {
 		t.Fatalf("IPv4 relay: segment %d, rest % x", seg, rest)
 	}
-	seg, rest = splitWriteOOB(oob, false)
+	seg, rest = splitWriteOOB(nil, oob, false)
 	hdr, body, _, err := unix.ParseOneSocketControlMessage(rest)
 	if seg != 1200 || err != nil || hdr.Level != unix.IPPROTO_IPV6 || hdr.Type != unix.IPV6_TCLASS || binary.NativeEndian.Uint32(body) != 0x02 {
 		t.Fatalf("IPv6 relay: segment %d, control message %+v % x, %v", seg, hdr, body, err)
@@ -110,9 +110,22 @@ func TestFramesJoinedByGROAreSplit(t *testing.T) {
 		joined = append(joined, mkFrame(id, bytes.Repeat([]byte{byte(0xc0 + i)}, 100))...)
 	}
 	oob := appendSegment(nil, uint16(len(joined)/3))
-	if _, _, err := r.relay.WriteMsgUDP(joined, oob, r.conn.udp.LocalAddr().(*net.UDPAddr)); err != nil {
+	send := func() {
+		if _, _, err := r.relay.WriteMsgUDP(joined, oob, r.conn.udp.LocalAddr().(*net.UDPAddr)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The kernel does join them: all three arrive in one read slot.
+	send()
+	_ = r.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var slots []int
+	if err := r.conn.rx.read(func(d datagram) { slots = append(slots, d.slot) }); err != nil {
 		t.Fatal(err)
 	}
+	if len(slots) != 3 || slots[0] != slots[1] || slots[1] != slots[2] {
+		t.Fatalf("the three frames came in slots %v, not joined in one", slots)
+	}
+	send()
 	ms := make([]ipv4.Message, 8)
 	for i := range ms {
 		ms[i].Buffers = [][]byte{make([]byte, 1500)}

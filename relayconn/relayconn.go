@@ -46,7 +46,6 @@ const virtualPort = 9
 // everything else is safe for concurrent use.
 type Conn struct {
 	udp *net.UDPConn
-	raw syscall.RawConn
 	// relays are the addresses from which data frames are accepted.
 	relays atomic.Pointer[map[netip.AddrPort]struct{}]
 
@@ -59,13 +58,23 @@ type Conn struct {
 	rx      *reader
 	pending []packet         // read but not yet returned to quic-go
 	take    func(d datagram) // c.takeDatagram, bound once
-	bufs    sync.Pool        // frame buffers for writes
+	bufs    sync.Pool        // *writeBuf: frames and control messages of writes
 }
 
 type virtualAddrs struct {
-	byVirt map[netip.Addr]Addr
+	byVirt map[netip.Addr]route
 	byPeer map[Addr]*net.UDPAddr
 }
+
+// route is a relayed peer with its relay's address ready for sending, so
+// that a write allocates none.
+type route struct {
+	Addr
+	relay *net.UDPAddr
+}
+
+// writeBuf holds one write's frames and control messages.
+type writeBuf struct{ frames, oob []byte }
 
 // packet is one datagram for quic-go: its bytes in a read slot, and the
 // address it comes from (a relayed peer's virtual address for a frame).
@@ -81,11 +90,10 @@ func New(udp *net.UDPConn) *Conn {
 	c := &Conn{udp: udp}
 	empty := map[netip.AddrPort]struct{}{}
 	c.relays.Store(&empty)
-	c.addrs.Store(&virtualAddrs{byVirt: map[netip.Addr]Addr{}, byPeer: map[Addr]*net.UDPAddr{}})
-	c.bufs.New = func() any { b := make([]byte, 0, maxWrite); return &b }
+	c.addrs.Store(&virtualAddrs{byVirt: map[netip.Addr]route{}, byPeer: map[Addr]*net.UDPAddr{}})
+	c.bufs.New = func() any { return &writeBuf{frames: make([]byte, 0, maxWrite), oob: make([]byte, 0, 128)} }
 	c.take = c.takeDatagram
 	if raw, err := udp.SyscallConn(); err == nil {
-		c.raw = raw
 		c.rx = newReader(raw, enableGRO(raw), clientGROBatch)
 		c.pending = make([]packet, 0, c.rx.capacity())
 	}
@@ -129,7 +137,8 @@ func (c *Conn) PeerAddr(relay netip.AddrPort, peer identity.ID) *net.UDPAddr {
 	ip := netip.AddrFrom4([4]byte{base[0] | byte(idx>>24&0x0f), byte(idx >> 16), byte(idx >> 8), byte(idx)})
 	v := net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, virtualPort))
 	next := &virtualAddrs{byVirt: maps.Clone(old.byVirt), byPeer: maps.Clone(old.byPeer)}
-	next.byVirt[ip], next.byPeer[a] = a, v
+	next.byVirt[ip] = route{Addr: a, relay: net.UDPAddrFromAddrPort(a.Relay)}
+	next.byPeer[a] = v
 	c.addrs.Store(next)
 	return v
 }
@@ -144,12 +153,17 @@ func (c *Conn) Resolve(addr net.Addr) (Addr, bool) {
 }
 
 func (c *Conn) resolve(u *net.UDPAddr) (Addr, bool) {
+	r, ok := c.route(u)
+	return r.Addr, ok
+}
+
+func (c *Conn) route(u *net.UDPAddr) (route, bool) {
 	ip, ok := netip.AddrFromSlice(u.IP)
 	if !ok || u.Port != virtualPort {
-		return Addr{}, false
+		return route{}, false
 	}
-	a, ok := c.addrs.Load().byVirt[ip.Unmap()]
-	return a, ok
+	r, ok := c.addrs.Load().byVirt[ip.Unmap()]
+	return r, ok
 }
 
 // Describe names addr for people: "peer@relay" for a relayed peer.
