@@ -51,6 +51,11 @@ type Params struct {
 	SelfNAT    string           // wire.NAT* values
 	PeerNAT    string
 	OpenTTL    int // TTL of opening packets; 0 means DefaultOpenTTL
+	// Unvouched says PeerAddrs[0] is not the address control observed for
+	// the peer (this side cannot use that one): then every candidate is
+	// the peer's own word, all of them are budgeted, and no many-port
+	// probing aims at them.
+	Unvouched bool
 }
 
 // DefaultOpenTTL leaves the host and its first router (the NAT) and dies at
@@ -63,6 +68,10 @@ type Limits struct {
 	SprayPorts   int           // extra sockets on a hard side facing an easy one
 	RandomProbes int           // random-port probes from an easy side toward a hard one
 	RandomTime   time.Duration // spread of the random probes
+	// Budget, shared by a client's attempts, bounds the probes to every
+	// candidate but the first (the address control observed for the peer);
+	// nil means unbounded.
+	Budget *Budget
 }
 
 // DefaultLimits are what the client uses.
@@ -116,7 +125,7 @@ func New(p Params, main Conn, lim Limits) *Session {
 // WantsSpray reports whether this side should open extra sockets: it maps
 // hard and the peer does not.
 func (s *Session) WantsSpray() int {
-	if s.p.SelfNAT == wire.NATHard && s.p.PeerNAT != wire.NATHard && len(s.p.PeerAddrs) > 0 {
+	if s.p.SelfNAT == wire.NATHard && s.p.PeerNAT != wire.NATHard && len(s.p.PeerAddrs) > 0 && !s.p.Unvouched {
 		return s.lim.SprayPorts
 	}
 	return 0
@@ -125,7 +134,7 @@ func (s *Session) WantsSpray() int {
 // wantsRandom reports whether this side should probe random ports: the peer
 // maps hard and we do not.
 func (s *Session) wantsRandom() bool {
-	return s.p.PeerNAT == wire.NATHard && s.p.SelfNAT != wire.NATHard && len(s.p.PeerAddrs) > 0
+	return s.p.PeerNAT == wire.NATHard && s.p.SelfNAT != wire.NATHard && len(s.p.PeerAddrs) > 0 && !s.p.Unvouched
 }
 
 func (s *Session) ping() []byte {
@@ -145,8 +154,8 @@ func (s *Session) Open(spray []Conn) {
 	// opens it in time). Its opening packets would also travel one hop
 	// further than a NATed side's and could reach the far NAT.
 	if s.p.SelfNAT != wire.NATNone {
-		for _, a := range s.p.PeerAddrs {
-			if s.main.WriteTo(b, a, s.p.OpenTTL) == nil {
+		for i, a := range s.p.PeerAddrs {
+			if s.sendMain(i, b, a, s.p.OpenTTL) {
 				n++
 			}
 		}
@@ -191,8 +200,8 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		case <-time.After(time.Until(start.Add(at))):
 		}
 		n := 0
-		for _, a := range s.p.PeerAddrs {
-			if s.main.WriteTo(b, a, 0) == nil {
+		for i, a := range s.p.PeerAddrs {
+			if s.sendMain(i, b, a, 0) {
 				n++
 			}
 		}
@@ -205,6 +214,16 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 	case <-ctx.Done():
 	}
 	return s.Result()
+}
+
+// sendMain sends b from the main socket to the peer's i-th candidate, if
+// the budget allows: the first, when it is the peer's observed address,
+// always may be probed.
+func (s *Session) sendMain(i int, b []byte, a netip.AddrPort, ttl int) bool {
+	if (i > 0 || s.p.Unvouched) && s.lim.Budget != nil && !s.lim.Budget.take(a) {
+		return false
+	}
+	return s.main.WriteTo(b, a, ttl) == nil
 }
 
 // randomProbes pings random ports of the peer's public address, evenly
@@ -265,6 +284,9 @@ func (s *Session) Handle(c Conn, from netip.AddrPort, b []byte) bool {
 		return false
 	}
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	if s.lim.Budget != nil {
+		s.lim.Budget.answered(from)
+	}
 	s.mu.Lock()
 	s.stats.Received++
 	if s.result != nil && s.result.Conn != c {

@@ -51,22 +51,23 @@ func (t *Traversal) OnPunchGo(m *wire.PunchGo) {
 	}
 }
 
-// peerAddrs are the candidates of m this socket can send to.
-func (t *Traversal) peerAddrs(m *wire.Punch) []netip.AddrPort {
-	var addrs []netip.AddrPort
-	for _, s := range m.Direct {
+// peerAddrs are the candidates of m this socket can send to, and whether
+// the first of them is the one control observed (m.Direct's first).
+func (t *Traversal) peerAddrs(m *wire.Punch) (addrs []netip.AddrPort, vouched bool) {
+	for i, s := range m.Direct {
 		ap, err := netip.ParseAddrPort(s)
 		if err != nil || (t.main.v4 && !ap.Addr().Unmap().Is4()) {
 			continue
 		}
+		vouched = vouched || i == 0
 		addrs = append(addrs, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 	}
-	return addrs
+	return addrs, vouched
 }
 
 func (t *Traversal) runPunch(ctx context.Context, m *wire.Punch) {
 	nonce := [wire.PunchNonceLen]byte(m.Nonce)
-	addrs := t.peerAddrs(m)
+	addrs, vouched := t.peerAddrs(m)
 	selfNAT, peerNAT := t.NAT(), m.NAT
 	switch m.Mode { // control asked for a many-port attempt
 	case wire.PunchModeSpray:
@@ -80,8 +81,9 @@ func (t *Traversal) runPunch(ctx context.Context, m *wire.Punch) {
 		// Always the default: an opening packet with one hop too many
 		// reaches the far NAT on a short path and spoils it for every
 		// later attempt too (its conntrack entry lives on).
-		OpenTTL: punch.DefaultOpenTTL,
-	}, t.main, punch.DefaultLimits)
+		OpenTTL:   punch.DefaultOpenTTL,
+		Unvouched: !vouched,
+	}, t.main, t.limits)
 	run := &attempt{sess: sess, goCh: make(chan struct{})}
 	log := t.log.With("peer", m.Peer.Short())
 	t.mu.Lock()

@@ -23,6 +23,7 @@ import (
 
 	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/netmon"
+	"github.com/connetd/connetd/punch"
 	"github.com/connetd/connetd/wire"
 )
 
@@ -62,6 +63,9 @@ type Traversal struct {
 	cfg  Config
 	log  *slog.Logger
 	main *udpSock // the direct socket
+	// limits of every attempt; their Budget bounds probes to candidates
+	// that never answered, across attempts
+	limits punch.Limits
 
 	recheck   chan struct{} // measure the NAT again and report if changed
 	netDirty  chan struct{} // poked by netmon
@@ -103,8 +107,11 @@ func New(cfg Config) *Traversal {
 	if cfg.NetworkChanged == nil {
 		cfg.NetworkChanged = func(bool) {}
 	}
+	limits := punch.DefaultLimits
+	limits.Budget = punch.NewBudget()
 	return &Traversal{
 		cfg:       cfg,
+		limits:    limits,
 		log:       cfg.Logger,
 		main:      newUDPSock(cfg.Conn),
 		recheck:   make(chan struct{}, 1),
