@@ -21,11 +21,17 @@ import (
 // rawClient is a client speaking the control protocol by hand, to send
 // what a real client never would.
 type rawClient struct {
-	id *identity.Identity
-	st *quic.Stream
+	id   *identity.Identity
+	conn *quic.Conn
+	st   *quic.Stream
 }
 
 func dialRaw(t *testing.T, tp *topology, token string) *rawClient {
+	return dialRawWith(t, tp, token, quicconf.Control())
+}
+
+// dialRawWith dials with qc (e.g. a tiny receive window) and says hello.
+func dialRawWith(t *testing.T, tp *topology, token string, qc *quic.Config) *rawClient {
 	t.Helper()
 	pem, err := os.ReadFile(filepath.Join(tp.dir, "cert.pem"))
 	if err != nil {
@@ -40,7 +46,7 @@ func dialRaw(t *testing.T, tp *topology, token string) *rawClient {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	conn, err := quic.DialAddr(ctx, addr(tp.serverPort), &tls.Config{RootCAs: roots, ServerName: "127.0.0.1",
-		Certificates: []tls.Certificate{id.Cert}, NextProtos: []string{wire.ALPNClientControl}}, quicconf.Control())
+		Certificates: []tls.Certificate{id.Cert}, NextProtos: []string{wire.ALPNClientControl}}, qc)
 	if err != nil {
 		t.Fatalf("dial control: %v", err)
 	}
@@ -49,7 +55,7 @@ func dialRaw(t *testing.T, tp *topology, token string) *rawClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &rawClient{id: id, st: st}
+	c := &rawClient{id: id, conn: conn, st: st}
 	c.send(t, &wire.Hello{Token: token, Punch: true})
 	if _, ok := c.read(t).(*wire.Welcome); !ok {
 		t.Fatal("no welcome")
