@@ -87,7 +87,6 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn, authenticated
 	if !ok {
 		return
 	}
-	authenticated()
 	observed := conn.RemoteAddr().String()
 	sctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
@@ -106,9 +105,12 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn, authenticated
 		if s.gate.shouldLog(sess.addr) {
 			log.Warn("client refused: "+err.Error(), "version", hello.Version)
 		}
+		// Still counted as unauthenticated while refuse lingers, so that
+		// a flood of hellos over the limit holds no more than bad tokens.
 		refuse(conn, st, wire.CodeLimitExceeded, err.Error())
 		return
 	}
+	authenticated()
 	defer s.reg.removeClient(sess)
 	if old != nil {
 		old.close()
