@@ -31,7 +31,11 @@ func (l *controlLink) run(ctx context.Context) {
 		}
 		var werr *wire.Error
 		if errors.As(err, &werr) {
-			c.log.Error("control server refused this client; check the token", "server", c.cfg.ServerAddr, "err", err)
+			msg := "control server refused this client"
+			if werr.Code == wire.CodeUnauthorized {
+				msg += "; check the token"
+			}
+			c.log.Error(msg, "server", c.cfg.ServerAddr, "code", werr.Code, "reason", werr.Message)
 			if !refusedBo.Sleep(ctx) {
 				return
 			}
@@ -100,12 +104,16 @@ func (l *controlLink) session(ctx context.Context) error {
 	sess := newControlSession(conn, st)
 	// Announce under the lock, so that an endpoint added concurrently is
 	// announced exactly once: either here or by AddSource/AddDestination.
+	// This session's answers decide what is refused: a limit of control
+	// may have room now.
 	c.mu.Lock()
 	l.publish(sess, welcome.Observed)
 	for _, s := range c.sources {
+		s.refused = ""
 		sess.enqueue(s.announce())
 	}
 	for _, d := range c.destinations {
+		d.refused = ""
 		sess.enqueue(d.announce())
 	}
 	c.mu.Unlock()
@@ -147,7 +155,7 @@ func (l *controlLink) read(ctx context.Context, st *quic.Stream) error {
 		case *wire.PunchGo:
 			c.trav.OnPunchGo(m)
 		case *wire.Error:
-			c.endpointRefused(m)
+			c.refused(m)
 		default:
 			return fmt.Errorf("unexpected %s from control", wire.Kind(m))
 		}
@@ -157,7 +165,14 @@ func (l *controlLink) read(ctx context.Context, st *quic.Stream) error {
 	}
 }
 
-func (c *Client) endpointRefused(e *wire.Error) {
+// refused handles an error control sends during the session: a refused
+// announce names its endpoint; one that names none refuses a punch request,
+// whose attempt then fails on its own timeout (the relay carries on).
+func (c *Client) refused(e *wire.Error) {
+	if e.Endpoint == "" {
+		c.log.Warn("control refused a request", "code", e.Code, "reason", e.Message)
+		return
+	}
 	c.log.Error("control refused endpoint", "endpoint", e.Endpoint, "role", e.Role, "code", e.Code, "reason", e.Message)
 	c.mu.Lock()
 	if s := c.sources[e.Endpoint]; s != nil && e.Role == "source" {

@@ -78,6 +78,7 @@ func (v *validator) server(s *Server) {
 	s.RelayHostname = v.hostname(p.key("relay-hostname"), s.RelayHostname)
 	s.StatusAddr = v.addr(p.key("status-addr"), s.StatusAddr, "")
 	s.StoreDir = storeDir(s.StoreDir)
+	v.limits(p, s.Limits)
 }
 
 func (v *validator) control(c *Control) {
@@ -101,6 +102,25 @@ func (v *validator) control(c *Control) {
 
 	c.StatusAddr = v.addr(p.key("status-addr"), c.StatusAddr, "")
 	c.StoreDir = storeDir(c.StoreDir)
+	v.limits(p, c.Limits)
+}
+
+// limits checks the limit keys of a [server] or [control] table; their
+// defaults are control's, applied there.
+func (v *validator) limits(p keyPath, l Limits) {
+	for _, k := range []struct {
+		name string
+		val  int
+	}{
+		{"max-sessions-per-token", l.MaxSessionsPerToken},
+		{"max-endpoints-per-client", l.MaxEndpointsPerClient},
+		{"max-peers-per-endpoint", l.MaxPeersPerEndpoint},
+		{"max-punches-per-minute", l.MaxPunchesPerMinute},
+	} {
+		if k.val < 0 {
+			v.fail(p.key(k.name), nil, "%d is negative: give a positive number, or 0 for the default", k.val)
+		}
+	}
 }
 
 func (v *validator) relay(r *Relay) {

@@ -77,6 +77,8 @@ type Server struct {
 	IPRestriction     IPRestriction      `toml:"ip-restriction"`
 	TokenRestrictions []TokenRestriction `toml:"token-restriction"`
 
+	Limits
+
 	// Resolved by validation.
 	TokenValues    []string         `toml:"-"` // tokens plus tokens-file
 	IPRestrict     restrict.IP      `toml:"-"`
@@ -104,6 +106,8 @@ type Control struct {
 	RelaysIPRestriction      IPRestriction      `toml:"relays-ip-restriction"`
 	RelaysTokenRestrictions  []TokenRestriction `toml:"relays-token-ip-restriction"`
 
+	Limits
+
 	// Resolved by validation.
 	ClientsTokenValues    []string         `toml:"-"`
 	ClientsIPRestrict     restrict.IP      `toml:"-"`
@@ -111,6 +115,15 @@ type Control struct {
 	RelaysTokenValues     []string         `toml:"-"`
 	RelaysIPRestrict      restrict.IP      `toml:"-"`
 	RelaysTokenRestricts  []restrict.Token `toml:"-"`
+}
+
+// Limits are the keys of [server] and [control] that bound what one client
+// may make control do. 0 (or absent) means control's default.
+type Limits struct {
+	MaxSessionsPerToken   int `toml:"max-sessions-per-token"`
+	MaxEndpointsPerClient int `toml:"max-endpoints-per-client"`
+	MaxPeersPerEndpoint   int `toml:"max-peers-per-endpoint"`
+	MaxPunchesPerMinute   int `toml:"max-punches-per-minute"`
 }
 
 // Relay is the [relay] table.

@@ -29,6 +29,7 @@ import (
 type Config struct {
 	Cert tls.Certificate // presented to clients and relays
 	Auth
+	Limits
 
 	Logger *slog.Logger
 }
@@ -51,6 +52,8 @@ type Server struct {
 	reg  *registry
 	auth atomic.Pointer[Auth]
 
+	limits atomic.Pointer[limitState]
+
 	punches *punches
 	gate    *gate // connections not authenticated yet
 }
@@ -63,6 +66,7 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, log: log, reg: newRegistry(), punches: newPunches(), gate: newGate()}
 	s.auth.Store(&cfg.Auth)
+	s.SetLimits(cfg.Limits)
 	return s
 }
 

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"net/netip"
 	"slices"
 	"sort"
 	"sync"
@@ -23,6 +24,7 @@ type session struct {
 	id       identity.ID
 	cert     []byte
 	observed string
+	addr     netip.Addr // observed, without the port: refusal logs are limited by it
 	notify   chan struct{}
 	close    func() // ends the session's connection
 	punch    bool   // the client takes part in hole punching (hello.punch)
@@ -75,6 +77,7 @@ type registry struct {
 	clients   map[identity.ID]*session
 	endpoints map[string]map[epKey]map[identity.ID]*session // name → (name, role) → clients
 	relays    map[identity.ID]*session
+	perToken  map[string]int // live client sessions by token
 
 	changed changes.Signal // clients, endpoints or relays changed (for status)
 }
@@ -84,22 +87,40 @@ func newRegistry() *registry {
 		clients:   map[identity.ID]*session{},
 		endpoints: map[string]map[epKey]map[identity.ID]*session{},
 		relays:    map[identity.ID]*session{},
+		perToken:  map[string]int{},
 	}
 }
 
 // addClient registers s, returning a previous session of the same client
-// (a reconnect racing its old connection), which the caller closes.
-func (r *registry) addClient(s *session) *session {
+// (a reconnect racing its old connection), which the caller closes. It
+// refuses s if its token holds perToken sessions already; one that s
+// replaces does not count.
+func (r *registry) addClient(s *session, perToken int) (*session, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.clients[s.id]
+	n := r.perToken[s.token]
+	if old != nil && old.token == s.token {
+		n--
+	}
+	if n >= perToken {
+		return nil, tooMany("too many sessions for this token: at most %d", perToken)
+	}
 	if old != nil {
 		r.dropEndpointsLocked(old)
+		r.untokenLocked(old)
 	}
 	r.clients[s.id] = s
+	r.perToken[s.token]++
 	s.poke()
 	r.changed.Notify()
-	return old
+	return old, nil
+}
+
+func (r *registry) untokenLocked(s *session) {
+	if r.perToken[s.token]--; r.perToken[s.token] <= 0 {
+		delete(r.perToken, s.token)
+	}
 }
 
 func (r *registry) removeClient(s *session) {
@@ -109,6 +130,7 @@ func (r *registry) removeClient(s *session) {
 		return
 	}
 	delete(r.clients, s.id)
+	r.untokenLocked(s)
 	r.dropEndpointsLocked(s)
 	r.changed.Notify()
 }
@@ -119,10 +141,14 @@ func (r *registry) dropEndpointsLocked(s *session) {
 	}
 }
 
-func (r *registry) announce(s *session, name, role, route string) {
+// announce adds or updates an endpoint of s, unless it would exceed l.
+func (r *registry) announce(s *session, name, role, route string, l Limits) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k := epKey{name, role}
+	if err := r.admitLocked(s, k, l); err != nil {
+		return err
+	}
 	s.endpoints[k] = route
 	byRole := r.endpoints[name]
 	if byRole == nil {
@@ -135,6 +161,7 @@ func (r *registry) announce(s *session, name, role, route string) {
 	byRole[k][s.id] = s
 	r.pokeEndpointLocked(name)
 	r.changed.Notify()
+	return nil
 }
 
 func (r *registry) withdraw(s *session, name, role string) {

@@ -87,15 +87,11 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn, authenticated
 	if !ok {
 		return
 	}
-	authenticated()
 	observed := conn.RemoteAddr().String()
-	// Nobody else writes to the stream before the session is registered.
-	if err := writeTimed(st, &wire.Welcome{Observed: observed}); err != nil {
-		return
-	}
 	sctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	sess := newSession(id, tlsState.PeerCertificates[0].Raw, observed)
+	sess.addr = addrOf(conn.RemoteAddr())
 	sess.token = hello.Token
 	sess.direct = candidates(observed, hello.Direct)
 	sess.nat = validNAT(hello.NAT)
@@ -104,11 +100,28 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn, authenticated
 	sess.stop = stop
 	sess.close = func() { _ = conn.CloseWithError(wire.ConnReplaced, "replaced by a newer connection") }
 	log = log.With("client", id.Short())
-	log.Info("client connected", "version", hello.Version)
-	if old := s.reg.addClient(sess); old != nil {
+	old, err := s.reg.addClient(sess, s.limits.Load().SessionsPerToken)
+	if err != nil {
+		if s.gate.shouldLog(sess.addr) {
+			log.Warn("client refused: "+err.Error(), "version", hello.Version)
+		}
+		// Still counted as unauthenticated while refuse lingers, so that
+		// a flood of hellos over the limit holds no more than bad tokens.
+		refuse(conn, st, wire.CodeLimitExceeded, err.Error())
+		return
+	}
+	authenticated()
+	defer s.reg.removeClient(sess)
+	if old != nil {
 		old.close()
 	}
-	defer s.reg.removeClient(sess)
+	// Registered before the welcome, so that the session limit is checked
+	// and taken in one step; what others send it meanwhile waits in its
+	// queue, since only its writer, started below, writes after the welcome.
+	if err := writeTimed(st, &wire.Welcome{Observed: observed}); err != nil {
+		return
+	}
+	log.Info("client connected", "version", hello.Version)
 	// A revocation between the token check and the registration above saw
 	// no session to close: check the token again now that it is registered.
 	if tokenIndex(s.auth.Load().ClientTokens, hello.Token) < 0 {
@@ -158,14 +171,19 @@ func (s *Server) clientReader(sess *session, st *quic.Stream, tr *restrict.Token
 				sess.send(&wire.Error{Code: wire.CodeForbidden, Message: "token may not use this endpoint name or role", Endpoint: m.Endpoint, Role: m.Role})
 				continue
 			}
+			if err := s.reg.announce(sess, m.Endpoint, m.Role, m.Route, s.limits.Load().Limits); err != nil {
+				s.refuseAnnounce(sess, m, err, log)
+				continue
+			}
 			log.Debug("endpoint announced", "endpoint", m.Endpoint, "role", m.Role, "route", m.Route)
-			s.reg.announce(sess, m.Endpoint, m.Role, m.Route)
 		case *wire.Withdraw:
 			s.reg.withdraw(sess, m.Endpoint, m.Role)
 		case *wire.Candidates:
 			s.reg.setDirect(sess, candidates(sess.observed, m.Direct), m.NAT)
 		case *wire.PunchRequest:
-			s.startPunch(sess, m.Peer, m.Spray)
+			if s.allowPunch(sess, log) {
+				s.startPunch(sess, m.Peer, m.Spray)
+			}
 		case *wire.PunchReady:
 			s.punchReady(sess, m.Nonce)
 		default:

@@ -51,7 +51,7 @@ func newServer(d *Daemon, cfg *config.Server) (_ role, err error) {
 		}
 	}()
 	resetKey := d.resetKey
-	if r.ctrl, r.clientsU, r.clientsT, err = d.controlServer(cfg.CertFile, cfg.KeyFile, cfg.Addr, serverAuth(cfg)); err != nil {
+	if r.ctrl, r.clientsU, r.clientsT, err = d.controlServer(cfg.CertFile, cfg.KeyFile, cfg.Addr, serverAuth(cfg), controlLimits(cfg.Limits)); err != nil {
 		return nil, err
 	}
 	if r.relayU, err = d.udp(fdRelay, cfg.RelayAddr); err != nil {
@@ -107,6 +107,7 @@ func (r *serverRole) alive() { r.ctrl.Status(); r.rel.Status() }
 func (r *serverRole) apply(f *config.File) ([]string, error) {
 	n := f.Server
 	r.ctrl.SetAuth(serverAuth(n))
+	r.ctrl.SetLimits(controlLimits(n.Limits))
 	notes := changed(map[string][2]string{
 		"server.addr": {r.cfg.Addr, n.Addr}, "server.relay-addr": {r.cfg.RelayAddr, n.RelayAddr},
 		"server.relay-hostname": {r.cfg.RelayHostname, n.RelayHostname}, "server.cert-file": {r.cfg.CertFile, n.CertFile},
@@ -135,6 +136,11 @@ func controlAuth(cfg *config.Control) control.Auth {
 		ClientTokens: cfg.ClientsTokenValues, ClientIP: cfg.ClientsIPRestrict, ClientTokenRestricts: cfg.ClientsTokenRestricts,
 		RelayTokens: cfg.RelaysTokenValues, RelayIP: cfg.RelaysIPRestrict, RelayTokenRestricts: cfg.RelaysTokenRestricts,
 	}
+}
+
+func controlLimits(l config.Limits) control.Limits {
+	return control.Limits{SessionsPerToken: l.MaxSessionsPerToken, EndpointsPerClient: l.MaxEndpointsPerClient,
+		PeersPerEndpoint: l.MaxPeersPerEndpoint, PunchesPerMinute: l.MaxPunchesPerMinute}
 }
 
 func controlSummary(st control.Status) string {
@@ -187,7 +193,7 @@ func newControl(d *Daemon, cfg *config.Control) (_ role, err error) {
 			r.close()
 		}
 	}()
-	if r.ctrl, r.clientsU, r.clientsT, err = d.controlServer(cfg.CertFile, cfg.KeyFile, cfg.ClientsAddr, controlAuth(cfg)); err != nil {
+	if r.ctrl, r.clientsU, r.clientsT, err = d.controlServer(cfg.CertFile, cfg.KeyFile, cfg.ClientsAddr, controlAuth(cfg), controlLimits(cfg.Limits)); err != nil {
 		return nil, err
 	}
 	if r.relayU, err = d.udp(fdRelays, cfg.RelaysAddr); err != nil {
@@ -199,7 +205,7 @@ func newControl(d *Daemon, cfg *config.Control) (_ role, err error) {
 
 // controlServer is what the server and control roles share: the control
 // server with its certificate, on the clients' socket.
-func (d *Daemon) controlServer(certFile, keyFile, addr string, auth control.Auth) (*control.Server, *net.UDPConn, *quic.Transport, error) {
+func (d *Daemon) controlServer(certFile, keyFile, addr string, auth control.Auth, limits control.Limits) (*control.Server, *net.UDPConn, *quic.Transport, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("load control certificate: %w", err)
@@ -208,7 +214,7 @@ func (d *Daemon) controlServer(certFile, keyFile, addr string, auth control.Auth
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ctrl := control.New(control.Config{Cert: cert, Auth: auth, Logger: d.log})
+	ctrl := control.New(control.Config{Cert: cert, Auth: auth, Limits: limits, Logger: d.log})
 	return ctrl, conn, &quic.Transport{Conn: conn, StatelessResetKey: d.resetKey}, nil
 }
 
@@ -234,6 +240,7 @@ func (r *controlRole) serve(ctx context.Context) error {
 func (r *controlRole) apply(f *config.File) ([]string, error) {
 	n := f.Control
 	r.ctrl.SetAuth(controlAuth(n))
+	r.ctrl.SetLimits(controlLimits(n.Limits))
 	return changed(map[string][2]string{
 		"control.clients-addr": {r.cfg.ClientsAddr, n.ClientsAddr}, "control.relays-addr": {r.cfg.RelaysAddr, n.RelaysAddr},
 		"control.cert-file": {r.cfg.CertFile, n.CertFile}, "control.key-file": {r.cfg.KeyFile, n.KeyFile},

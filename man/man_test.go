@@ -128,6 +128,10 @@ func codeKeys() []string {
 	walk = func(t reflect.Type, prefix string, root bool) {
 		for f := range t.Fields() {
 			name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			if f.Anonymous && name == "" {
+				walk(f.Type, prefix, root) // its keys are the table's own, as TOML decodes them
+				continue
+			}
 			if name == "" || name == "-" {
 				continue
 			}

@@ -80,10 +80,15 @@ const (
 	CodeUnauthorized = "unauthorized"
 	CodeForbidden    = "forbidden" // authenticated but not allowed this endpoint/role
 	CodeBadRequest   = "bad_request"
+	// CodeLimitExceeded: the request would take the client past one of
+	// control's bounds (sessions per token, endpoints per client, clients
+	// per endpoint, punch requests per minute); the message says which.
+	CodeLimitExceeded = "limit_exceeded"
 )
 
-// Error refuses a Hello (Endpoint empty; the connection is closed after it) or
-// one Announce (Endpoint set; the session goes on).
+// Error refuses a Hello (Endpoint empty; the connection is closed after it),
+// one Announce (Endpoint set; the session goes on) or, after the welcome,
+// one PunchRequest (Endpoint empty; the session goes on).
 type Error struct {
 	Code     string `json:"code"`
 	Message  string `json:"message"`

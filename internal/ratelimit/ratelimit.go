@@ -1,7 +1,7 @@
-// Package ratelimit bounds what datagrams from unauthenticated senders may
-// cost: a token bucket per source address, in a table of bounded size, so
-// that a server never answers one address (real or forged) faster than a
-// set rate.
+// Package ratelimit bounds what events from one sender may cost: a token
+// bucket per key (a source address, a client's ID), in a table of bounded
+// size, so that a server never serves one sender (real or forged) faster
+// than a set rate.
 package ratelimit
 
 import (
@@ -10,14 +10,14 @@ import (
 	"time"
 )
 
-// PerSource is safe for concurrent use.
-type PerSource struct {
+// Keyed is a token bucket per key. It is safe for concurrent use.
+type Keyed[K comparable] struct {
 	rate  float64 // tokens per second
 	burst float64
-	max   int // sources tracked at most
+	max   int // keys tracked at most
 
 	mu      sync.Mutex
-	buckets map[netip.Addr]*bucket
+	buckets map[K]*bucket
 }
 
 type bucket struct {
@@ -25,26 +25,31 @@ type bucket struct {
 	last   time.Time
 }
 
-// New allows each source burst events at once and rate per second after
-// that, tracking at most max sources.
-func New(rate float64, burst, max int) *PerSource {
-	return &PerSource{rate: rate, burst: float64(burst), max: max, buckets: map[netip.Addr]*bucket{}}
+// NewKeyed allows each key burst events at once and rate per second after
+// that, tracking at most max keys.
+func NewKeyed[K comparable](rate float64, burst, max int) *Keyed[K] {
+	l := &Keyed[K]{}
+	l.init(rate, burst, max)
+	return l
 }
 
-// Allow reports whether src may have one more event at now.
-func (l *PerSource) Allow(src netip.Addr, now time.Time) bool {
-	src = src.Unmap()
+func (l *Keyed[K]) init(rate float64, burst, max int) {
+	l.rate, l.burst, l.max, l.buckets = rate, float64(burst), max, map[K]*bucket{}
+}
+
+// Allow reports whether k may have one more event at now.
+func (l *Keyed[K]) Allow(k K, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.buckets[src]
+	b := l.buckets[k]
 	if b == nil {
 		if len(l.buckets) >= l.max && !l.evictLocked(now) {
-			// Every tracked source is busy: a flood from many (likely
-			// forged) addresses. Newcomers wait; none is answered freely.
+			// Every tracked key is busy: a flood from many (likely
+			// forged) senders. Newcomers wait; none is served freely.
 			return false
 		}
 		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[src] = b
+		l.buckets[k] = b
 	}
 	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
 	b.last = now
@@ -55,16 +60,33 @@ func (l *PerSource) Allow(src netip.Addr, now time.Time) bool {
 	return true
 }
 
-// evictLocked forgets the sources whose bucket has refilled: they are back
-// where a new source starts. It reports whether room was made.
-func (l *PerSource) evictLocked(now time.Time) bool {
+// evictLocked forgets the keys whose bucket has refilled: they are back
+// where a new key starts. It reports whether room was made.
+func (l *Keyed[K]) evictLocked(now time.Time) bool {
 	full := time.Duration(l.burst / l.rate * float64(time.Second))
-	for a, b := range l.buckets {
+	for k, b := range l.buckets {
 		if now.Sub(b.last) >= full {
-			delete(l.buckets, a)
+			delete(l.buckets, k)
 		}
 	}
 	return len(l.buckets) < l.max
+}
+
+// PerSource is a bucket per source address; an IPv4-mapped IPv6 address
+// counts as its IPv4 address.
+type PerSource struct{ Keyed[netip.Addr] }
+
+// New allows each source burst events at once and rate per second after
+// that, tracking at most max sources.
+func New(rate float64, burst, max int) *PerSource {
+	l := &PerSource{}
+	l.init(rate, burst, max)
+	return l
+}
+
+// Allow reports whether src may have one more event at now.
+func (l *PerSource) Allow(src netip.Addr, now time.Time) bool {
+	return l.Keyed.Allow(src.Unmap(), now)
 }
 
 // Reflect is the limit every server puts on reflect answers: enough for

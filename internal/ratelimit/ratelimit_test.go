@@ -50,3 +50,30 @@ func TestTableStaysBoundedUnderManySources(t *testing.T) {
 		t.Fatal("a new source was refused after the table's sources went quiet")
 	}
 }
+
+func TestKeysOfAnyTypeHaveTheirOwnBuckets(t *testing.T) {
+	l := NewKeyed[string](1, 2, 10)
+	now := time.Unix(1000, 0)
+	for _, k := range []string{"a", "a", "b"} {
+		if !l.Allow(k, now) {
+			t.Fatalf("%s refused within its burst", k)
+		}
+	}
+	if l.Allow("a", now) {
+		t.Fatal("a allowed beyond its burst")
+	}
+	if !l.Allow("a", now.Add(time.Second)) {
+		t.Fatal("a refused after a second at 1/s")
+	}
+}
+
+func TestMappedAddressesShareTheirIPv4Bucket(t *testing.T) {
+	l := New(1, 1, 10)
+	now := time.Unix(1000, 0)
+	if !l.Allow(netip.MustParseAddr("192.0.2.1"), now) {
+		t.Fatal("first event refused")
+	}
+	if l.Allow(netip.MustParseAddr("::ffff:192.0.2.1"), now) {
+		t.Fatal("the IPv4-mapped form of an address got a bucket of its own")
+	}
+}
