@@ -17,7 +17,7 @@ DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null || go env GOARCH)
 DEB = $(DIST)/connetd_$(VERSION)_$(DEB_ARCH).deb
 STATICCHECK_VERSION = v0.8.2
 
-.PHONY: all build test lint unit natlab e2e fuzz bench demo deps clean install stage deb rpm man package-check test-appliance
+.PHONY: all build test lint unit natlab e2e fuzz fuzz-long bench demo deps clean install stage deb rpm man package-check test-appliance
 
 all: build
 
@@ -52,6 +52,12 @@ e2e:
 FUZZTIME ?= 50000x
 fuzz:
 	scripts/fuzz.sh $(FUZZTIME)
+
+# fuzz-long runs every fuzz target for at least a million executions, for a
+# machine that can spare the CPU; make test keeps the short run.
+FUZZTIME_LONG ?= 1000000x
+fuzz-long:
+	scripts/fuzz.sh $(FUZZTIME_LONG)
 
 bench:
 	go run ./bench $(BENCHFLAGS)

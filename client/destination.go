@@ -212,6 +212,19 @@ func (p *peer) serveStream(st *quic.Stream, pa path) {
 		abort(st, wire.StreamBadRequest)
 		return
 	}
+	// from is the source's word, and the PROXY header passes it on as is:
+	// a source may claim any address, but nothing other than one. A claim
+	// that is not an address is refused before the service is dialed,
+	// rather than sent as "unknown", which many services take to mean the
+	// connection's own address: loopback here, often trusted.
+	var from netip.AddrPort
+	if d.proxyProto != "" {
+		if from, err = proxyproto.ParseSource(m.From); err != nil {
+			log.Warn("refusing stream: the source's client address cannot go into a PROXY header", "err", err)
+			abort(st, wire.StreamBadRequest)
+			return
+		}
+	}
 	tc, err := net.DialTimeout("tcp", d.addr, 10*time.Second)
 	if err != nil {
 		log.Warn("destination service unreachable", "addr", d.addr, "err", err)
@@ -219,7 +232,7 @@ func (p *peer) serveStream(st *quic.Stream, pa path) {
 		return
 	}
 	if d.proxyProto != "" {
-		if err := writeProxyHeader(tc, d.proxyProto, m.From); err != nil {
+		if err := writeProxyHeader(tc, d.proxyProto, from); err != nil {
 			log.Warn("proxy protocol header", "err", err)
 			abort(st, wire.StreamDialFailed)
 			_ = tc.Close()
@@ -230,11 +243,7 @@ func (p *peer) serveStream(st *quic.Stream, pa path) {
 	proxy(tc.(*net.TCPConn), st, &c.traffic, &d.traffic, &p.traffic)
 }
 
-func writeProxyHeader(tc net.Conn, version, from string) error {
-	src, err := netip.ParseAddrPort(from)
-	if err != nil {
-		return fmt.Errorf("source address %q: %w", from, err)
-	}
+func writeProxyHeader(tc net.Conn, version string, src netip.AddrPort) error {
 	dst, ok := tc.RemoteAddr().(*net.TCPAddr)
 	if !ok {
 		return errors.New("destination is not a TCP address")

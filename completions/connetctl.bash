@@ -23,6 +23,10 @@ _connetctl() {
 		_filedir -d
 		return
 		;;
+	--file)
+		_filedir
+		return
+		;;
 	esac
 	local cmd="" i
 	for ((i = 1; i < cword; i++)); do
@@ -39,7 +43,12 @@ _connetctl() {
 	case $cmd in
 	add-source) COMPREPLY=($(compgen -W "--route --json" -- "$cur")) ;;
 	add-destination) COMPREPLY=($(compgen -W "--route --proxy-proto-version --file-server-root --json" -- "$cur")) ;;
-	tokens) COMPREPLY=($(compgen -W "add revoke" -- "$cur")) ;;
+	tokens)
+		case $prev in
+		add | revoke) COMPREPLY=($(compgen -W "- --file" -- "$cur")) ;;
+		tokens) COMPREPLY=($(compgen -W "add revoke" -- "$cur")) ;;
+		esac
+		;;
 	help) COMPREPLY=($(compgen -W "$commands" -- "$cur")) ;;
 	*) COMPREPLY=($(compgen -W "--json --help" -- "$cur")) ;;
 	esac

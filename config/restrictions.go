@@ -32,10 +32,12 @@ func (v *validator) ipRestriction(p keyPath, r IPRestriction) restrict.IP {
 	return ip
 }
 
-func (v *validator) tokenRestriction(p keyPath, r TokenRestriction) (restrict.Token, bool) {
+// tokenRestriction parses one entry; names tells whether its tokens' holders
+// announce named endpoints (clients do, relays do not).
+func (v *validator) tokenRestriction(p keyPath, r TokenRestriction, names bool) (restrict.Token, bool) {
 	_, errA := restrict.ParseToken(r.AllowCIDRs, nil, "", "")
 	_, errD := restrict.ParseToken(nil, r.DenyCIDRs, "", "")
-	_, errN := restrict.ParseToken(nil, nil, r.NameMatches, "")
+	nameRE, errN := restrict.CompileName(r.NameMatches, r.NameMatchesAnchored)
 	_, errR := restrict.ParseToken(nil, nil, "", r.RoleMatches)
 	ok := v.partErr(p, "allow-cidrs", errA)
 	ok = v.partErr(p, "deny-cidrs", errD) && ok
@@ -44,24 +46,31 @@ func (v *validator) tokenRestriction(p keyPath, r TokenRestriction) (restrict.To
 	if !ok {
 		return restrict.Token{}, false
 	}
-	t, err := restrict.ParseToken(r.AllowCIDRs, r.DenyCIDRs, r.NameMatches, r.RoleMatches)
+	t, err := restrict.ParseToken(r.AllowCIDRs, r.DenyCIDRs, "", r.RoleMatches)
 	if err != nil {
 		v.fail(p, err, "%v", err)
 		return restrict.Token{}, false
+	}
+	t.Names = nameRE
+	if names && nameRE != nil && !r.NameMatchesAnchored && !restrict.NameStartAnchored(r.NameMatches) {
+		// connet's meaning is kept, so a pattern written as if it had to
+		// match the whole name silently allows more; say so.
+		v.warn(p.key("name-matches"), "%q is not anchored at the start: as in connet, it allows every name that contains a match "+
+			"(\"web\" also allows \"evil-web\"); write \"^...$\", or set name-matches-anchored = true, to match whole names", r.NameMatches)
 	}
 	return t, true
 }
 
 // tokenRestrictions pairs restrictions with tokens by position, which is only
 // meaningful when there is exactly one per token.
-func (v *validator) tokenRestrictions(p keyPath, rs []TokenRestriction, toks []string, toksOK bool) []restrict.Token {
+func (v *validator) tokenRestrictions(p keyPath, rs []TokenRestriction, names bool, toks []string, toksOK bool) []restrict.Token {
 	if len(rs) == 0 {
 		return nil
 	}
 	out := make([]restrict.Token, 0, len(rs))
 	ok := true
 	for i, r := range rs {
-		t, rok := v.tokenRestriction(p.at(i), r)
+		t, rok := v.tokenRestriction(p.at(i), r, names)
 		ok = ok && rok
 		out = append(out, t)
 	}

@@ -72,7 +72,7 @@ func (v *validator) server(s *Server) {
 	toks, ok := v.tokenList(p, "tokens", "tokens-file", s.Tokens, s.TokensFile, true)
 	s.TokenValues = toks
 	s.IPRestrict = v.ipRestriction(p.key("ip-restriction"), s.IPRestriction)
-	s.TokenRestricts = v.tokenRestrictions(p.key("token-restriction"), s.TokenRestrictions, toks, ok)
+	s.TokenRestricts = v.tokenRestrictions(p.key("token-restriction"), s.TokenRestrictions, true, toks, ok)
 
 	s.RelayAddr = v.addr(p.key("relay-addr"), s.RelayAddr, ":19191")
 	s.RelayHostname = v.hostname(p.key("relay-hostname"), s.RelayHostname)
@@ -90,7 +90,7 @@ func (v *validator) control(c *Control) {
 	toks, ok := v.tokenList(p, "clients-tokens", "clients-tokens-file", c.ClientsTokens, c.ClientsTokensFile, true)
 	c.ClientsTokenValues = toks
 	c.ClientsIPRestrict = v.ipRestriction(p.key("clients-ip-restriction"), c.ClientsIPRestriction)
-	c.ClientsTokenRestricts = v.tokenRestrictions(p.key("clients-token-restriction"), c.ClientsTokenRestrictions, toks, ok)
+	c.ClientsTokenRestricts = v.tokenRestrictions(p.key("clients-token-restriction"), c.ClientsTokenRestrictions, true, toks, ok)
 
 	// Relay tokens are optional: without them the control server simply
 	// accepts no relays.
@@ -98,7 +98,7 @@ func (v *validator) control(c *Control) {
 	toks, ok = v.tokenList(p, "relays-tokens", "relays-tokens-file", c.RelaysTokens, c.RelaysTokensFile, false)
 	c.RelaysTokenValues = toks
 	c.RelaysIPRestrict = v.ipRestriction(p.key("relays-ip-restriction"), c.RelaysIPRestriction)
-	c.RelaysTokenRestricts = v.tokenRestrictions(p.key("relays-token-ip-restriction"), c.RelaysTokenRestrictions, toks, ok)
+	c.RelaysTokenRestricts = v.tokenRestrictions(p.key("relays-token-ip-restriction"), c.RelaysTokenRestrictions, false, toks, ok)
 
 	c.StatusAddr = v.addr(p.key("status-addr"), c.StatusAddr, "")
 	c.StoreDir = storeDir(c.StoreDir)

@@ -22,6 +22,9 @@ type File struct {
 	// Instance names this daemon on D-Bus and in connetctl: --instance, else
 	// the config file's base name (src.toml → src), else the role.
 	Instance string `toml:"-"`
+	// Warnings are what loads but is likely not what was meant, or unsafe
+	// (a token on the command line); the daemon logs them.
+	Warnings []*Error `toml:"-"`
 }
 
 // Client is the [client] table.
@@ -155,5 +158,9 @@ type TokenRestriction struct {
 	AllowCIDRs  []string `toml:"allow-cidrs"`
 	DenyCIDRs   []string `toml:"deny-cidrs"`
 	NameMatches string   `toml:"name-matches"`
-	RoleMatches string   `toml:"role-matches"`
+	// NameMatchesAnchored makes NameMatches match the whole name. Off by
+	// default: connet matches anywhere in the name ("web" allows
+	// "evil-web"), and a connet file must allow here what it allows there.
+	NameMatchesAnchored bool   `toml:"name-matches-anchored"`
+	RoleMatches         string `toml:"role-matches"`
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -38,13 +39,39 @@ func (o origin) locate(p keyPath) (file string, line int, key string) {
 }
 
 type validator struct {
-	o    origin
-	errs []error
+	o     origin
+	errs  []error
+	warns []*Error
 }
 
 func (v *validator) fail(p keyPath, cause error, format string, args ...any) {
 	file, line, k := v.o.locate(p)
 	v.errs = append(v.errs, &Error{File: file, Line: line, Key: k, Msg: fmt.Sprintf(format, args...), Err: cause})
+}
+
+// warn records what loads but is unsafe or likely not meant.
+func (v *validator) warn(p keyPath, format string, args ...any) {
+	file, line, k := v.o.locate(p)
+	v.warns = append(v.warns, &Error{File: file, Line: line, Key: k, Msg: fmt.Sprintf(format, args...)})
+}
+
+// secretFlags carry tokens. A command line is readable by every user of the
+// machine (/proc/PID/cmdline, ps), for as long as the daemon runs.
+var secretFlags = map[string]string{
+	"token":          "token-file",
+	"tokens":         "tokens-file",
+	"clients-tokens": "clients-tokens-file",
+	"relays-tokens":  "relays-tokens-file",
+}
+
+func (v *validator) secretsOnCommandLine() {
+	for _, k := range slices.Sorted(maps.Keys(v.o.flags)) {
+		name := v.o.flags[k]
+		if file, ok := secretFlags[name]; ok {
+			v.warns = append(v.warns, &Error{Key: "flag --" + name,
+				Msg: fmt.Sprintf("every user of this machine can read the command line, and so this secret (ps, /proc/PID/cmdline); use --%s instead", file)})
+		}
+	}
 }
 
 func validate(f *File, o origin) error {
@@ -70,6 +97,8 @@ func validate(f *File, o origin) error {
 	case f.Relay != nil:
 		v.relay(f.Relay)
 	}
+	v.secretsOnCommandLine()
+	f.Warnings = v.warns
 	return errors.Join(v.errs...)
 }
 

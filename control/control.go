@@ -56,6 +56,11 @@ type Server struct {
 
 	punches *punches
 	gate    *gate // connections not authenticated yet
+
+	// beforeRegister is set only by tests (export_test.go): it runs between
+	// a session's token check and its registration, the window in which a
+	// revocation finds no session to close.
+	beforeRegister atomic.Pointer[func()]
 }
 
 // New returns a server; call ServeClients (and ServeRelays or AttachRelay).
@@ -84,6 +89,12 @@ func (s *Server) SetAuth(a Auth) {
 			s.log.Info("disconnecting a peer whose token was revoked", "peer", sess.id.Short())
 			sess.close()
 		}
+	}
+}
+
+func (s *Server) hookBeforeRegister() {
+	if f := s.beforeRegister.Load(); f != nil {
+		(*f)()
 	}
 }
 

@@ -67,6 +67,7 @@ func (s *Server) attachRelay(ctx context.Context, rw io.ReadWriter, cert []byte,
 			closeConn()
 		}
 	}
+	s.hookBeforeRegister()
 	if old := s.reg.addRelay(sess, addr); old != nil {
 		s.log.Info("relay reconnected: closing its previous link", "relay", id.Short())
 		old.close()

@@ -100,6 +100,7 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn, authenticated
 	sess.stop = stop
 	sess.close = func() { _ = conn.CloseWithError(wire.ConnReplaced, "replaced by a newer connection") }
 	log = log.With("client", id.Short())
+	s.hookBeforeRegister()
 	old, err := s.reg.addClient(sess, s.limits.Load().SessionsPerToken)
 	if err != nil {
 		if s.gate.shouldLog(sess.addr) {

@@ -16,6 +16,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -135,7 +136,24 @@ func New(f *config.File, opts Options) (*Daemon, error) {
 	}
 	d.log = d.log.With("role", d.role.name())
 	d.state = "starting"
+	d.logWarnings(f, nil)
 	return d, nil
+}
+
+// logWarnings logs what loads but is unsafe or likely not meant, once: at
+// start, and at a reload only what the previous configuration did not have.
+func (d *Daemon) logWarnings(f, prev *config.File) {
+	var seen []string
+	if prev != nil {
+		for _, w := range prev.Warnings {
+			seen = append(seen, w.Error())
+		}
+	}
+	for _, w := range f.Warnings {
+		if !slices.Contains(seen, w.Error()) {
+			d.log.Warn("configuration warning", "warning", w.Error())
+		}
+	}
 }
 
 // openState opens the role's store: identity, stateless reset key and the
@@ -325,6 +343,7 @@ func (d *Daemon) applyLocked(nf *config.File) error {
 		d.log.Warn("changed setting needs a restart to take effect", "setting", "log-format")
 	}
 	d.level.Set(parseLevel(nf.LogLevel))
+	d.logWarnings(nf, d.file)
 	d.file = nf
 	return nil
 }

@@ -16,13 +16,22 @@ func TestClientConfiguredOnlyByFlags(t *testing.T) {
 	tp.startServer(t)
 	tp.dst = tp.connetd(t, "dst", "--config", "dst.toml")
 	port, status := freePort(t), freePort(t)
-	tp.connetd(t, "flag-src", "client", "--token", "client-s-token", "--server-addr", addr(tp.serverPort),
+	p := tp.connetd(t, "flag-src", "client", "--token", "client-s-token", "--server-addr", addr(tp.serverPort),
 		"--server-cas", "cert.pem", "--direct-addr", addr(freePort(t)), "--status-addr", addr(status),
 		"--src-name", "svc", "--src-addr", addr(port), "--log-format", "json")
 	waitPath(t, addr(status), "svc", "direct", 15*time.Second)
 	got, err := echoRoundTrip(addr(port), []byte("configured by flags"))
 	if err != nil || string(got) != "configured by flags" {
 		t.Fatalf("echo: %q, %v", got, err)
+	}
+	// The token works, but every user can read it in the command line: one
+	// warning at start points to --token-file, and never repeats the token.
+	logs := p.out.String()
+	if n := strings.Count(logs, "flag --token: every user of this machine can read the command line"); n != 1 || !strings.Contains(logs, "--token-file") {
+		t.Errorf("connetd --token logged the command-line warning %d times, want once, pointing to --token-file:\n%s", n, logs)
+	}
+	if strings.Contains(logs, "client-s-token") {
+		t.Errorf("connetd logged its token:\n%s", logs)
 	}
 }
 

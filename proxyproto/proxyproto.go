@@ -8,6 +8,26 @@ import (
 	"net/netip"
 )
 
+// ParseSource parses the client address a source claims (connect.from):
+// an IP address and a TCP port, nothing else, so that no other bytes can
+// reach a header. The address is the source's word: any client holding a
+// token for the endpoint can claim any address, and only the source ever
+// sees the TCP client.
+func ParseSource(from string) (netip.AddrPort, error) {
+	shown := from
+	if len(shown) > 64 {
+		shown = shown[:64] + "..."
+	}
+	ap, err := netip.ParseAddrPort(from)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("client address %q is not an IP address and port: %w", shown, err)
+	}
+	if ap.Port() == 0 || ap.Addr().IsUnspecified() {
+		return netip.AddrPort{}, fmt.Errorf("client address %q cannot be a TCP client's", shown)
+	}
+	return ap, nil
+}
+
 var v2Signature = []byte{0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A}
 
 // Header returns the header for a TCP connection from src to dst.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"regexp/syntax"
 )
 
 // IP rejects an address that is in any Deny network, or in none of the Allow
@@ -85,10 +86,8 @@ func ParseToken(allow, deny []string, nameMatches, roleMatches string) (Token, e
 		return Token{}, err
 	}
 	t := Token{IP: ip}
-	if nameMatches != "" {
-		if t.Names, err = regexp.Compile(nameMatches); err != nil {
-			return Token{}, fmt.Errorf("name-matches: %w", err)
-		}
+	if t.Names, err = CompileName(nameMatches, false); err != nil {
+		return Token{}, fmt.Errorf("name-matches: %w", err)
 	}
 	switch roleMatches {
 	case "", RoleSource, RoleDestination:
@@ -97,6 +96,59 @@ func ParseToken(allow, deny []string, nameMatches, roleMatches string) (Token, e
 		return Token{}, fmt.Errorf("role-matches: %q is neither %q nor %q", roleMatches, RoleSource, RoleDestination)
 	}
 	return t, nil
+}
+
+// CompileName compiles a name-matches pattern, a Go (RE2) regular
+// expression; "" gives nil, any name.
+//
+// Unanchored, as connet compiles it, the pattern only has to match somewhere
+// in the name: "web" accepts "evil-web". That stays the meaning of
+// name-matches, so that a connet configuration allows what it allowed
+// there; name-matches-anchored asks for the whole name instead. Anchoring
+// wraps the parsed expression rather than the text, so "web|api" anchored
+// is exactly "web" or "api" (not "^web|api$", which accepts "xapi"), and a
+// pattern such as `\Qa.b` cannot swallow the wrapper.
+func CompileName(pattern string, anchored bool) (*regexp.Regexp, error) {
+	if pattern == "" {
+		return nil, nil
+	}
+	re, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return nil, err
+	}
+	if anchored {
+		pattern = `\A(?:` + re.String() + `)\z`
+	}
+	return regexp.Compile(pattern)
+}
+
+// NameStartAnchored reports whether every match of pattern must begin at
+// the start of the name (it starts with ^ or \A on every branch). One that
+// need not accepts any name with a matching part, such as "evil-web" for
+// "web" or "xapi" for "^web|api"; configuration warns about those. An
+// invalid pattern reports true: its error is reported instead.
+func NameStartAnchored(pattern string) bool {
+	re, err := syntax.Parse(pattern, syntax.Perl)
+	return err != nil || startAnchored(re)
+}
+
+func startAnchored(re *syntax.Regexp) bool {
+	switch re.Op {
+	case syntax.OpBeginText:
+		return true
+	case syntax.OpCapture:
+		return startAnchored(re.Sub[0])
+	case syntax.OpConcat:
+		return len(re.Sub) > 0 && startAnchored(re.Sub[0])
+	case syntax.OpAlternate:
+		for _, sub := range re.Sub {
+			if !startAnchored(sub) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // AcceptsEndpoint reports whether the token may announce name in role.

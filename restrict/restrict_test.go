@@ -2,6 +2,7 @@ package restrict
 
 import (
 	"net/netip"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -171,4 +172,122 @@ func TestIPv4MappedPrefixes(t *testing.T) {
 			t.Errorf("Accepts(%s) = %v, want %v", addr, got, want)
 		}
 	}
+}
+
+// name-matches keeps connet's meaning (a match anywhere in the name);
+// anchored, the same pattern must match the whole name.
+func TestCompileNameAnchoredOrNot(t *testing.T) {
+	cases := []struct {
+		pattern  string
+		name     string
+		loose    bool // unanchored, as connet
+		anchored bool
+	}{
+		{"web", "web", true, true},
+		{"web", "evil-web", true, false},
+		{"web", "web-evil", true, false},
+		{"web|api", "api", true, true},
+		{"web|api", "xapi", true, false}, // "^web|api$" would accept it
+		{"^web|api$", "xapi", true, false},
+		{"^web-[a-z]+$", "web-abc", true, true},
+		{"^web-[a-z]+$", "evil-web-abc", false, false},
+		{"web-[a-z]+", "web-abc1", true, false},
+		{`\Qa.b`, "a.b", true, true}, // \Q to the end cannot swallow the wrapper
+		{`\Qa.b`, "axb", false, false},
+		{`\Qa.b`, "a.b)", true, false},
+		{"(?i)Web", "WEB", true, true},
+		{"(?i)Web", "my-web", true, false},
+		{"web|webx", "webx", true, true}, // whole name, not the leftmost match
+		{"x*", "", true, true},
+		{"x*", "y", true, false},
+		{`a\z|b`, "ab", true, false},
+	}
+	for _, c := range cases {
+		for _, anchored := range []bool{false, true} {
+			re, err := CompileName(c.pattern, anchored)
+			if err != nil {
+				t.Fatalf("CompileName(%q, %v): %v", c.pattern, anchored, err)
+			}
+			want := c.loose
+			if anchored {
+				want = c.anchored
+			}
+			if got := re.MatchString(c.name); got != want {
+				t.Errorf("CompileName(%q, anchored %v) on %q = %v, want %v", c.pattern, anchored, c.name, got, want)
+			}
+		}
+	}
+	for _, anchored := range []bool{false, true} {
+		if re, err := CompileName("", anchored); re != nil || err != nil {
+			t.Errorf("CompileName(\"\", %v) = %v, %v; want nil, nil (any name)", anchored, re, err)
+		}
+		for _, bad := range []string{"(", "a)|(b", `web\`, "[a-"} {
+			if _, err := CompileName(bad, anchored); err == nil {
+				t.Errorf("CompileName(%q, %v) accepted an invalid pattern", bad, anchored)
+			}
+		}
+	}
+	// ParseToken is connet's name-matches: unanchored.
+	tok, err := ParseToken(nil, nil, "web", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tok.AcceptsEndpoint("evil-web", RoleSource) {
+		t.Error(`ParseToken's "web" no longer accepts "evil-web": connet's meaning of name-matches changed`)
+	}
+}
+
+func TestNameStartAnchored(t *testing.T) {
+	for p, want := range map[string]bool{
+		"^web":         true,
+		`\Aweb`:        true,
+		"^web-[a-z]+$": true,
+		"^(web|api)$":  true,
+		"^web|^api":    true,
+		"(?:^a)b":      true,
+		"(":            true, // invalid: reported as an error, not warned about
+		"web":          false,
+		"web$":         false,
+		"^web|api":     false,
+		"^*web":        false,
+		"(?m)^web":     false,
+		"(^web)?x":     false,
+	} {
+		if got := NameStartAnchored(p); got != want {
+			t.Errorf("NameStartAnchored(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
+
+// FuzzCompileNameAnchored checks that an anchored pattern accepts exactly
+// the names the unanchored one matches in full: never a name the pattern
+// does not match at all, and, where the text can be wrapped safely, the same
+// names as "^(?:pattern)$".
+func FuzzCompileNameAnchored(f *testing.F) {
+	for _, s := range [][2]string{
+		{"web", "evil-web"}, {"web|api", "xapi"}, {`\Qa.b`, "a.b"}, {"(?i)x", "X"},
+		{"web|webx", "webx"}, {"^a$|b", "b"}, {`(?m)^a$`, "a\nb"}, {"x*", ""},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, pattern, name string) {
+		loose, err := CompileName(pattern, false)
+		if err != nil || loose == nil {
+			return
+		}
+		whole, err := CompileName(pattern, true)
+		if err != nil {
+			t.Fatalf("valid pattern %q does not compile anchored: %v", pattern, err)
+		}
+		got := whole.MatchString(name)
+		if got && !loose.MatchString(name) {
+			t.Fatalf("anchored %q accepts %q, which the pattern does not match at all", pattern, name)
+		}
+		if strings.Contains(pattern, `\Q`) {
+			return // the textual wrapper below would be swallowed
+		}
+		if ref, err := regexp.Compile(`^(?:` + pattern + `)$`); err == nil && ref.MatchString(name) != got {
+			t.Fatalf("anchored %q on %q = %v, but ^(?:%s)$ says %v", pattern, name, got, pattern, !got)
+		}
+	})
 }

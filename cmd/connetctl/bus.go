@@ -18,7 +18,9 @@ import (
 // instance's manager object.
 type env struct {
 	g      globals
+	stdin  io.Reader
 	stdout io.Writer
+	stderr io.Writer
 	conn   *dbus.Conn
 	obj    dbus.BusObject
 }

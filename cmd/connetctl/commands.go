@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"strings"
 
 	"github.com/godbus/dbus/v5"
@@ -33,7 +35,7 @@ var commands = []command{
 	{name: "reload", args: "", summary: "re-read the configuration file (as systemctl reload does)", run: cmdReload},
 	{name: "clients", args: "", summary: "list the clients connected to a server or control instance", run: cmdClients},
 	{name: "relays", args: "", summary: "list the relays connected to a server or control instance", run: cmdRelays},
-	{name: "tokens", args: "[add TOKEN | revoke TOKEN]", summary: "count client tokens, add one, or revoke one (its clients are disconnected at once)", run: cmdTokens},
+	{name: "tokens", args: "[add|revoke - | --file PATH | TOKEN]", summary: "count client tokens, add one, or revoke one (its clients are disconnected at once); - reads the token from standard input", run: cmdTokens},
 	{name: "help", args: "[COMMAND]", summary: "show help", run: nil},
 }
 
@@ -147,6 +149,68 @@ func cmdReload(e *env, args []string) error {
 	return e.done(map[string]any{"reloaded": e.g.instance})
 }
 
+// maxTokenInput bounds what is read for one token, so that pointing --file
+// at /dev/zero fails instead of eating memory.
+const maxTokenInput = 64 << 10
+
+// tokenArg finds the token of "tokens add|revoke": "-" reads it from
+// standard input, "--file PATH" from a file, so that it stays out of the
+// command line, which every user of the machine can read (ps,
+// /proc/PID/cmdline). A TOKEN argument still works, with a warning when it
+// is added: a token being revoked is about to be worthless anyway.
+func (e *env) tokenArg(verb string, args []string) (string, error) {
+	var (
+		r    io.Reader
+		from string
+	)
+	switch {
+	case len(args) == 1 && args[0] == "-":
+		if e.stdin == nil {
+			return "", fail(exitUsage, "no standard input to read the token from")
+		}
+		r, from = e.stdin, "standard input"
+	case len(args) == 2 && args[0] == "--file", len(args) == 1 && strings.HasPrefix(args[0], "--file="):
+		path := strings.TrimPrefix(args[len(args)-1], "--file=")
+		f, err := os.Open(path)
+		if err != nil {
+			return "", fail(exitUsage, "token file: %v", err)
+		}
+		defer f.Close()
+		r, from = f, path
+	case len(args) == 1 && !strings.HasPrefix(args[0], "--file"):
+		if verb == "add" {
+			fmt.Fprintln(e.stderr, "connetctl: warning: a token on the command line is readable by every user of this machine (ps, /proc/PID/cmdline); "+
+				"use \"tokens add -\" to read it from standard input, or \"tokens add --file PATH\"")
+		}
+		return args[0], nil
+	default:
+		return "", fail(exitUsage, tokensUsage)
+	}
+	return readToken(r, from)
+}
+
+// readToken reads one token as connetd reads a token-file: blank lines and
+// # comments are ignored, and there must be exactly one.
+func readToken(r io.Reader, from string) (string, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxTokenInput+1))
+	if err != nil {
+		return "", fail(exitUsage, "reading the token from %s: %v", from, err)
+	}
+	if len(data) > maxTokenInput {
+		return "", fail(exitUsage, "%s holds more than %d bytes; it should hold one token", from, maxTokenInput)
+	}
+	var toks []string
+	for line := range strings.Lines(string(data)) {
+		if t := strings.TrimSpace(line); t != "" && !strings.HasPrefix(t, "#") {
+			toks = append(toks, t)
+		}
+	}
+	if len(toks) != 1 {
+		return "", fail(exitUsage, "%s holds %d tokens; it must hold exactly one", from, len(toks))
+	}
+	return toks[0], nil
+}
+
 // done reports a successful change: silence as a table (like systemctl),
 // an object with --json.
 func (e *env) done(v map[string]any) error {
@@ -156,19 +220,25 @@ func (e *env) done(v map[string]any) error {
 	return nil
 }
 
+const tokensUsage = "expected: tokens, or tokens add|revoke followed by - (standard input), --file PATH or TOKEN"
+
 func cmdTokens(e *env, args []string) error {
-	if len(args) == 2 && (args[0] == "add" || args[0] == "revoke") {
+	if len(args) >= 2 && (args[0] == "add" || args[0] == "revoke") {
+		token, err := e.tokenArg(args[0], args[1:])
+		if err != nil {
+			return err
+		}
 		if err := e.connect(); err != nil {
 			return err
 		}
 		method := map[string]string{"add": "AddToken", "revoke": "RevokeToken"}[args[0]]
-		if err := e.call(dbusapi.ControlIface+"."+method, []any{args[1]}); err != nil {
+		if err := e.call(dbusapi.ControlIface+"."+method, []any{token}); err != nil {
 			return err
 		}
 		return e.done(map[string]any{"token": args[0] + "ed"})
 	}
 	if len(args) != 0 {
-		return fail(exitUsage, "expected: tokens, tokens add TOKEN or tokens revoke TOKEN")
+		return fail(exitUsage, tokensUsage)
 	}
 	if err := e.connect(); err != nil {
 		return err

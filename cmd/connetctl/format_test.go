@@ -94,7 +94,7 @@ func TestUsageErrorsExitWith2(t *testing.T) {
 		{"tokens", "shred", "x"},
 	} {
 		var out, errOut bytes.Buffer
-		if code := run(args, &out, &errOut); code != exitUsage {
+		if code := run(args, nil, &out, &errOut); code != exitUsage {
 			t.Errorf("connetctl %q: exit %d, want %d (stderr %q)", args, code, exitUsage, errOut.String())
 		}
 	}
@@ -103,7 +103,7 @@ func TestUsageErrorsExitWith2(t *testing.T) {
 func TestNoBusExitsWith3AndSaysWhatToDo(t *testing.T) {
 	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/connetctl-test")
 	var out, errOut bytes.Buffer
-	if code := run([]string{"status"}, &out, &errOut); code != exitNotRunning {
+	if code := run([]string{"status"}, nil, &out, &errOut); code != exitNotRunning {
 		t.Fatalf("exit %d, want %d; stderr %q", code, exitNotRunning, errOut.String())
 	}
 	if !strings.Contains(errOut.String(), "system bus") {
@@ -114,7 +114,7 @@ func TestNoBusExitsWith3AndSaysWhatToDo(t *testing.T) {
 func TestEveryCommandHasHelp(t *testing.T) {
 	for _, c := range commands {
 		var out, errOut bytes.Buffer
-		if code := run([]string{c.name, "--help"}, &out, &errOut); code != exitOK || !strings.Contains(out.String(), c.name) {
+		if code := run([]string{c.name, "--help"}, nil, &out, &errOut); code != exitOK || !strings.Contains(out.String(), c.name) {
 			t.Errorf("connetctl %s --help: exit %d, output %q", c.name, code, out.String())
 		}
 	}

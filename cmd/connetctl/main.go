@@ -33,7 +33,7 @@ func fail(code int, format string, args ...any) error {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 // globals are the options every command takes.
@@ -42,7 +42,7 @@ type globals struct {
 	json     bool
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	g, rest, err := parseGlobals(args)
 	if err == nil && len(rest) > 0 && (rest[0] == "--help" || rest[0] == "-h") {
 		rest[0] = "help"
@@ -73,7 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
-	if err := cmd.run(&env{g: g, stdout: stdout}, rest[1:]); err != nil {
+	if err := cmd.run(&env{g: g, stdin: stdin, stdout: stdout, stderr: stderr}, rest[1:]); err != nil {
 		fmt.Fprintln(stderr, "connetctl:", err)
 		return exitCode(err)
 	}
