@@ -1,17 +1,12 @@
 package client_test
 
 import (
-	"context"
 	"errors"
 	"net"
 	"testing"
 	"time"
 
-	"github.com/quic-go/quic-go"
-
 	"github.com/connetd/connetd/client"
-	"github.com/connetd/connetd/identity"
-	"github.com/connetd/connetd/wire"
 )
 
 func TestSourceReachesDestinationDirectlyAndThroughRelay(t *testing.T) {
@@ -99,49 +94,6 @@ func TestConnectionRefusedWhenPeerStreamLimitIsReached(t *testing.T) {
 		t.Fatal("connection over the limit was left hanging")
 	}
 	l.logs.WaitFor(t, "refusing connection: peer stream limit reached", 2*time.Second)
-}
-
-func TestPeerWithUnvouchedCertificateIsRefused(t *testing.T) {
-	l := newLab(t)
-	svc := echoServer(t)
-	dst := l.client("dst", client.Config{}, func(c *client.Client) {
-		must(t, c.AddDestination("svc", client.DestinationConfig{Addr: svc}))
-	})
-	addr := freeTCP(t)
-	src := l.client("src", client.Config{}, func(c *client.Client) {
-		must(t, c.AddSource("svc", client.SourceConfig{Addr: addr}))
-	})
-	waitPath(t, src, "svc", "direct")
-	var dstAddr string
-	for _, s := range src.Status().Sources {
-		dstAddr = s.Peers[0].Remote
-	}
-	stranger, err := identity.New("stranger")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ua, err := net.ResolveUDPAddr("udp", dstAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	tr := &quic.Transport{Conn: udp(t)}
-	defer tr.Close()
-	tlsConf := stranger.ClientTLS(wire.ALPNPeer, func(id identity.ID) bool { return id == dst.ID() })
-	conn, err := tr.Dial(ctx, ua, tlsConf, nil)
-	var terr *quic.TransportError
-	if err != nil && !errors.As(err, &terr) {
-		t.Fatalf("dial failed for another reason than a TLS refusal: %v", err)
-	}
-	if err == nil {
-		// TLS 1.3: the client may finish first; the refusal closes it.
-		select {
-		case <-conn.Context().Done():
-		case <-ctx.Done():
-			t.Fatal("destination accepted a peer control never vouched for")
-		}
-	}
 }
 
 func must(t *testing.T, err error) {

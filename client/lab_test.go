@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -31,6 +32,9 @@ type lab struct {
 	ctrlAddr string
 	roots    *x509.CertPool
 	logs     *syncbuf.Buffer
+	// the relay's address and identity, for tests that play a client
+	relayAddr netip.AddrPort
+	relayID   identity.ID
 }
 
 func udp(t *testing.T) *net.UDPConn {
@@ -75,6 +79,7 @@ func newLab(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	ru := udp(t)
+	l.relayAddr, l.relayID = ru.LocalAddr().(*net.UDPAddr).AddrPort(), relayID.ID
 	rel := relay.New(relay.Config{Identity: relayID, Conn: ru, Logger: log.With("role", "relay")})
 	l.wg.Add(3)
 	go func() { defer l.wg.Done(); _ = ctrl.ServeClients(ctx, ctr); _ = ctr.Close() }()

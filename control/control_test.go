@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 
 	"github.com/connetd/connetd/control"
 	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/internal/syncbuf"
 	"github.com/connetd/connetd/internal/testcert"
 	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/restrict"
@@ -34,7 +37,9 @@ func start(t *testing.T, cfg control.Config) *server {
 	}
 	roots := c.Pool
 	cfg.Cert = c.TLS
-	cfg.Logger = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	srv := control.New(cfg)
 	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -62,13 +67,20 @@ func (s *server) dial(t *testing.T, token string) (*session, wire.Message, error
 // dialWith connects with qc (e.g. a tiny receive window) and says hello.
 func (s *server) dialWith(t *testing.T, token string, qc *quic.Config) (*session, wire.Message, error) {
 	t.Helper()
+	return s.dialFrom(t, net.IPv4(127, 0, 0, 1), token, qc)
+}
+
+// dialFrom connects from a socket bound to local (any address of 127/8 is
+// the loopback's) and says hello.
+func (s *server) dialFrom(t *testing.T, local net.IP, token string, qc *quic.Config) (*session, wire.Message, error) {
+	t.Helper()
 	id, err := identity.New("client")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: local})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,15 +207,36 @@ func TestTokenRestrictionsLimitNamesAndRoles(t *testing.T) {
 	}
 }
 
+// ip-restriction is applied to the connection before its hello is read:
+// a denied address learns nothing about tokens, and costs no token
+// comparison. The refusal is the connection closed with ConnUnauthorized
+// "address not allowed"; a token check would instead answer an Error
+// message ("invalid token") on the stream first.
 func TestIPRestrictionRefusesBeforeTheToken(t *testing.T) {
-	deny, err := restrict.ParseIP(nil, []string{"127.0.0.0/8"})
+	deny, err := restrict.ParseIP(nil, []string{"127.0.0.2/32"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"good"}, ClientIP: deny}})
-	_, m, err := s.dial(t, "good")
-	if err == nil && isWelcome(m) {
-		t.Fatal("a denied address was welcomed")
+	logs := &syncbuf.Buffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"good"}, ClientIP: deny}, Logger: log})
+	allowed, denied := net.IPv4(127, 0, 0, 1), net.IPv4(127, 0, 0, 2)
+
+	// The same server and token welcome a client from an allowed address:
+	// what refuses the others is the address alone.
+	if _, m, err := s.dialFrom(t, allowed, "good", quicconf.Control()); err != nil || !isWelcome(m) {
+		t.Fatalf("client from an allowed address: %+v, %v; want a welcome", m, err)
+	}
+	for _, token := range []string{"not-a-token", "good"} {
+		_, m, err := s.dialFrom(t, denied, token, quicconf.Control())
+		var app *quic.ApplicationError
+		if !errors.As(err, &app) || !app.Remote || app.ErrorCode != wire.ConnUnauthorized || app.ErrorMessage != "address not allowed" {
+			t.Fatalf("client from a denied address with token %q: answer %+v, error %v; want the connection closed by the server with ConnUnauthorized \"address not allowed\"", token, m, err)
+		}
+	}
+	logs.WaitFor(t, "refused connection by ip-restriction", 5*time.Second)
+	if out := logs.String(); strings.Contains(out, "invalid token") || strings.Count(out, "client connected") != 1 {
+		t.Fatalf("the server checked a denied client's token or let it in:\n%s", out)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/connetd/connetd/internal/syncbuf"
+	"github.com/connetd/connetd/internal/testenv"
 )
 
 // connetctl runs the CLI against the private bus, as root unless asUser.
@@ -122,12 +123,8 @@ func TestConnetctlBadArgumentsGiveDocumentedErrorsAndChangeNothing(t *testing.T)
 }
 
 func TestUnprivilegedCallerReadsButIsRefusedEveryChange(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run connetctl as nobody; CI runs as root")
-	}
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("setpriv not installed (Debian package util-linux); .ci/run installs it")
-	}
+	testenv.RequireRoot(t, "run connetctl as nobody")
+	testenv.RequireTool(t, "setpriv", "util-linux")
 	for _, tc := range []struct{ name, policy string }{
 		{"bus policy", ""},
 		{"connetd's own check", permissivePolicy},

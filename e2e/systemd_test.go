@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/connetd/connetd/internal/testenv"
 )
 
 // activated starts connetd the way systemd does: the sockets as fds 3…,
@@ -103,9 +105,7 @@ func TestSocketActivatedListenersCarryTraffic(t *testing.T) {
 }
 
 func TestSourceStartedBySystemdSocketActivateOnFirstConnection(t *testing.T) {
-	if _, err := exec.LookPath("systemd-socket-activate"); err != nil {
-		t.Skip("systemd-socket-activate not installed (Debian package systemd); .ci/run installs it")
-	}
+	testenv.RequireTool(t, "systemd-socket-activate", "systemd")
 	tp := newTopology(t, endpoint{name: "svc", srcRoute: "any", dstRoute: "any"})
 	tp.startEcho(t)
 	tp.startServer(t)
@@ -313,12 +313,8 @@ func dropTable(text, header string) string {
 }
 
 func TestPrivilegedSourcePortFromSocketWithoutRootInTheDaemon(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to bind a privileged port and drop to nobody; CI runs as root")
-	}
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("setpriv not installed (Debian package util-linux); .ci/run installs it")
-	}
+	testenv.RequireRoot(t, "bind a privileged port and drop to nobody")
+	testenv.RequireTool(t, "setpriv", "util-linux")
 	tp := newTopology(t, endpoint{name: "svc", srcRoute: "any", dstRoute: "any"})
 	tp.startEcho(t)
 	tp.startServer(t)
@@ -337,7 +333,7 @@ func TestPrivilegedSourcePortFromSocketWithoutRootInTheDaemon(t *testing.T) {
 	const port = 1023 // below 1024: only root may bind it
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 	if err != nil {
-		t.Skipf("cannot bind 127.0.0.1:%d here: %v", port, err)
+		testenv.Missing(t, "cannot bind 127.0.0.1:%d here: %v", port, err)
 	}
 	f, err := ln.File()
 	ln.Close()

@@ -108,6 +108,14 @@ func (tp *topology) startClients(t *testing.T) {
 func (tp *topology) start(t *testing.T) {
 	t.Helper()
 	tp.startEcho(t)
+	tp.startDaemons(t)
+}
+
+// startDaemons starts the server and both clients, with the destination
+// service already listening on echoPort, and waits until every source has
+// its path.
+func (tp *topology) startDaemons(t *testing.T) {
+	t.Helper()
 	tp.startServer(t)
 	tp.startClients(t)
 	for name, r := range tp.routes {

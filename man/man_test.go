@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/connetd/connetd/config"
+	"github.com/connetd/connetd/internal/testenv"
 )
 
 var pages = []string{"connetd.8", "connetctl.1", "connetd.toml.5"}
@@ -368,9 +369,7 @@ func TestEveryConnetctlCommandIsDocumentedInConnetctl1(t *testing.T) {
 var lintNoise = regexp.MustCompile(`referenced manual not found|outdated mandoc\.db`)
 
 func TestManPagesAreLintClean(t *testing.T) {
-	if _, err := exec.LookPath("mandoc"); err != nil {
-		t.Skip("mandoc not installed (Debian package mandoc); scripts/deps.sh installs it")
-	}
+	testenv.RequireTool(t, "mandoc", "mandoc")
 	for _, p := range pages {
 		out, _ := exec.Command("mandoc", "-Tlint", "-W", "style", p).CombinedOutput()
 		for l := range strings.Lines(string(out)) {
@@ -382,9 +381,7 @@ func TestManPagesAreLintClean(t *testing.T) {
 }
 
 func TestManPagesRenderWithoutGroffWarnings(t *testing.T) {
-	if _, err := exec.LookPath("man"); err != nil {
-		t.Skip("man not installed (Debian package man-db)")
-	}
+	testenv.RequireTool(t, "man", "man-db")
 	for _, p := range pages {
 		cmd := exec.Command("man", "--warnings", "-E", "UTF-8", "-l", p)
 		cmd.Env = append(os.Environ(), "MANWIDTH=80", "PAGER=cat")

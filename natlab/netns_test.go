@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/connetd/connetd/internal/testenv"
 )
 
 // nsPrefix starts the name of every namespace the lab makes; the process
@@ -22,17 +24,14 @@ import (
 // from those of a run still going.
 const nsPrefix = "cndlab"
 
-// needRoot skips a test that cannot build namespaces here.
+// needRoot skips a test that cannot build namespaces here (under CI it
+// fails: see package testenv).
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("NAT lab: needs root to create network namespaces (CI runs as root)")
-	}
-	for _, tool := range []string{"ip", "iptables"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("NAT lab: needs %s (Debian packages iproute2 and iptables)", tool)
-		}
-	}
+	testenv.RequireRoot(t, "create the NAT lab's network namespaces")
+	testenv.RequireTool(t, "ip", "iproute2")
+	testenv.RequireTool(t, "iptables", "iptables")
+	testenv.RequireTool(t, "sysctl", "procps")
 }
 
 // removeStale deletes namespaces of earlier lab runs whose process is gone.

@@ -11,18 +11,16 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/connetd/connetd/internal/testenv"
 )
 
 // testNS makes a network namespace with a veth pair (a up, b down) and
 // removes it when the test ends. It needs root and ip(8).
 func testNS(t *testing.T) netns.NsHandle {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs ip(8) (Debian package iproute2)")
-	}
+	testenv.RequireRoot(t, "create a network namespace")
+	testenv.RequireTool(t, "ip", "iproute2")
 	name := fmt.Sprintf("cnd-netmon-%d", os.Getpid())
 	ip := func(args ...string) {
 		t.Helper()

@@ -134,30 +134,66 @@ func (rc *relayClient) link(t *testing.T, ctx context.Context, relayID *identity
 	}
 }
 
-func TestRelayRefusesClientsControlNeverNamed(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	relayID, _ := identity.New("relay")
-	ru := udp(t)
-	srv := relay.New(relay.Config{Identity: relayID, Conn: ru, Logger: slog.New(slog.DiscardHandler)})
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Run(ctx) }()
-	defer func() { cancel(); <-done; srv.Close() }()
-	relayAddr := ru.LocalAddr().(*net.UDPAddr).AddrPort()
+// tlsBadCertificate is the QUIC error that closes a handshake in which
+// the other side's certificate was refused: crypto error 0x100 plus TLS's
+// bad_certificate alert (42), which crypto/tls sends when
+// VerifyPeerCertificate (identity's pinning) returns an error.
+const tlsBadCertificate = quic.TransportErrorCode(0x100 + 42)
 
-	stranger, _ := identity.New("stranger")
+// refusedByTLS waits for the outcome of a dial to the relay and reports
+// whether the relay refused the client's certificate. In TLS 1.3 the
+// client's handshake ends before the server has checked the client's
+// certificate, so the dial may succeed and the refusal close it after.
+func refusedByTLS(ctx context.Context, qc *quic.Conn, err error) (bool, error) {
+	if err == nil {
+		select {
+		case <-qc.Context().Done():
+			err = context.Cause(qc.Context())
+		case <-ctx.Done():
+			return false, errors.New("the connection is still open")
+		}
+	}
+	var terr *quic.TransportError
+	return errors.As(err, &terr) && terr.Remote && terr.ErrorCode == tlsBadCertificate, err
+}
+
+// The relay's TLS pinning admits only clients that control named in an
+// endpoint: a client no endpoint names is refused in the handshake, and
+// the same client, once named, is welcomed by the same relay.
+func TestRelayRefusesClientsControlNeverNamed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	relayID, err := identity.New("relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ru := udp(t)
+	srv := startRelay(t, relay.Config{Identity: relayID, Conn: ru})
+	relayAddr := ru.LocalAddr().(*net.UDPAddr).AddrPort()
+	stranger, src, dst := newRelayClient(t), newRelayClient(t), newRelayClient(t)
+	srv.SetAuth(&wire.RelayAuth{Endpoints: []wire.RelayEndpoint{
+		{Endpoint: "e", Sources: []identity.ID{src.id.ID}, Destinations: []identity.ID{dst.id.ID}},
+	}})
+
 	tr := &quic.Transport{Conn: relayconn.New(udp(t))}
 	defer tr.Close()
-	qc, err := tr.Dial(ctx, net.UDPAddrFromAddrPort(relayAddr),
-		stranger.ClientTLS(wire.ALPNClientRelay, func(got identity.ID) bool { return got == relayID.ID }), quicconf.Control())
-	if err == nil {
-		wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
-		defer wcancel()
-		if _, err := qc.AcceptUniStream(wctx); err == nil {
-			t.Fatal("relay welcomed a client that no endpoint names")
-		}
+	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+	qc, err := tr.Dial(dctx, net.UDPAddrFromAddrPort(relayAddr),
+		stranger.id.ClientTLS(wire.ALPNClientRelay, func(got identity.ID) bool { return got == relayID.ID }), quicconf.Control())
+	refused, err := refusedByTLS(dctx, qc, err)
+	dcancel()
+	if !refused {
+		t.Fatalf("client no endpoint names: %v; want the relay to refuse its certificate (%v)", err, tlsBadCertificate)
 	}
 	if n := len(srv.Status().Clients); n != 0 {
 		t.Fatalf("relay registered %d clients, want 0", n)
+	}
+
+	srv.SetAuth(&wire.RelayAuth{Endpoints: []wire.RelayEndpoint{
+		{Endpoint: "e", Sources: []identity.ID{stranger.id.ID}, Destinations: []identity.ID{dst.id.ID}},
+	}})
+	stranger.link(t, ctx, relayID, relayAddr) // fails the test unless welcomed
+	if cs := srv.Status().Clients; len(cs) != 1 || cs[0].ID != stranger.id.ID.String() {
+		t.Fatalf("relay clients %+v, want only the client just named", cs)
 	}
 }

@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
+
+	"github.com/connetd/connetd/internal/testenv"
 )
 
 // gsoOOB is the control message for a send the kernel cuts into seg-byte
@@ -33,7 +35,7 @@ func TestServerConnSplitsJoinedDatagrams(t *testing.T) {
 		return Dest{Addr: apOf(dst)}, true
 	})
 	if !s.rx.gro {
-		t.Skip("the kernel refused UDP_GRO")
+		testenv.Missing(t, "the kernel refused UDP_GRO")
 	}
 	const seg, n = 200, 10
 	var burst []byte

@@ -5,14 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-# command:package — systemd-analyze and systemd-socket-activate for the unit
-# and activation tests, ip and iptables for the NAT lab, dbus-daemon and
-# setpriv for the D-Bus tests; mandoc and man for the manual pages; dpkg-deb,
-# rpmbuild, lintian, readelf, file and shellcheck for the packages
-# (make package-check); debootstrap, systemd-nspawn and nsenter for the
-# appliance test (make test-appliance).
-for tool in openssl:openssl curl:curl systemd-analyze:systemd systemd-socket-activate:systemd \
-	ip:iproute2 iptables:iptables dbus-daemon:dbus setpriv:util-linux \
+# command:package — systemd-analyze, systemd-sysusers and
+# systemd-socket-activate for the unit and activation tests; ip for the
+# network monitor's test and the NAT lab, iptables and sysctl for the NAT
+# lab; dbus-daemon and setpriv for the D-Bus tests; mandoc and man for the
+# manual pages (under CI, a test missing any of these fails rather than
+# skips: internal/testenv); dpkg-deb, rpmbuild, lintian, readelf, file
+# and shellcheck for the packages (make package-check); debootstrap,
+# systemd-nspawn and nsenter for the appliance test (make test-appliance).
+for tool in openssl:openssl curl:curl systemd-analyze:systemd systemd-sysusers:systemd systemd-socket-activate:systemd \
+	ip:iproute2 iptables:iptables sysctl:procps dbus-daemon:dbus setpriv:util-linux \
 	mandoc:mandoc man:man-db dpkg-deb:dpkg rpmbuild:rpm lintian:lintian readelf:binutils file:file \
 	shellcheck:shellcheck debootstrap:debootstrap systemd-nspawn:systemd-container nsenter:util-linux; do
 	cmd=${tool%%:*} pkg=${tool##*:}

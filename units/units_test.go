@@ -11,13 +11,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/connetd/connetd/internal/testenv"
 )
 
 func need(t *testing.T, tool string) {
 	t.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		t.Skipf("%s not installed (Debian package systemd); .ci/run installs it", tool)
-	}
+	testenv.RequireTool(t, tool, "systemd")
 }
 
 // stage copies the units into a temporary directory with ExecStart pointing
