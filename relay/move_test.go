@@ -130,13 +130,16 @@ func TestRelayFollowsAMovedClientAtOnce(t *testing.T) {
 			}
 		}
 	}
-	if gap := longestGap(200 * time.Millisecond); gap > 50*time.Millisecond {
+	// The bounds leave room for a machine loaded by other tests (-race,
+	// packages in parallel): a frame every millisecond may wait for the
+	// scheduler now and then, but not for a poll.
+	if gap := longestGap(200 * time.Millisecond); gap > 100*time.Millisecond {
 		t.Fatalf("frames stall before any move (%v)", gap)
 	}
-	// Three moves: a poll every 500 ms would pass each by luck at most
-	// 30% of the time.
-	const bound = 150 * time.Millisecond
-	for i := range 3 {
+	// Four moves: a poll every 500 ms would pass each by luck at most 40%
+	// of the time, all four less than 3% of the time.
+	const bound = 200 * time.Millisecond
+	for i := range 4 {
 		nat.rebind(t)
 		st, err := a.qc.OpenUniStream() // speak on the link from the new address
 		if err == nil {
