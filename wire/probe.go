@@ -20,7 +20,9 @@ import (
 //	bytes 4-11   the attempt's nonce (from control's punch message)
 //	bytes 12-27  sender's peer ID
 //	bytes 28-43  receiver's peer ID
-//	bytes 44-61  pong only: the address the ping came from (see PutAddr)
+//	bytes 44-61  pong: the address the ping came from (see PutAddr);
+//	             ping: zeros, so that a ping is as long as its pong and a
+//	             forged source address buys no amplification
 //
 // Reflect datagrams, between a client's direct socket and control or a relay,
 // tell the client its public address toward that server (like a STUN
@@ -46,8 +48,9 @@ var ProbeMagic = [3]byte{'c', 'n', 'd'}
 const (
 	AddrLen         = 18
 	probeHeaderLen  = 4
-	PingLen         = probeHeaderLen + PunchNonceLen + 2*len(identity.ID{})
-	PongLen         = PingLen + AddrLen
+	probeIDsEnd     = probeHeaderLen + PunchNonceLen + 2*len(identity.ID{})
+	PongLen         = probeIDsEnd + AddrLen
+	PingLen         = PongLen // padded: see above
 	ReflectTxIDLen  = 12
 	ReflectReplyLen = probeHeaderLen + ReflectTxIDLen + AddrLen
 	ReflectReqLen   = ReflectReplyLen // padded: see above
@@ -103,12 +106,11 @@ func AppendProbe(b []byte, p Probe) []byte {
 	b = append(b, p.Nonce[:]...)
 	b = append(b, p.From[:]...)
 	b = append(b, p.To[:]...)
+	var a [AddrLen]byte // a ping's padding
 	if p.Pong {
-		var a [AddrLen]byte
 		PutAddr(a[:], p.Observed)
-		b = append(b, a[:]...)
 	}
-	return b
+	return append(b, a[:]...)
 }
 
 // ParseProbe decodes a ping or pong. Trailing bytes are refused, so that a
@@ -119,7 +121,7 @@ func ParseProbe(b []byte) (Probe, error) {
 		return p, ErrNotProbe
 	}
 	p.Pong = b[0] == ProbePong
-	if (p.Pong && len(b) != PongLen) || (!p.Pong && len(b) != PingLen) {
+	if len(b) != PongLen {
 		return p, ErrNotProbe
 	}
 	o := probeHeaderLen
@@ -131,6 +133,8 @@ func ParseProbe(b []byte) (Probe, error) {
 	o += len(p.To)
 	if p.Pong {
 		p.Observed = ParseAddr(b[o:])
+	} else if !bytes.Equal(b[o:], make([]byte, AddrLen)) {
+		return p, ErrNotProbe // padding must be zeros: one encoding per ping
 	}
 	return p, nil
 }

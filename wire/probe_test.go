@@ -24,13 +24,14 @@ func TestProbeLayout(t *testing.T) {
 	p := Probe{Nonce: [8]byte{1, 2, 3, 4, 5, 6, 7, 8}, From: testID(0x10), To: testID(0x20)}
 	ping := AppendProbe(nil, p)
 	want := append([]byte{0x02, 'c', 'n', 'd', 1, 2, 3, 4, 5, 6, 7, 8}, append(p.From[:], p.To[:]...)...)
-	if !bytes.Equal(ping, want) || len(ping) != PingLen {
+	want = append(want, make([]byte, AddrLen)...) // padded to a pong's length
+	if !bytes.Equal(ping, want) || len(ping) != PingLen || PingLen != PongLen {
 		t.Fatalf("ping\n% x\nwant\n% x", ping, want)
 	}
 	p.Pong, p.Observed = true, netip.MustParseAddrPort("198.51.100.7:4660")
 	pong := AppendProbe(nil, p)
 	wantAddr := []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 51, 100, 7, 0x12, 0x34}
-	if pong[0] != 0x03 || !bytes.Equal(pong[PingLen:], wantAddr) || len(pong) != PongLen {
+	if pong[0] != 0x03 || !bytes.Equal(pong[PongLen-AddrLen:], wantAddr) || len(pong) != PongLen {
 		t.Fatalf("pong % x", pong)
 	}
 	got, err := ParseProbe(pong)
@@ -74,7 +75,9 @@ func TestParseProbeRefuses(t *testing.T) {
 		"reflect":    AppendReflect(nil, Reflect{}),
 		"relay":      append([]byte{0x01, 'c', 'n', 'd'}, ping[4:]...),
 		"quic":       append([]byte{0xc0}, ping[1:]...),
-		"pong short": append([]byte{0x03}, ping[1:]...),
+		"pong short": append([]byte{0x03}, ping[1:PingLen-AddrLen]...),
+		"unpadded":   ping[:PingLen-AddrLen],
+		"padding":    append(append([]byte(nil), ping[:PingLen-1]...), 1),
 	} {
 		if _, err := ParseProbe(b); !errors.Is(err, ErrNotProbe) {
 			t.Errorf("%s: err = %v", name, err)
@@ -94,7 +97,7 @@ func FuzzProbe(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if p, err := ParseProbe(b); err == nil {
-			if !bytes.Equal(AppendProbe(nil, p), canonicalAddr(b, PingLen)) {
+			if !bytes.Equal(AppendProbe(nil, p), canonicalAddr(b, PongLen-AddrLen)) {
 				t.Fatalf("probe % x re-encodes differently", b)
 			}
 		}
