@@ -110,14 +110,14 @@ func tokenIndex(tokens []string, token string) int {
 	return found
 }
 
-func (s *Server) tlsConfig(alpn string) *tls.Config {
+func (s *Server) tlsConfig(alpn ...string) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{s.cfg.Cert},
 		// Clients and relays present self-signed certificates: the token
 		// authenticates them; the certificate is what peers get pinned to.
 		ClientAuth: tls.RequireAnyClientCert,
-		NextProtos: []string{alpn},
+		NextProtos: alpn,
 	}
 }
 
@@ -139,7 +139,7 @@ func (s *Server) ServeClients(ctx context.Context, tr *quic.Transport) error {
 
 // ServeRelays accepts relay connections on tr until ctx ends.
 func (s *Server) ServeRelays(ctx context.Context, tr *quic.Transport) error {
-	ln, err := tr.Listen(s.tlsConfig(wire.ALPNRelayControl), quicconf.Control())
+	ln, err := tr.Listen(s.tlsConfig(wire.ALPNRelayControl, wire.ALPNRelayControlV1), quicconf.Control())
 	if err != nil {
 		return fmt.Errorf("listen for relays on %s: %w", tr.Conn.LocalAddr(), err)
 	}

@@ -2,10 +2,10 @@ package control
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/quic-go/quic-go"
 	"golang.org/x/sync/errgroup"
@@ -27,6 +27,16 @@ func (s *Server) serveRelayConn(ctx context.Context, conn *quic.Conn, authentica
 		return
 	}
 	hello := m.(*wire.RelayHello) // the only kind of RelayToControl
+	if tlsState.NegotiatedProtocol == wire.ALPNRelayControlV1 {
+		// Its hello is the same, its tables are not: say so, rather than
+		// let it fail on a TLS alert or on a message it cannot read.
+		if s.gate.shouldLog(addrOf(conn.RemoteAddr())) {
+			log.Warn("relay refused: it speaks an older relay protocol (refusals from this address are logged at most every 10 s)",
+				"alpn", tlsState.NegotiatedProtocol)
+		}
+		refuse(conn, st, wire.CodeBadRequest, "relay protocol "+wire.ALPNRelayControlV1+" is no longer supported: upgrade the relay to speak "+wire.ALPNRelayControl)
+		return
+	}
 	auth := s.auth.Load()
 	if _, ok := s.checkToken(conn, st, "relay", auth.RelayTokens, auth.RelayTokenRestricts, hello.Token, log); !ok {
 		return
@@ -109,24 +119,37 @@ func (s *Server) attachRelay(ctx context.Context, rw io.ReadWriter, cert []byte,
 	return err
 }
 
-// relayWriter owns the link's writes: the current table whenever the
-// registry pokes the relay, never the same one twice in a row.
+// relayWriter owns the link's writes: whenever the registry pokes the
+// relay, what changed in its table since the last batch on this link (all
+// of it, as a reset, the first time).
 func (s *Server) relayWriter(ctx context.Context, sess *session, w io.Writer) error {
-	var last string
+	var sent relayTable
+	var rest time.Duration
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-sess.notify:
 		}
-		auth := s.reg.relayView()
-		b, _ := json.Marshal(auth)
-		if string(b) == last {
-			continue
+		// Building the view and its delta takes time in proportion to the
+		// table, with the registry locked for the view. Resting as long
+		// after each keeps a burst of changes to a big table (a client
+		// announcing thousands of names) from keeping this writer busy
+		// and the registry locked most of the time; the changes that come
+		// meanwhile go in the next batch.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(rest):
 		}
-		if err := writeTimed(w, &auth); err != nil {
-			return fmt.Errorf("send relay_auth: %w", err)
+		start := time.Now()
+		var batch []*wire.RelayAuthDelta
+		batch, sent = relayDelta(sent, s.reg.relayView().Endpoints, maxDeltaBody)
+		rest = time.Since(start)
+		for _, m := range batch {
+			if err := writeTimed(w, m); err != nil {
+				return fmt.Errorf("send relay_auth_delta: %w", err)
+			}
 		}
-		last = string(b)
 	}
 }

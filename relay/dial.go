@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,10 @@ import (
 
 // dialTimeout bounds the dial and the hello together.
 const dialTimeout = 10 * time.Second
+
+// noApplicationProtocol is the TLS alert (120) of a server that speaks none
+// of the ALPNs offered, as a QUIC CRYPTO_ERROR.
+const noApplicationProtocol = quic.TransportErrorCode(0x100 + 120)
 
 // controlLink is a relay's control stream; closing it closes the
 // connection, which has no other use.
@@ -43,6 +48,10 @@ func (s *Server) DialControl(ctx context.Context, addr string, tlsConf *tls.Conf
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
 	conn, err := s.tr.Dial(dctx, ua, conf, quicconf.Control())
+	var terr *quic.TransportError
+	if errors.As(err, &terr) && terr.ErrorCode == noApplicationProtocol {
+		return nil, fmt.Errorf("dial control %s: %w (it does not speak %s: a different version of connetd?)", addr, err, wire.ALPNRelayControl)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dial control %s: %w", addr, err)
 	}

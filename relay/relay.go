@@ -53,14 +53,6 @@ func keyOf(from, to identity.ID) pairKey {
 	return k
 }
 
-// authTable is an immutable snapshot of RelayAuth, swapped atomically so
-// the forwarding path reads it without locks.
-type authTable struct {
-	known     map[identity.ID]bool
-	pairs     map[pairKey]*atomic.Int64 // bytes forwarded from→to
-	endpoints []wire.RelayEndpoint
-}
-
 // Server is a running relay.
 type Server struct {
 	cfg  Config
@@ -120,39 +112,6 @@ func New(cfg Config) *Server {
 // Transport is the relay socket's QUIC transport; the relay also dials
 // control from it.
 func (s *Server) Transport() *quic.Transport { return s.tr }
-
-// SetAuth installs a new authorization table from control.
-func (s *Server) SetAuth(a *wire.RelayAuth) {
-	t := &authTable{known: map[identity.ID]bool{}, pairs: map[pairKey]*atomic.Int64{}, endpoints: a.Endpoints}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	counter := func(k pairKey) *atomic.Int64 {
-		c := s.counters[k]
-		if c == nil {
-			c = new(atomic.Int64)
-			s.counters[k] = c
-		}
-		return c
-	}
-	for _, ep := range a.Endpoints {
-		for _, src := range ep.Sources {
-			t.known[src] = true
-			for _, dst := range ep.Destinations {
-				t.known[dst] = true
-				t.pairs[keyOf(src, dst)] = counter(keyOf(src, dst))
-				t.pairs[keyOf(dst, src)] = counter(keyOf(dst, src))
-			}
-		}
-	}
-	for k := range s.counters {
-		if t.pairs[k] == nil {
-			delete(s.counters, k)
-		}
-	}
-	s.auth.Store(t)
-	s.changed.Notify()
-	s.log.Debug("relay authorization updated", "endpoints", len(a.Endpoints))
-}
 
 func (s *Server) tlsConfig() *tls.Config {
 	return s.cfg.Identity.ServerTLS(wire.ALPNClientRelay, func(id identity.ID) bool {
@@ -282,20 +241,6 @@ func (s *Server) serveControl(ctx context.Context, rw io.ReadWriteCloser) error 
 		return nil
 	})
 	return g.Wait()
-}
-
-func (s *Server) readControl(r io.Reader) error {
-	for {
-		m, err := wire.Read(r, wire.ControlToRelay)
-		if err != nil {
-			return err
-		}
-		auth, ok := m.(*wire.RelayAuth)
-		if !ok {
-			return fmt.Errorf("unexpected %s from control", wire.Kind(m))
-		}
-		s.SetAuth(auth)
-	}
 }
 
 // Status is the relay's JSON status.

@@ -29,7 +29,10 @@ func FuzzRead(f *testing.F) {
 	f.Add(frame(`{"HELLO":{"Token":"x"},"unknown":[1,2]}`))
 	f.Add(frame(`{"peers":{"peers":[{"id":"000102030405060708090A0B0C0D0E0F","cert":"","direct":null}]}}`))
 	f.Add(frame("{\"welcome\":{\"observed\":\"\xff\\ud800<>&\"}}"))
-	f.Add(frame(`{"relay_auth":{"endpoints":[{"endpoint":"e","sources":null,"destinations":[]}]}}`))
+	f.Add(frame(`{"relay_auth_delta":{"reset":true,"set":[{"endpoint":"e","sources":null,"destinations":[]}],"more":true}}`))
+	f.Add(frame(`{"relay_auth_delta":{"remove":["e",""],"extend":[{"endpoint":"e","sources":["000102030405060708090a0b0c0d0e0f"]}]}}`))
+	f.Add(frame(`{"relay_auth_delta":{"remove":[],"set":[],"extend":[],"more":false}}`))
+	f.Add(frame(`{"relay_auth":{"endpoints":[]}}`)) // the kind of relay protocol /1, unknown now
 	f.Add(frame(` { "connect" : { "from" : "x" } } `))
 	links := []Set{ClientToControl, ControlToClient, RelayToControl, ControlToRelay, RelayToClient, PeerStream}
 	f.Fuzz(func(t *testing.T, data []byte) {

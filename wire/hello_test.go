@@ -69,7 +69,7 @@ func TestHandshakeOtherAnswer(t *testing.T) {
 	if err == nil || errors.As(err, &werr) {
 		t.Fatalf("err = %v, want a refusal of relays", err)
 	}
-	st, _ = answer(t, &RelayAuth{}) // not even in the set
+	st, _ = answer(t, &RelayAuthDelta{}) // not even in the set
 	if _, err := Handshake(context.Background(), st, &Hello{}, ControlToClient); !errors.Is(err, ErrUnexpectedKind) {
 		t.Fatalf("err = %v, want ErrUnexpectedKind", err)
 	}

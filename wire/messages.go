@@ -16,21 +16,21 @@ type Message interface {
 // Kind is the envelope key of m, e.g. "hello"; for logs and errors.
 func Kind(m Message) string { return m.kind() }
 
-func (*Hello) kind() string        { return "hello" }
-func (*Welcome) kind() string      { return "welcome" }
-func (*Error) kind() string        { return "error" }
-func (*Announce) kind() string     { return "announce" }
-func (*Withdraw) kind() string     { return "withdraw" }
-func (*Candidates) kind() string   { return "candidates" }
-func (*Peers) kind() string        { return "peers" }
-func (*Relays) kind() string       { return "relays" }
-func (*RelayHello) kind() string   { return "relay_hello" }
-func (*RelayAuth) kind() string    { return "relay_auth" }
-func (*Connect) kind() string      { return "connect" }
-func (*PunchRequest) kind() string { return "punch_request" }
-func (*Punch) kind() string        { return "punch" }
-func (*PunchReady) kind() string   { return "punch_ready" }
-func (*PunchGo) kind() string      { return "punch_go" }
+func (*Hello) kind() string          { return "hello" }
+func (*Welcome) kind() string        { return "welcome" }
+func (*Error) kind() string          { return "error" }
+func (*Announce) kind() string       { return "announce" }
+func (*Withdraw) kind() string       { return "withdraw" }
+func (*Candidates) kind() string     { return "candidates" }
+func (*Peers) kind() string          { return "peers" }
+func (*Relays) kind() string         { return "relays" }
+func (*RelayHello) kind() string     { return "relay_hello" }
+func (*RelayAuthDelta) kind() string { return "relay_auth_delta" }
+func (*Connect) kind() string        { return "connect" }
+func (*PunchRequest) kind() string   { return "punch_request" }
+func (*Punch) kind() string          { return "punch" }
+func (*PunchReady) kind() string     { return "punch_ready" }
+func (*PunchGo) kind() string        { return "punch_go" }
 
 // constructors makes an empty message of each kind for the decoder.
 var constructors = func() map[string]func() Message {
@@ -40,7 +40,7 @@ var constructors = func() map[string]func() Message {
 		func() Message { return new(Error) }, func() Message { return new(Announce) },
 		func() Message { return new(Withdraw) }, func() Message { return new(Candidates) },
 		func() Message { return new(Peers) }, func() Message { return new(Relays) },
-		func() Message { return new(RelayHello) }, func() Message { return new(RelayAuth) },
+		func() Message { return new(RelayHello) }, func() Message { return new(RelayAuthDelta) },
 		func() Message { return new(Connect) }, func() Message { return new(PunchRequest) },
 		func() Message { return new(Punch) }, func() Message { return new(PunchReady) },
 		func() Message { return new(PunchGo) },
@@ -165,9 +165,29 @@ type RelayHello struct {
 	Addr  string `json:"addr"` // advertised host:port for clients
 }
 
-// RelayAuth is the full current table of which clients may reach each other
-// through a relay: it replaces the previous one, so a relay that reconnects
-// to control needs no reconciliation.
+// RelayAuthDelta changes the table of which clients may reach each other
+// through a relay. Control sends the table in batches: a batch is one or
+// more messages, all but the last with More set, and the relay applies a
+// batch as a whole (publishing the new table only after its last message),
+// so that no table is ever in force half updated. Each message is kept far
+// below MaxFrame however big the table, so that its size never breaks the
+// link (docs/protocol.md §4.2).
+//
+// A message is applied in field order: Reset empties the table, Remove
+// deletes entries, Set replaces entries wholesale (adding them if new),
+// Extend appends IDs to entries (adding them if new). Extend carries the
+// rest of an entry too big for one message: it follows that entry's Set
+// in the same batch.
+type RelayAuthDelta struct {
+	Reset  bool            `json:"reset,omitempty"`
+	Remove []string        `json:"remove"` // endpoint names
+	Set    []RelayEndpoint `json:"set"`
+	Extend []RelayEndpoint `json:"extend"`
+	More   bool            `json:"more,omitempty"` // another message of this batch follows
+}
+
+// RelayAuth is a whole authorization table: what a relay holds after a
+// batch of RelayAuthDelta that starts with Reset. It is not a message.
 type RelayAuth struct {
 	Endpoints []RelayEndpoint `json:"endpoints"`
 }

@@ -11,7 +11,8 @@ type Set struct {
 // MaxSmallFrame bounds a message body on the links whose messages are all
 // small: what clients and relays send to control (a hello included, which
 // arrives before the sender is authenticated) and the peer stream header.
-// Only control's peer lists and relay tables may grow to MaxFrame.
+// Only control's peer lists may grow to MaxFrame (relay tables travel in
+// pieces far smaller).
 const MaxSmallFrame = 64 << 10
 
 func newSet(name string, maxFrame int, ms ...Message) Set {
@@ -36,7 +37,7 @@ var (
 	ControlToClient = newSet("control→client", MaxFrame, (*Welcome)(nil), (*Error)(nil), (*Peers)(nil),
 		(*Relays)(nil), (*Punch)(nil), (*PunchGo)(nil))
 	RelayToControl = newSet("relay→control", MaxSmallFrame, (*RelayHello)(nil))
-	ControlToRelay = newSet("control→relay", MaxFrame, (*Welcome)(nil), (*Error)(nil), (*RelayAuth)(nil))
+	ControlToRelay = newSet("control→relay", MaxFrame, (*Welcome)(nil), (*Error)(nil), (*RelayAuthDelta)(nil))
 	// RelayToClient is the welcome on the relay's unidirectional stream.
 	RelayToClient = newSet("relay→client", MaxSmallFrame, (*Welcome)(nil))
 	// PeerStream is the header of every proxied stream, source→destination.

@@ -16,10 +16,15 @@ import (
 // One ALPN per kind of link; the suffix is the protocol version.
 const (
 	ALPNClientControl = "connetd-client-control/1"
-	ALPNRelayControl  = "connetd-relay-control/1"
+	ALPNRelayControl  = "connetd-relay-control/2" // /2: the relay table travels as relay_auth_delta
 	ALPNClientRelay   = "connetd-client-relay/1"
 	ALPNPeer          = "connetd-peer/1"
 )
+
+// ALPNRelayControlV1 is what relays before relay_auth_delta offer. Control
+// still accepts it, only to answer its hello with an Error that tells the
+// relay to upgrade: a mismatched ALPN alone fails with a bare TLS alert.
+const ALPNRelayControlV1 = "connetd-relay-control/1"
 
 // Stream error codes (QUIC application error codes on peer streams).
 const (

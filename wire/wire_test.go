@@ -54,9 +54,10 @@ func sampleMessages() []Message {
 		}},
 		&Relays{Relays: []Relay{{ID: testID(3), Addr: "relay.example:19191", Cert: cert}}},
 		&RelayHello{Token: "relay-tok", Addr: "relay.example:19191"},
-		&RelayAuth{Endpoints: []RelayEndpoint{
-			{Endpoint: "web", Sources: []identity.ID{testID(4)}, Destinations: []identity.ID{testID(5), testID(6)}},
-		}},
+		&RelayAuthDelta{Reset: true, Remove: []string{"old"},
+			Set:    []RelayEndpoint{{Endpoint: "web", Sources: []identity.ID{testID(4)}, Destinations: []identity.ID{testID(5), testID(6)}}},
+			Extend: []RelayEndpoint{{Endpoint: "web", Sources: []identity.ID{testID(9)}, Destinations: []identity.ID{}}},
+			More:   true},
 		&Connect{Endpoint: "web", From: "127.0.0.1:5555"},
 		&PunchRequest{Peer: testID(7), Spray: PunchSprayDestination},
 		&Punch{Nonce: []byte{1, 2, 3, 4, 5, 6, 7, 8}, Peer: testID(8), Direct: []string{"198.51.100.7:4000"}, NAT: NATHard, Dial: true, Mode: PunchModeRandom},
@@ -129,7 +130,9 @@ func TestExactEncoding(t *testing.T) {
 			`{"error":{"code":"unauthorized","message":"invalid token"}}`},
 		{&Relays{Relays: []Relay{{ID: testID(0), Addr: "r:1", Cert: []byte{1, 2, 3}}}},
 			`{"relays":{"relays":[{"id":"000102030405060708090a0b0c0d0e0f","addr":"r:1","cert":"AQID"}]}}`},
-		{&RelayAuth{Endpoints: []RelayEndpoint{}}, `{"relay_auth":{"endpoints":[]}}`},
+		{&RelayAuthDelta{}, `{"relay_auth_delta":{"remove":null,"set":null,"extend":null}}`},
+		{&RelayAuthDelta{Reset: true, Remove: []string{"a"}, Set: []RelayEndpoint{{Endpoint: "e", Sources: []identity.ID{testID(0)}}}, More: true},
+			`{"relay_auth_delta":{"reset":true,"remove":["a"],"set":[{"endpoint":"e","sources":["000102030405060708090a0b0c0d0e0f"],"destinations":null}],"extend":null,"more":true}}`},
 	}
 	for _, c := range cases {
 		var buf bytes.Buffer
@@ -217,6 +220,15 @@ func TestSets(t *testing.T) {
 	}
 }
 
+// The whole table of relay protocol /1 is no message any more: a relay
+// that got one would refuse it by name rather than misread it.
+func TestOldRelayAuthRefused(t *testing.T) {
+	_, err := Read(bytes.NewReader(frame(`{"relay_auth":{"endpoints":[]}}`)), ControlToRelay)
+	if !errors.Is(err, ErrUnexpectedKind) || !strings.Contains(err.Error(), `"relay_auth"`) {
+		t.Fatalf("err = %v, want ErrUnexpectedKind naming relay_auth", err)
+	}
+}
+
 // The envelope has exactly one member, whose exact key is the kind and
 // whose value is an object.
 func TestEnvelopeRefused(t *testing.T) {
@@ -242,7 +254,7 @@ func TestEnvelopeRefused(t *testing.T) {
 
 func TestGarbageRefused(t *testing.T) {
 	for _, body := range []string{``, `{`, `{"hello":{"token":5}}`,
-		`{"peers":{"peers":[{"id":"zz"}]}}`, `{"relay_auth":{"endpoints":[{"sources":["0011"]}]}}`} {
+		`{"peers":{"peers":[{"id":"zz"}]}}`, `{"relay_auth_delta":{"set":[{"sources":["0011"]}]}}`} {
 		if m, err := Read(bytes.NewReader(frame(body)), everything); err == nil {
 			t.Errorf("%q decoded to %+v", body, m)
 		}
@@ -352,9 +364,12 @@ func TestCodesAreStable(t *testing.T) {
 		t.Errorf("codes %v, want %v", got, want)
 	}
 	alpns := []string{ALPNClientControl, ALPNRelayControl, ALPNClientRelay, ALPNPeer}
-	wantALPN := []string{"connetd-client-control/1", "connetd-relay-control/1", "connetd-client-relay/1", "connetd-peer/1"}
+	wantALPN := []string{"connetd-client-control/1", "connetd-relay-control/2", "connetd-client-relay/1", "connetd-peer/1"}
 	if !reflect.DeepEqual(alpns, wantALPN) {
 		t.Errorf("ALPNs %v, want %v", alpns, wantALPN)
+	}
+	if ALPNRelayControlV1 != "connetd-relay-control/1" {
+		t.Errorf("ALPNRelayControlV1 = %q", ALPNRelayControlV1)
 	}
 	if MaxFrame != 4<<20 {
 		t.Errorf("MaxFrame = %d", MaxFrame)
