@@ -95,14 +95,15 @@ func (b *deltaBatch) remove(name string) {
 	b.add(n)
 }
 
-// set replaces ep's entry. An entry too big for one message goes out in
-// pieces: the first replaces the entry, the others extend it, each in the
-// next message of the batch (the relay applies the batch as a whole).
+// set replaces ep's entry. An entry too big for any message goes out in
+// pieces from the current message on: the first replaces the entry, the
+// others extend it, each in the next message of the batch (the relay
+// applies the batch as a whole).
 func (b *deltaBatch) set(ep wire.RelayEndpoint) {
 	fixed := entryOverhead + quotedLen(ep.Endpoint)
 	whole := fixed + idSize*(len(ep.Sources)+len(ep.Destinations))
-	if b.changed && b.size+whole > b.limit {
-		b.next()
+	if b.size+whole > b.limit && deltaOverhead+whole <= b.limit {
+		b.next() // it fits in a message of its own
 	}
 	if b.size+whole <= b.limit {
 		b.cur.Set = append(b.cur.Set, ep)
