@@ -38,7 +38,7 @@ type linked struct {
 	record io.Writer
 }
 
-func startLinked(t *testing.T, ctx context.Context, record io.Writer) *linked {
+func startLinked(t *testing.T, ctx context.Context, lim control.Limits, record io.Writer) *linked {
 	t.Helper()
 	c, err := testcert.New()
 	if err != nil {
@@ -49,7 +49,8 @@ func startLinked(t *testing.T, ctx context.Context, record io.Writer) *linked {
 		t.Fatal(err)
 	}
 	l.ctl = control.New(control.Config{Cert: c.TLS, Logger: slog.New(slog.DiscardHandler),
-		Auth: control.Auth{ClientTokens: []string{"client-token"}, RelayTokens: []string{"relay-token"}}})
+		Auth:   control.Auth{ClientTokens: []string{"client-token"}, RelayTokens: []string{"relay-token"}},
+		Limits: lim})
 	clients, relays, ru := quicTransport(t), quicTransport(t), udp(t)
 	l.clientAddr = clients.Conn.LocalAddr().(*net.UDPAddr)
 	l.relayAddr = ru.LocalAddr().(*net.UDPAddr).AddrPort()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connetd/connetd/control"
 	"github.com/connetd/connetd/internal/syncbuf"
 	"github.com/connetd/connetd/restrict"
 	"github.com/connetd/connetd/wire"
@@ -21,7 +22,7 @@ func TestRelayStopsForwardingPairsControlRemoved(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var rec syncbuf.Buffer
-	l := startLinked(t, ctx, &rec)
+	l := startLinked(t, ctx, control.Limits{}, &rec)
 
 	// kept: a→b; withdrawn: c→d, c withdraws; gone: e→f, e disconnects.
 	names := []string{"kept", "withdrawn", "gone"}
