@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -33,6 +34,7 @@ type linked struct {
 	relayID    *identity.Identity
 	relayAddr  netip.AddrPort
 	dials      atomic.Int32 // links the relay opened to control
+	joined     atomic.Int32 // client sessions opened
 	// record, if set before the relay dials, gets a copy of every byte
 	// control sends on the link.
 	record io.Writer
@@ -49,7 +51,7 @@ func startLinked(t *testing.T, ctx context.Context, lim control.Limits, record i
 		t.Fatal(err)
 	}
 	l.ctl = control.New(control.Config{Cert: c.TLS, Logger: slog.New(slog.DiscardHandler),
-		Auth:   control.Auth{ClientTokens: []string{"client-token"}, RelayTokens: []string{"relay-token"}},
+		Auth:   control.Auth{ClientTokens: clientTokens, RelayTokens: []string{"relay-token"}},
 		Limits: lim})
 	clients, relays, ru := quicTransport(t), quicTransport(t), udp(t)
 	l.clientAddr = clients.Conn.LocalAddr().(*net.UDPAddr)
@@ -76,6 +78,16 @@ func startLinked(t *testing.T, ctx context.Context, lim control.Limits, record i
 	return l
 }
 
+// clientTokens are enough for 256 sessions under control's default limit
+// of sessions per token; join takes them in turn.
+var clientTokens = func() []string {
+	var out []string
+	for i := range 256 / control.DefaultSessionsPerToken {
+		out = append(out, fmt.Sprintf("client-token-%d", i))
+	}
+	return out
+}()
+
 type recorded struct {
 	io.ReadWriteCloser
 	r io.Reader
@@ -100,7 +112,8 @@ type ctlSession struct {
 // join opens a session for id and waits for control's welcome.
 func (l *linked) join(t *testing.T, ctx context.Context, id *identity.Identity) *ctlSession {
 	t.Helper()
-	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// Room for a loaded machine; the hello has its own bound besides.
+	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	conn, err := quicTransport(t).Dial(hctx, l.clientAddr, &tls.Config{RootCAs: l.roots, ServerName: "127.0.0.1",
 		Certificates: []tls.Certificate{id.Cert}, NextProtos: []string{wire.ALPNClientControl}}, quicconf.Control())
@@ -109,7 +122,8 @@ func (l *linked) join(t *testing.T, ctx context.Context, id *identity.Identity) 
 	}
 	st, err := conn.OpenStreamSync(hctx)
 	if err == nil {
-		_, err = wire.Handshake(hctx, st, &wire.Hello{Token: "client-token", Version: "test"}, wire.ControlToClient)
+		token := clientTokens[int(l.joined.Add(1)-1)/control.DefaultSessionsPerToken]
+		_, err = wire.Handshake(hctx, st, &wire.Hello{Token: token, Version: "test"}, wire.ControlToClient)
 	}
 	if err != nil {
 		t.Fatalf("hello: %v", err)
@@ -149,13 +163,18 @@ func relayEndpoints(srv *relay.Server) map[string]int {
 // again fails the test.
 func (l *linked) waitRelay(t *testing.T, ctx context.Context, what string, ok func(map[string]int) bool) {
 	t.Helper()
+	tick := time.Now()
 	for !ok(relayEndpoints(l.relay)) {
+		if time.Since(tick) > 5*time.Second { // for a test that fails slowly
+			tick = time.Now()
+			t.Logf("waiting: the relay has %d endpoints, control %d", len(relayEndpoints(l.relay)), len(l.ctl.Status().Endpoints))
+		}
 		if n := l.dials.Load(); n > 1 {
 			t.Fatalf("the relay's link to control broke (the relay dialed %d times) before its table %s", n, what)
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("the relay's table never %s", what)
+			t.Fatalf("the relay's table never %s (it has %d endpoints; control %d)", what, len(relayEndpoints(l.relay)), len(l.ctl.Status().Endpoints))
 		case <-l.relay.Changed():
 		case <-time.After(100 * time.Millisecond):
 		}
