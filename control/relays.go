@@ -133,7 +133,7 @@ func (s *Server) relayWriter(ctx context.Context, sess *session, w io.Writer) er
 		}
 		// Building the view and its delta takes time in proportion to the
 		// table, with the registry locked for the view. Resting as long
-		// after each keeps a burst of changes to a big table (a client
+		// after each keeps a burst of changes to a big table (clients
 		// announcing thousands of names) from keeping this writer busy
 		// and the registry locked most of the time; the changes that come
 		// meanwhile go in the next batch.
