@@ -42,6 +42,14 @@ type session struct {
 	direct    []string
 	endpoints map[epKey]string // route by endpoint
 	relayAddr string           // relays only
+
+	// What the session's writer should look at when poked: the endpoint
+	// names whose peers may have changed, or everything (its first view,
+	// a relay came or went). Building only those keeps a client that
+	// announces thousands of names from making control rebuild and
+	// compare its whole view once per name.
+	dirty    map[string]struct{}
+	dirtyAll bool
 }
 
 func newSession(id identity.ID, cert []byte, observed string) *session {
@@ -112,6 +120,7 @@ func (r *registry) addClient(s *session, perToken int) (*session, error) {
 	}
 	r.clients[s.id] = s
 	r.perToken[s.token]++
+	s.dirtyAll = true
 	s.poke()
 	r.changed.Notify()
 	return old, nil
@@ -201,6 +210,10 @@ func (r *registry) setDirect(s *session, direct []string, nat string) {
 func (r *registry) pokeEndpointLocked(name string) {
 	for _, m := range r.endpoints[name] {
 		for _, s := range m {
+			if s.dirty == nil {
+				s.dirty = map[string]struct{}{}
+			}
+			s.dirty[name] = struct{}{}
 			s.poke()
 		}
 	}
@@ -249,6 +262,7 @@ func (r *registry) removeRelay(s *session) {
 
 func (r *registry) pokeAllLocked() {
 	for _, s := range r.clients {
+		s.dirtyAll = true
 		s.poke()
 	}
 	for _, s := range r.relays {
@@ -263,11 +277,18 @@ func counterpart(role string) string {
 	return restrict.RoleSource
 }
 
-// clientView is everything a client should currently know.
+// clientView is what a client should currently know of what changed since
+// the last call: the peers of its endpoints marked dirty (all of them the
+// first time, or after relays changed), and the relays.
 func (r *registry) clientView(s *session) (peers []wire.Peers, relays wire.Relays) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	all, dirty := s.dirtyAll, s.dirty
+	s.dirtyAll, s.dirty = false, nil
 	for k := range s.endpoints {
+		if _, ok := dirty[k.name]; !ok && !all {
+			continue
+		}
 		p := wire.Peers{Endpoint: k.name, Role: k.role, Peers: []wire.Peer{}}
 		other := epKey{k.name, counterpart(k.role)}
 		for id, o := range r.endpoints[k.name][other] {
