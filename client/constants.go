@@ -31,6 +31,10 @@ const (
 	// trafficEvery is how often, at most, moving byte counters are
 	// signalled to status watchers.
 	trafficEvery = time.Second
+	// refusedRetry is how often endpoints control refused are announced
+	// again in the same session: a limit may have room by then (a slot
+	// freed, control reloaded with a higher limit or another restriction).
+	refusedRetry = 30 * time.Second
 	// controlQueue bounds the messages waiting for the control stream; a
 	// session that falls that far behind is closed and started afresh.
 	controlQueue = 16384

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -128,6 +129,7 @@ func (l *controlLink) session(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return sess.writeLoop(gctx) })
 	g.Go(func() error { return l.read(gctx, st) })
+	g.Go(func() error { l.retryRefused(gctx, sess); return nil })
 	g.Go(func() error {
 		<-gctx.Done() // the reader blocks in Read: closing the connection ends it
 		_ = conn.CloseWithError(wire.ConnNormal, "")
@@ -135,6 +137,34 @@ func (l *controlLink) session(ctx context.Context) error {
 	})
 	err = g.Wait()
 	return fmt.Errorf("control session: %w", err)
+}
+
+// retryRefused announces refused endpoints again every refusedRetry until
+// ctx ends. An accepted one is known by the peers message that follows
+// (updatePeers clears its refusal); a refused one is refused again.
+func (l *controlLink) retryRefused(ctx context.Context, sess *controlSession) {
+	c := l.c
+	tick := time.NewTicker(refusedRetry)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		c.mu.Lock()
+		for _, s := range c.sources {
+			if s.refused != "" {
+				sess.enqueue(s.announce())
+			}
+		}
+		for _, d := range c.destinations {
+			if d.refused != "" {
+				sess.enqueue(d.announce())
+			}
+		}
+		c.mu.Unlock()
+	}
 }
 
 // read handles control's messages until the stream fails.
@@ -173,14 +203,20 @@ func (c *Client) refused(e *wire.Error) {
 		c.log.Warn("control refused a request", "code", e.Code, "reason", e.Message)
 		return
 	}
-	c.log.Error("control refused endpoint", "endpoint", e.Endpoint, "role", e.Role, "code", e.Code, "reason", e.Message)
 	c.mu.Lock()
+	var was string
 	if s := c.sources[e.Endpoint]; s != nil && e.Role == "source" {
-		s.refused = e.Message
+		was, s.refused = s.refused, e.Message
 	}
 	if d := c.destinations[e.Endpoint]; d != nil && e.Role == "destination" {
-		d.refused = e.Message
+		was, d.refused = d.refused, e.Message
 	}
 	c.mu.Unlock()
+	// A retry refused for the same reason is no news.
+	level := slog.LevelError
+	if was == e.Message {
+		level = slog.LevelDebug
+	}
+	c.log.Log(context.Background(), level, "control refused endpoint", "endpoint", e.Endpoint, "role", e.Role, "code", e.Code, "reason", e.Message)
 	c.changed.Notify()
 }

@@ -30,6 +30,14 @@ func (c *Client) updatePeers(m *wire.Peers) {
 		c.mu.Unlock()
 		return
 	}
+	// Peers of an endpoint come only once control holds it: a refusal
+	// retried with success ends here.
+	if s := c.sources[m.Endpoint]; s != nil && m.Role == "source" {
+		s.refused = ""
+	}
+	if d := c.destinations[m.Endpoint]; d != nil && m.Role == "destination" {
+		d.refused = ""
+	}
 	listed := map[identity.ID]bool{}
 	for _, wp := range m.Peers {
 		if wp.ID != identity.IDOf(wp.Cert) {
