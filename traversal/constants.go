@@ -19,4 +19,8 @@ const (
 const (
 	maxAttempts     = 16
 	maxSpraySockets = 512
+	// maxSpraySocketsPerPeer is one many-port attempt's worth: several
+	// attempts toward one peer at once (which control should not start)
+	// share it rather than open more.
+	maxSpraySocketsPerPeer = 256
 )

@@ -51,9 +51,18 @@ func TestAttemptsBeyondTheLimitAreIgnored(t *testing.T) {
 	for !trav.spawn(func(context.Context) {}) { // until Run runs
 		time.Sleep(time.Millisecond)
 	}
-	peer, _ := identity.New("peer")
+	// 40 spraying attempts: half toward one peer, half toward three others.
+	var peers [4]identity.ID
+	for i := range peers {
+		p, _ := identity.New("peer")
+		peers[i] = p.ID
+	}
 	for i := range 40 {
-		trav.OnPunch(&wire.Punch{Nonce: []byte{byte(i), 1, 2, 3, 4, 5, 6, 7}, Peer: peer.ID,
+		peer := peers[0]
+		if i%2 == 1 {
+			peer = peers[1+i%3]
+		}
+		trav.OnPunch(&wire.Punch{Nonce: []byte{byte(i), 1, 2, 3, 4, 5, 6, 7}, Peer: peer,
 			Direct: []string{"127.0.0.1:9"}, NAT: wire.NATHard, Mode: wire.PunchModeSpray})
 	}
 	time.Sleep(time.Second) // attempts wait up to 4 s for punch_go: all 40 are due by now
@@ -62,11 +71,23 @@ func TestAttemptsBeyondTheLimitAreIgnored(t *testing.T) {
 	ctl.mu.Unlock()
 	trav.mu.Lock()
 	spraying := trav.spraying
+	perPeer := map[identity.ID]int{}
+	for id, n := range trav.sprayFor {
+		perPeer[id] = n
+	}
 	trav.mu.Unlock()
 	if ready != maxAttempts {
 		t.Fatalf("40 punch messages made %d attempts, want %d", ready, maxAttempts)
 	}
-	if spraying > maxSpraySockets {
-		t.Fatalf("%d spray sockets open, budget %d", spraying, maxSpraySockets)
+	if spraying > maxSpraySockets || spraying < maxSpraySocketsPerPeer {
+		t.Fatalf("%d spray sockets open, budget %d (and room for %d)", spraying, maxSpraySockets, maxSpraySocketsPerPeer)
+	}
+	for id, n := range perPeer {
+		if n > maxSpraySocketsPerPeer {
+			t.Fatalf("%d spray sockets open toward peer %s, budget %d", n, id.Short(), maxSpraySocketsPerPeer)
+		}
+	}
+	if perPeer[peers[0]] != maxSpraySocketsPerPeer {
+		t.Fatalf("%d spray sockets toward the peer of 20 attempts, want its budget %d", perPeer[peers[0]], maxSpraySocketsPerPeer)
 	}
 }

@@ -94,13 +94,19 @@ func (t *Traversal) runPunch(ctx context.Context, m *wire.Punch) {
 	}
 	t.statsLocked(m.Peer).Attempts++
 	t.sessions[nonce] = run
-	sockets := min(sess.WantsSpray(), maxSpraySockets-t.spraying)
+	sockets := max(0, min(sess.WantsSpray(), maxSpraySockets-t.spraying, maxSpraySocketsPerPeer-t.sprayFor[m.Peer]))
 	t.spraying += sockets
+	if sockets > 0 {
+		t.sprayFor[m.Peer] += sockets
+	}
 	t.mu.Unlock()
 	defer func() {
 		t.mu.Lock()
 		delete(t.sessions, nonce)
 		t.spraying -= sockets
+		if t.sprayFor[m.Peer] -= sockets; t.sprayFor[m.Peer] <= 0 {
+			delete(t.sprayFor, m.Peer)
+		}
 		t.mu.Unlock()
 	}()
 

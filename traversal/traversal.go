@@ -85,6 +85,7 @@ type Traversal struct {
 	reported string // the last candidates+NAT sent to control, to skip repeats
 	sessions map[[wire.PunchNonceLen]byte]*attempt
 	spraying int                          // extra sockets open for attempts (maxSpraySockets)
+	sprayFor map[identity.ID]int          // the same per peer (maxSpraySocketsPerPeer)
 	waiters  map[identity.ID]chan Outcome // dialing sides waiting for their attempt
 	reflects map[[wire.ReflectTxIDLen]byte]chan netip.AddrPort
 	peers    map[identity.ID]*PeerStats
@@ -118,6 +119,7 @@ func New(cfg Config) *Traversal {
 		netDirty:  make(chan struct{}, 1),
 		gwChanged: make(chan struct{}, 1),
 		sessions:  map[[wire.PunchNonceLen]byte]*attempt{},
+		sprayFor:  map[identity.ID]int{},
 		waiters:   map[identity.ID]chan Outcome{},
 		reflects:  map[[wire.ReflectTxIDLen]byte]chan netip.AddrPort{},
 		peers:     map[identity.ID]*PeerStats{},
