@@ -27,18 +27,31 @@ type server struct {
 	addr  *net.UDPAddr
 	roots *x509.CertPool
 	srv   *control.Server
+	logs  *syncbuf.Buffer // what the server logged, unless the test gave a logger
 }
 
+// start runs a control server for clients on loopback until the test ends.
 func start(t *testing.T, cfg control.Config) *server {
+	t.Helper()
+	return startServing(t, cfg, (*control.Server).ServeClients)
+}
+
+// startRelays runs a control server for relays on loopback.
+func startRelays(t *testing.T, cfg control.Config) *server {
+	t.Helper()
+	return startServing(t, cfg, (*control.Server).ServeRelays)
+}
+
+func startServing(t *testing.T, cfg control.Config, serve func(*control.Server, context.Context, *quic.Transport) error) *server {
 	t.Helper()
 	c, err := testcert.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := c.Pool
+	logs := &syncbuf.Buffer{}
 	cfg.Cert = c.TLS
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+		cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	}
 	srv := control.New(cfg)
 	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -48,9 +61,9 @@ func start(t *testing.T, cfg control.Config) *server {
 	tr := &quic.Transport{Conn: u}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.ServeClients(ctx, tr) }()
+	go func() { defer close(done); _ = serve(srv, ctx, tr) }()
 	t.Cleanup(func() { cancel(); <-done; tr.Close(); u.Close() })
-	return &server{addr: u.LocalAddr().(*net.UDPAddr), roots: roots, srv: srv}
+	return &server{addr: u.LocalAddr().(*net.UDPAddr), roots: c.Pool, srv: srv, logs: logs}
 }
 
 // session is a raw client speaking the wire protocol.

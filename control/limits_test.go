@@ -1,44 +1,13 @@
 package control_test
 
 import (
-	"context"
-	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/quic-go/quic-go"
-
 	"github.com/connetd/connetd/control"
-	"github.com/connetd/connetd/internal/syncbuf"
-	"github.com/connetd/connetd/internal/testcert"
 	"github.com/connetd/connetd/wire"
 )
-
-// startLogged is start with the server's log kept, to check what refusals
-// log.
-func startLogged(t *testing.T, cfg control.Config) (*server, *syncbuf.Buffer) {
-	t.Helper()
-	c, err := testcert.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncbuf.Buffer{}
-	cfg.Cert = c.TLS
-	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
-	srv := control.New(cfg)
-	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &quic.Transport{Conn: u}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.ServeClients(ctx, tr) }()
-	t.Cleanup(func() { cancel(); <-done; tr.Close(); u.Close() })
-	return &server{addr: u.LocalAddr().(*net.UDPAddr), roots: c.Pool, srv: srv}, logs
-}
 
 // limitRefusal checks that e refuses for a limit, saying want.
 func limitRefusal(t *testing.T, what string, e *wire.Error, want string) {
@@ -49,7 +18,7 @@ func limitRefusal(t *testing.T, what string, e *wire.Error, want string) {
 }
 
 func TestSessionsPerTokenAreBounded(t *testing.T) {
-	s, logs := startLogged(t, control.Config{Auth: control.Auth{ClientTokens: []string{"t", "u"}},
+	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"t", "u"}},
 		Limits: control.Limits{SessionsPerToken: 3}})
 	var held []*session
 	for range 3 {
@@ -69,7 +38,7 @@ func TestSessionsPerTokenAreBounded(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("connection left open after a refused hello")
 	}
-	logs.WaitFor(t, "client refused: too many sessions for this token", 2*time.Second)
+	s.logs.WaitFor(t, "client refused: too many sessions for this token", 2*time.Second)
 	s.join(t, "u") // another token has its own count
 
 	// A session that ends gives its place back.
@@ -88,7 +57,7 @@ func TestSessionsPerTokenAreBounded(t *testing.T) {
 }
 
 func TestEndpointsPerClientAreBounded(t *testing.T) {
-	s, logs := startLogged(t, control.Config{Auth: control.Auth{ClientTokens: []string{"t"}},
+	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"t"}},
 		Limits: control.Limits{EndpointsPerClient: 3}})
 	c := s.join(t, "t")
 	for _, name := range []string{"a", "b", "c"} {
@@ -101,7 +70,7 @@ func TestEndpointsPerClientAreBounded(t *testing.T) {
 		t.Fatalf("the refusal names %q/%q, want the 4th endpoint d/source", e.Endpoint, e.Role)
 	}
 	limitRefusal(t, "4th endpoint", e, "too many endpoints for this client: at most 3")
-	logs.WaitFor(t, "endpoint refused: too many endpoints for this client", 2*time.Second)
+	s.logs.WaitFor(t, "endpoint refused: too many endpoints for this client", 2*time.Second)
 
 	// A new route for an endpoint it has is no new endpoint; the session
 	// goes on, and a withdrawn endpoint makes room.
@@ -123,7 +92,7 @@ func TestEndpointsPerClientAreBounded(t *testing.T) {
 }
 
 func TestPeersPerEndpointAreBounded(t *testing.T) {
-	s, logs := startLogged(t, control.Config{Auth: control.Auth{ClientTokens: []string{"t"}},
+	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"t"}},
 		Limits: control.Limits{PeersPerEndpoint: 2}})
 	var dsts []*session
 	for range 3 {
@@ -139,7 +108,7 @@ func TestPeersPerEndpointAreBounded(t *testing.T) {
 		t.Fatalf("the refusal names %q/%q, want svc/destination", e.Endpoint, e.Role)
 	}
 	limitRefusal(t, "3rd destination", e, "too many clients on this endpoint name and role: at most 2")
-	logs.WaitFor(t, "endpoint refused: too many clients on this endpoint", 2*time.Second)
+	s.logs.WaitFor(t, "endpoint refused: too many clients on this endpoint", 2*time.Second)
 
 	// The other role of the name counts apart: the refused client may be a
 	// source, and sees the two destinations only.
@@ -151,7 +120,7 @@ func TestPeersPerEndpointAreBounded(t *testing.T) {
 }
 
 func TestPunchRequestsAreRateLimited(t *testing.T) {
-	s, logs := startLogged(t, control.Config{Auth: control.Auth{ClientTokens: []string{"a", "b"}},
+	s := start(t, control.Config{Auth: control.Auth{ClientTokens: []string{"a", "b"}},
 		Limits: control.Limits{PunchesPerMinute: 3}})
 	src, dst := pair(t, s, "any", "any")
 	for range 4 {
@@ -175,7 +144,7 @@ func TestPunchRequestsAreRateLimited(t *testing.T) {
 		t.Fatalf("a punch refusal names endpoint %q", e.Endpoint)
 	}
 	limitRefusal(t, "4th punch request", e, "too many punch requests: at most 3 a minute")
-	logs.WaitFor(t, "punch request refused: too many punch requests", 2*time.Second)
+	s.logs.WaitFor(t, "punch request refused: too many punch requests", 2*time.Second)
 
 	// A flood of refused requests logs a few lines, not one each.
 	for range 20 {
@@ -184,7 +153,7 @@ func TestPunchRequestsAreRateLimited(t *testing.T) {
 	for range 20 {
 		next(t, src, func(m *wire.Error) bool { return true })
 	}
-	if n := strings.Count(logs.String(), "punch request refused"); n > 3 {
+	if n := strings.Count(s.logs.String(), "punch request refused"); n > 3 {
 		t.Fatalf("21 refused punch requests logged %d lines, want at most 3", n)
 	}
 

@@ -14,7 +14,6 @@ import (
 
 	"github.com/connetd/connetd/control"
 	"github.com/connetd/connetd/identity"
-	"github.com/connetd/connetd/internal/testcert"
 	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/wire"
 )
@@ -23,32 +22,22 @@ import (
 // now: control answers its hello with an error that says to upgrade,
 // which the relay logs, rather than fail it with a bare TLS alert.
 func TestControlTellsAnOldRelayToUpgrade(t *testing.T) {
-	c, err := testcert.New()
+	s := startRelays(t, control.Config{Logger: slog.New(slog.DiscardHandler),
+		Auth: control.Auth{RelayTokens: []string{"relay-token"}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := control.New(control.Config{Cert: c.TLS, Logger: slog.New(slog.DiscardHandler),
-		Auth: control.Auth{RelayTokens: []string{"relay-token"}}})
-	listen := func() *quic.Transport {
-		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr := &quic.Transport{Conn: u}
-		t.Cleanup(func() { tr.Close() })
-		return tr
-	}
-	relays := listen()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.ServeRelays(ctx, relays) }()
-	t.Cleanup(func() { cancel(); <-done })
+	dialer := &quic.Transport{Conn: u}
+	t.Cleanup(func() { dialer.Close(); u.Close() })
 
 	id, err := identity.New("relay")
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := listen().Dial(ctx, relays.Conn.LocalAddr(), &tls.Config{RootCAs: c.Pool, ServerName: "127.0.0.1",
+	conn, err := dialer.Dial(ctx, s.addr, &tls.Config{RootCAs: s.roots, ServerName: "127.0.0.1",
 		Certificates: []tls.Certificate{id.Cert}, NextProtos: []string{wire.ALPNRelayControlV1}}, quicconf.Control())
 	if err != nil {
 		t.Fatalf("control refused the old protocol in the handshake: %v", err)
@@ -63,7 +52,7 @@ func TestControlTellsAnOldRelayToUpgrade(t *testing.T) {
 	if !errors.As(err, &werr) || werr.Code != wire.CodeBadRequest || !strings.Contains(werr.Message, "upgrade") {
 		t.Fatalf("hello of an old relay: %v, want an error telling it to upgrade", err)
 	}
-	if n := len(srv.Status().Relays); n != 0 {
+	if n := len(s.srv.Status().Relays); n != 0 {
 		t.Fatalf("control lists %d relays, want none", n)
 	}
 }

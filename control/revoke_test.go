@@ -14,7 +14,6 @@ import (
 
 	"github.com/connetd/connetd/control"
 	"github.com/connetd/connetd/identity"
-	"github.com/connetd/connetd/internal/testcert"
 	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/wire"
 )
@@ -54,25 +53,12 @@ func TestClientWhoseTokenIsRevokedWhileItRegistersIsClosed(t *testing.T) {
 
 // The same holds for a relay's link.
 func TestRelayWhoseTokenIsRevokedWhileItRegistersIsClosed(t *testing.T) {
-	c, err := testcert.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := control.New(control.Config{Cert: c.TLS, Logger: slog.New(slog.DiscardHandler),
+	s := startRelays(t, control.Config{Logger: slog.New(slog.DiscardHandler),
 		Auth: control.Auth{RelayTokens: []string{"keep", "drop"}}})
-	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &quic.Transport{Conn: u}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.ServeRelays(ctx, tr) }()
-	t.Cleanup(func() { cancel(); <-done; tr.Close(); u.Close() })
+	srv, addr := s.srv, s.addr
 	tlsConf := func() *tls.Config {
-		return &tls.Config{RootCAs: c.Pool, ServerName: "127.0.0.1", NextProtos: []string{wire.ALPNRelayControl}}
+		return &tls.Config{RootCAs: s.roots, ServerName: "127.0.0.1", NextProtos: []string{wire.ALPNRelayControl}}
 	}
-	addr := u.LocalAddr().(*net.UDPAddr)
 
 	kept, err := dialRelay(t, tlsConf(), addr, "keep")
 	if err != nil {
