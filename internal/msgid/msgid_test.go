@@ -1,0 +1,66 @@
+package msgid
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"regexp"
+	"testing"
+)
+
+// An id is 128 bits in the journal's form: 32 lowercase hex digits, no
+// dashes (journalctl MESSAGE_ID= matches the text exactly).
+var idForm = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+func TestIDsAreDistinct128BitHex(t *testing.T) {
+	seen := map[ID]string{}
+	for name, id := range All {
+		if !idForm.MatchString(string(id)) {
+			t.Errorf("%s = %q: not 32 lowercase hex digits", name, id)
+		}
+		if other, dup := seen[id]; dup {
+			t.Errorf("%s and %s share the id %s", name, other, id)
+		}
+		seen[id] = name
+	}
+}
+
+// TestAllListsEveryConstant reads msgid.go itself, so that an id added as a
+// constant but forgotten in All (and so in the catalog test) is caught.
+func TestAllListsEveryConstant(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "msgid.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consts := map[string]bool{}
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
+		}
+		for _, s := range g.Specs {
+			v := s.(*ast.ValueSpec)
+			if id, ok := v.Type.(*ast.Ident); !ok || id.Name != "ID" {
+				continue
+			}
+			for _, n := range v.Names {
+				consts[n.Name] = true
+				if _, ok := All[n.Name]; !ok {
+					t.Errorf("constant %s is missing from All", n.Name)
+				}
+			}
+		}
+	}
+	for name := range All {
+		if !consts[name] {
+			t.Errorf("All[%q] names no constant of type ID", name)
+		}
+	}
+}
+
+func TestAttrKeyIsMessageID(t *testing.T) {
+	a := PeerPathUp.Attr()
+	if a.Key != Key || a.Value.String() != string(PeerPathUp) {
+		t.Errorf("Attr() = %v", a)
+	}
+}
