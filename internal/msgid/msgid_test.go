@@ -4,7 +4,9 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"os"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -62,5 +64,32 @@ func TestAttrKeyIsMessageID(t *testing.T) {
 	a := PeerPathUp.Attr()
 	if a.Key != Key || a.Value.String() != string(PeerPathUp) {
 		t.Errorf("Attr() = %v", a)
+	}
+}
+
+// TestDocsTableListsEveryID keeps docs/journal.md in step with the constants.
+func TestDocsTableListsEveryID(t *testing.T) {
+	b, err := os.ReadFile("../../docs/journal.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 4 {
+			continue
+		}
+		id := strings.Trim(strings.TrimSpace(cells[1]), "`")
+		if idForm.MatchString(id) {
+			rows[id] = strings.Trim(strings.TrimSpace(cells[2]), "`")
+		}
+	}
+	for name, id := range All {
+		if rows[string(id)] != name {
+			t.Errorf("docs/journal.md: %s (%s) has no row, or a row naming %q", name, id, rows[string(id)])
+		}
+	}
+	if len(rows) != len(All) {
+		t.Errorf("docs/journal.md has %d id rows, want %d", len(rows), len(All))
 	}
 }
