@@ -93,3 +93,25 @@ func TestDocsTableListsEveryID(t *testing.T) {
 		t.Errorf("docs/journal.md has %d id rows, want %d", len(rows), len(All))
 	}
 }
+
+// TestApplianceUsesKnownIDs: appliance/run.sh queries the journal by id; a
+// changed id there or here would make it look for an event never logged.
+func TestApplianceUsesKnownIDs(t *testing.T) {
+	b, err := os.ReadFile("../../appliance/run.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[ID]bool{}
+	for _, id := range All {
+		known[id] = true
+	}
+	found := regexp.MustCompile(`\b[0-9a-f]{32}\b`).FindAllString(string(b), -1)
+	if len(found) == 0 {
+		t.Error("appliance/run.sh queries no MESSAGE_ID")
+	}
+	for _, id := range found {
+		if !known[ID(id)] {
+			t.Errorf("appliance/run.sh uses %s, which is not in msgid.All", id)
+		}
+	}
+}
