@@ -349,6 +349,14 @@ dbus_policy() {
 }
 step "D-Bus policy installed, system bus running" dbus_policy
 
+journal_catalog() {
+	# The postinst ran journalctl --update-catalog: the catalog database
+	# knows connetd's events (msgid.ControlConnected here).
+	ct test -f /usr/lib/systemd/catalog/connetd.catalog
+	ct journalctl --list-catalog | grep -x '60afa1d11ae447058f6519caa5cba041 connetd: connetd client connected to the control server'
+}
+step "journal catalog installed and imported (journalctl --list-catalog)" journal_catalog
+
 # --- 4. three instances
 
 enable_instances() {
@@ -430,6 +438,36 @@ journal_match() {
 	ct journalctl -u connetd@src --no-pager -o cat CONNET_ENDPOINT=echo | awk 'NR <= 5' | grep .
 }
 step "journalctl -u connetd@src CONNET_ENDPOINT=echo matches by field" journal_match
+journal_message_id() {
+	# "connected to control" carries msgid.ControlConnected as the
+	# journal's own MESSAGE_ID field (not CONNET_MESSAGE_ID).
+	local entry
+	entry=$(ct journalctl -u connetd@src --no-pager -o export MESSAGE_ID=60afa1d11ae447058f6519caa5cba041 | awk -v RS= '
+		/\nMESSAGE=connected to control(\n|$)/ { last = $0 }
+		END { if (last == "") exit 1; print last }' | grep -E '^(MESSAGE|MESSAGE_ID|CONNET_[A-Z_]+|_SYSTEMD_UNIT|PRIORITY)=')
+	printf '%s\n' "$entry"
+	! grep -q '^CONNET_MESSAGE_ID=' <<<"$entry"
+}
+step "journalctl MESSAGE_ID=<control connected> finds connetd@src's connection to control" journal_message_id
+journal_explained() {
+	# journalctl -x adds the catalog entry to the message: its Subject and
+	# its text.
+	local out
+	out=$(ct journalctl -x -u connetd@src --no-pager MESSAGE_ID=60afa1d11ae447058f6519caa5cba041)
+	printf '%s\n' "$out" | tail -n 20
+	grep -q 'Subject: connetd client connected to the control server' <<<"$out" &&
+		grep -q 'Defined-By: connetd' <<<"$out" &&
+		grep -q 'handshake with the control server' <<<"$out"
+}
+step "journalctl -x -u connetd@src explains the event from the catalog" journal_explained
+journal_path_up() {
+	# A peer path (direct or relay) came up on the source: msgid.PeerPathUp
+	# with the peer and the route.
+	ct journalctl -u connetd@src --no-pager -o export MESSAGE_ID=ee3e73230e03412c93ebd29352934679 | awk -v RS= '
+		/\nMESSAGE=peer path up(\n|$)/ && /\nCONNET_PEER=[^\n]+(\n|$)/ && /\nCONNET_ROUTE=(direct|relay)(\n|$)/ { last = $0 }
+		END { if (last == "") exit 1; print last }' | grep -E '^(MESSAGE|MESSAGE_ID|CONNET_[A-Z_]+)='
+}
+step "journalctl MESSAGE_ID=<peer path up> finds the source's path to its peer, with CONNET_PEER and CONNET_ROUTE" wait_for 10 journal_path_up
 
 # --- 7. reload keeps an open flow
 
@@ -453,6 +491,8 @@ reload_keeps_flow() {
 	[ "$(cat "$root$inbox/flow/after")" = after ]
 	[ "$pid_before" = "$pid_after" ]
 	ct journalctl -u connetd@src --no-pager -o cat | grep 'configuration reloaded' >/dev/null
+	# msgid.ReloadApplied
+	ct journalctl -u connetd@src --no-pager -o cat MESSAGE_ID=b94de43998a9454ba10f203c9ed7d146 | grep 'configuration reloaded' >/dev/null
 }
 step "systemctl reload connetd@src keeps an open connection alive (same process, same TCP flow)" reload_keeps_flow
 step "the reload applied the new source (127.0.0.1:8002)" wait_for 30 ct "$inbox/echo.sh" 8002 "hello third source"
@@ -548,7 +588,7 @@ purge() {
 	ct sh -c '! dpkg-query -W -f "\${Status}" connetd 2>/dev/null | grep -q installed' || left="$left package-still-installed"
 	for f in /usr/bin/connetd /usr/bin/connetctl /usr/lib/systemd/system/connetd@.service \
 		/usr/lib/sysusers.d/connetd.conf /usr/share/dbus-1/system.d/org.connetd.Connetd1.conf \
-		/etc/connet /var/lib/connetd /usr/share/doc/connetd; do
+		/usr/lib/systemd/catalog/connetd.catalog /etc/connet /var/lib/connetd /usr/share/doc/connetd; do
 		if ct test -e "$f"; then left="$left $f"; fi
 	done
 	local links active procs override

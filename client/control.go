@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/connetd/connetd/backoff"
+	"github.com/connetd/connetd/internal/msgid"
 	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/wire"
 )
@@ -36,7 +37,7 @@ func (l *controlLink) run(ctx context.Context) {
 			if werr.Code == wire.CodeUnauthorized {
 				msg += "; check the token"
 			}
-			c.log.Error(msg, "server", c.cfg.ServerAddr, "code", werr.Code, "reason", werr.Message)
+			c.log.Error(msg, msgid.ClientRefused.Attr(), "server", c.cfg.ServerAddr, "code", werr.Code, "reason", werr.Message)
 			if !refusedBo.Sleep(ctx) {
 				return
 			}
@@ -46,7 +47,7 @@ func (l *controlLink) run(ctx context.Context) {
 		if time.Since(started) > 10*time.Second {
 			bo.Reset()
 		}
-		c.log.Warn("control server unreachable, retrying", "server", c.cfg.ServerAddr, "err", err)
+		c.log.Warn("control server unreachable, retrying", msgid.ControlLost.Attr(), "server", c.cfg.ServerAddr, "err", err)
 		if !bo.Sleep(ctx) {
 			return
 		}
@@ -100,7 +101,7 @@ func (l *controlLink) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.log.Info("connected to control", "server", c.cfg.ServerAddr, "observed", welcome.Observed)
+	c.log.Info("connected to control", msgid.ControlConnected.Attr(), "server", c.cfg.ServerAddr, "observed", welcome.Observed)
 
 	sess := newControlSession(conn, st)
 	// Announce under the lock, so that an endpoint added concurrently is
@@ -217,6 +218,6 @@ func (c *Client) refused(e *wire.Error) {
 	if was == e.Message {
 		level = slog.LevelDebug
 	}
-	c.log.Log(context.Background(), level, "control refused endpoint", "endpoint", e.Endpoint, "role", e.Role, "code", e.Code, "reason", e.Message)
+	c.log.Log(context.Background(), level, "control refused endpoint", msgid.EndpointRefused.Attr(), "endpoint", e.Endpoint, "role", e.Role, "code", e.Code, "reason", e.Message)
 	c.changed.Notify()
 }

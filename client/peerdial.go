@@ -10,6 +10,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/internal/msgid"
 	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/wire"
 )
@@ -161,13 +162,13 @@ func (p *peer) hold(conn *quic.Conn, err error, pa path) {
 	}
 	p.mu.Unlock()
 	p.c.changed.Notify()
-	log.Info("peer path up", "remote", p.c.relayNet.Describe(conn.RemoteAddr()))
+	log.Info("peer path up", msgid.PeerPathUp.Attr(), "remote", p.c.relayNet.Describe(conn.RemoteAddr()))
 
 	select {
 	case <-p.ctx.Done():
 		_ = conn.CloseWithError(wire.ConnNormal, "peer no longer used")
 	case <-conn.Context().Done():
-		log.Info("peer path down", "err", context.Cause(conn.Context()))
+		log.Info("peer path down", msgid.PeerPathLost.Attr(), "err", context.Cause(conn.Context()))
 	}
 	p.mu.Lock()
 	if pa == pathDirect {
@@ -256,7 +257,7 @@ func (p *peer) followChange(conn *quic.Conn) {
 		case <-conn.Context().Done():
 			return
 		case <-deadline.C:
-			log.Info("direct path did not survive the network change; punching a new one")
+			log.Info("direct path did not survive the network change; punching a new one", msgid.PeerPathChanged.Attr())
 			_ = conn.CloseWithError(wire.ConnNormal, "network changed")
 			return
 		case <-tick.C:

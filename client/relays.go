@@ -13,6 +13,7 @@ import (
 
 	"github.com/connetd/connetd/backoff"
 	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/internal/msgid"
 	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/wire"
 )
@@ -119,7 +120,7 @@ func (r *relayLinks) run(ctx context.Context, l *relayLink) {
 		case <-ctx.Done():
 			_ = conn.CloseWithError(wire.ConnNormal, "relay no longer used")
 		case <-conn.Context().Done():
-			log.Warn("lost relay", "err", context.Cause(conn.Context()))
+			log.Warn("lost relay", msgid.RelayLost.Attr(), "err", context.Cause(conn.Context()))
 		}
 		r.setConn(l, nil)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/connetd/connetd/internal/msgid"
 	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/restrict"
 	"github.com/connetd/connetd/wire"
@@ -212,7 +213,7 @@ func (s *Server) checkToken(conn *quic.Conn, st *quic.Stream, kind string, token
 	idx := tokenIndex(tokens, token)
 	if idx < 0 {
 		if s.gate.shouldLog(addrOf(conn.RemoteAddr())) {
-			log.Warn(kind + " refused: invalid token (refusals from this address are logged at most every 10 s)")
+			log.Warn(kind+" refused: invalid token (refusals from this address are logged at most every 10 s)", msgid.TokenRefused.Attr())
 		}
 		refuse(conn, st, wire.CodeUnauthorized, "invalid token")
 		return nil, false
@@ -222,7 +223,7 @@ func (s *Server) checkToken(conn *quic.Conn, st *quic.Stream, kind string, token
 	}
 	if addr := addrOf(conn.RemoteAddr()); !restricts[idx].IP.Accepts(addr) {
 		if s.gate.shouldLog(addr) {
-			log.Warn(kind+" refused by token-restriction", "token_index", idx)
+			log.Warn(kind+" refused by token-restriction", msgid.TokenRefused.Attr(), "token_index", idx)
 		}
 		refuse(conn, st, wire.CodeUnauthorized, "address not allowed for this token")
 		return nil, false

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/internal/msgid"
 	"github.com/connetd/connetd/internal/ratelimit"
 	"github.com/connetd/connetd/wire"
 )
@@ -115,7 +116,7 @@ func (r *registry) admitLocked(s *session, k epKey, l Limits) error {
 // it (at most a few lines per address and 10 s).
 func (s *Server) refuseAnnounce(sess *session, m *wire.Announce, err error, log *slog.Logger) {
 	if s.gate.shouldLog(sess.addr) {
-		log.Warn("endpoint refused: "+err.Error(), "endpoint", m.Endpoint, "role", m.Role)
+		log.Warn("endpoint refused: "+err.Error(), msgid.EndpointRefused.Attr(), "endpoint", m.Endpoint, "role", m.Role)
 	}
 	sess.send(&wire.Error{Code: wire.CodeLimitExceeded, Message: err.Error(), Endpoint: m.Endpoint, Role: m.Role})
 }

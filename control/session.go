@@ -15,6 +15,7 @@ import (
 
 	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/internal/endpointname"
+	"github.com/connetd/connetd/internal/msgid"
 	"github.com/connetd/connetd/restrict"
 	"github.com/connetd/connetd/wire"
 )
@@ -168,7 +169,7 @@ func (s *Server) clientReader(sess *session, st *quic.Stream, tr *restrict.Token
 				continue
 			}
 			if tr != nil && !tr.AcceptsEndpoint(m.Endpoint, m.Role) {
-				log.Warn("endpoint refused by token-restriction", "endpoint", m.Endpoint, "role", m.Role)
+				log.Warn("endpoint refused by token-restriction", msgid.EndpointRefused.Attr(), "endpoint", m.Endpoint, "role", m.Role)
 				sess.send(&wire.Error{Code: wire.CodeForbidden, Message: "token may not use this endpoint name or role", Endpoint: m.Endpoint, Role: m.Role})
 				continue
 			}

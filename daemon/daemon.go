@@ -26,6 +26,7 @@ import (
 	"github.com/connetd/connetd/config"
 	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/internal/changes"
+	"github.com/connetd/connetd/internal/msgid"
 	"github.com/connetd/connetd/statushttp"
 	"github.com/connetd/connetd/store"
 )
@@ -315,14 +316,14 @@ func (d *Daemon) Reload() error {
 	}()
 	nf, err := d.loadConfig()
 	if err != nil {
-		d.log.Error("reload rejected; the running configuration stays in force", "err", err)
+		d.log.Error("reload rejected; the running configuration stays in force", msgid.ReloadRejected.Attr(), "err", err)
 		return err
 	}
 	if err := d.applyLocked(nf); err != nil {
-		d.log.Error("reload rejected; the running configuration stays in force", "err", err)
+		d.log.Error("reload rejected; the running configuration stays in force", msgid.ReloadRejected.Attr(), "err", err)
 		return err
 	}
-	d.log.Info("configuration reloaded")
+	d.log.Info("configuration reloaded", msgid.ReloadApplied.Attr())
 	return nil
 }
 

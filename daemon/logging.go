@@ -7,6 +7,8 @@ import (
 
 	"github.com/coreos/go-systemd/v22/journal"
 	slogjournal "github.com/systemd/slog-journal"
+
+	"github.com/connetd/connetd/internal/msgid"
 )
 
 // parseLevel maps log-level to slog; config validation has checked it.
@@ -57,7 +59,12 @@ func journalLogger(level *slog.LevelVar) *slog.Logger {
 // journalField turns an attribute key into a journal field name: the
 // journal accepts only [A-Z0-9_], and a common prefix keeps ours together.
 // "path" (direct or relay) is reported as the route a connection took.
+// The event id is the journal's own MESSAGE_ID, unprefixed, so that
+// journalctl -x finds its catalog entry.
 func journalField(key string) string {
+	if key == msgid.Key {
+		return "MESSAGE_ID"
+	}
 	if key == "path" {
 		key = "route"
 	}

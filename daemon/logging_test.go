@@ -11,6 +11,7 @@ func TestJournalFieldsAreConnetPrefixedAndJournalSafe(t *testing.T) {
 		"path":        "CONNET_ROUTE", // the path a connection took is its route
 		"fd_name":     "CONNET_FD_NAME",
 		"status-addr": "CONNET_STATUS_ADDR",
+		"message_id":  "MESSAGE_ID", // the journal's own field, for journalctl -x
 	} {
 		if got := journalField(in); got != want {
 			t.Errorf("journalField(%q) = %q, want %q", in, got, want)

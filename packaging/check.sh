@@ -48,6 +48,7 @@ expected=(
 	/usr/lib/systemd/system/connetd-server-relay.socket
 	/usr/lib/systemd/system/connetd-client-direct.socket
 	/usr/lib/sysusers.d/connetd.conf /usr/lib/sysctl.d/60-connetd.conf
+	/usr/lib/systemd/catalog/connetd.catalog
 	/usr/share/man/man8/connetd.8.gz /usr/share/man/man1/connetctl.1.gz
 	/usr/share/man/man5/connetd.toml.5.gz
 	/usr/share/doc/connetd/copyright /usr/share/doc/connetd/changelog.gz
@@ -106,13 +107,13 @@ check "deb and rpm hold the same files (one staging tree)" same_files
 rpm_scripts() {
 	local s
 	s=$(rpm -qp --scripts "$rpm" 2>/dev/null)
-	for want in 'preinstall scriptlet' 'systemd-sysusers' 'postinstall scriptlet' 'systemd-sysctl' 'daemon-reload' \
+	for want in 'preinstall scriptlet' 'systemd-sysusers' 'postinstall scriptlet' 'systemd-sysctl' 'update-catalog' 'daemon-reload' \
 		'preuninstall scriptlet' "stop 'connetd-\*.socket'" "stop 'connetd@\*.service'" 'posttrans scriptlet' "try-restart 'connetd@\*.service'"; do
 		grep -q -- "$want" <<<"$s" || { echo "rpm --scripts lacks: $want"; return 1; }
 	done
 	if grep -qE 'systemctl (enable|start) ' <<<"$s"; then echo "a scriptlet enables or starts a unit"; return 1; fi
 }
-check "rpm --scripts: sysusers, sysctl, reload, stop on removal, restart on upgrade, never enable" rpm_scripts
+check "rpm --scripts: sysusers, sysctl, catalog, reload, stop on removal, restart on upgrade, never enable" rpm_scripts
 rpm_configfiles() {
 	[ "$(rpm -qp --configfiles "$rpm" 2>/dev/null)" = /etc/connet/README ]
 }

@@ -23,8 +23,8 @@ file() { install -D -m "$1" "$2" "$(d "$3")"; }
 file 0755 "$bin/connetd" /usr/bin/connetd
 file 0755 "$bin/connetctl" /usr/bin/connetctl
 
-# systemd: the instance template, the socket units, the service user and the
-# UDP buffer limits.
+# systemd: the instance template, the socket units, the service user, the
+# UDP buffer limits and the journal catalog.
 unitdir=/usr/lib/systemd/system
 file 0644 units/connetd@.service "$unitdir/connetd@.service"
 for s in units/*.socket; do
@@ -32,6 +32,8 @@ for s in units/*.socket; do
 done
 file 0644 units/connetd.sysusers /usr/lib/sysusers.d/connetd.conf
 file 0644 units/connetd.sysctl /usr/lib/sysctl.d/60-connetd.conf
+# The journal catalog: journalctl -x explains each event by its MESSAGE_ID.
+file 0644 units/connetd.catalog /usr/lib/systemd/catalog/connetd.catalog
 
 if [ -f units/org.connetd.Connetd1.conf ]; then
 	file 0644 units/org.connetd.Connetd1.conf /usr/share/dbus-1/system.d/org.connetd.Connetd1.conf

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/connetd/connetd/backoff"
+	"github.com/connetd/connetd/internal/msgid"
 	"github.com/connetd/connetd/portmap"
 )
 
@@ -49,7 +50,7 @@ func (t *Traversal) runPortMapping(ctx context.Context) {
 			}
 			if err != nil {
 				if cur != nil {
-					t.log.Warn("port mapping lost", "mapping", cur.String(), "err", err)
+					t.log.Warn("port mapping lost", msgid.PortMappingLost.Attr(), "mapping", cur.String(), "err", err)
 				} else {
 					t.log.Debug("no port mapping", "gateway", gw, "err", err)
 				}
@@ -57,7 +58,7 @@ func (t *Traversal) runPortMapping(ctx context.Context) {
 			} else {
 				bo.Reset()
 				if cur == nil || cur.External != mp.External {
-					t.log.Info("port mapped", "mapping", mp.String())
+					t.log.Info("port mapped", msgid.PortMapped.Attr(), "mapping", mp.String())
 				}
 				cur, next = mp, max(mp.Lifetime/2, 30*time.Second)
 			}

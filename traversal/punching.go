@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/internal/msgid"
 	"github.com/connetd/connetd/punch"
 	"github.com/connetd/connetd/wire"
 )
@@ -137,7 +138,7 @@ func (t *Traversal) runPunch(ctx context.Context, m *wire.Punch) {
 	t.statsLocked(m.Peer).Pairs += st.Pairs + st.Random
 	t.mu.Unlock()
 	if err != nil {
-		log.Debug("punch found no direct path", "err", err, "opened", st.Opened, "pings", st.Pings, "random", st.Random, "received", st.Received)
+		log.Debug("punch found no direct path", msgid.PunchFailed.Attr(), "err", err, "opened", st.Opened, "pings", st.Pings, "random", st.Random, "received", st.Received)
 	} else {
 		log.Info("punch found a direct path", "remote", res.Remote.String(), "spray", winner != nil,
 			"pings", st.Pings, "random", st.Random)
