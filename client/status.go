@@ -50,6 +50,8 @@ type PeerStatus struct {
 	TimeToDirectMs int64 `json:"time_to_direct_ms,omitempty"` // from wanting a direct path to having one
 	BytesIn        int64 `json:"bytes_in"`
 	BytesOut       int64 `json:"bytes_out"`
+	// ByPath splits this endpoint's share of the bytes by path.
+	ByPath []PathBytes `json:"bytes_by_path,omitempty"`
 }
 
 // RelayStatus is one relay and whether the client is connected to it.
@@ -112,7 +114,7 @@ func (p *peer) status(name string, weAreSource bool) (PeerStatus, bool) {
 	}
 	ps := PeerStatus{ID: p.id.String(), Route: r.theirs, Path: "none",
 		BytesIn: p.traffic.in.Load(), BytesOut: p.traffic.out.Load(), NAT: p.nat,
-		PunchAttempts: punched.Attempts, PairsTried: punched.Pairs}
+		PunchAttempts: punched.Attempts, PairsTried: punched.Pairs, ByPath: p.byPath.status(name, weAreSource)}
 	var conn *quic.Conn
 	if weAreSource {
 		ps.Error, ps.TimeToDirectMs = p.lastDirectErr, p.timeToDirect.Milliseconds()
