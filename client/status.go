@@ -31,6 +31,7 @@ type EndpointStatus struct {
 	Refused  string       `json:"refused,omitempty"` // why control refused it
 	BytesIn  int64        `json:"bytes_in"`          // from the peer
 	BytesOut int64        `json:"bytes_out"`         // to the peer
+	Active   int64        `json:"active_connections"`
 	Peers    []PeerStatus `json:"peers"`
 }
 
@@ -73,7 +74,7 @@ func (c *Client) Status() Status {
 	defer c.mu.Unlock()
 	for _, s := range c.sources {
 		es := EndpointStatus{Name: s.name, Addr: s.ln.Addr().String(), Route: s.route, Refused: s.refused,
-			BytesIn: s.traffic.in.Load(), BytesOut: s.traffic.out.Load(), Peers: []PeerStatus{}}
+			BytesIn: s.traffic.in.Load(), BytesOut: s.traffic.out.Load(), Active: s.traffic.active.Load(), Peers: []PeerStatus{}}
 		for _, p := range c.peers {
 			if ps, ok := p.status(s.name, true); ok {
 				es.Peers = append(es.Peers, ps)
@@ -84,7 +85,7 @@ func (c *Client) Status() Status {
 	}
 	for _, d := range c.destinations {
 		es := EndpointStatus{Name: d.name, Addr: d.addr, Route: d.route, Refused: d.refused,
-			BytesIn: d.traffic.in.Load(), BytesOut: d.traffic.out.Load(), Peers: []PeerStatus{}}
+			BytesIn: d.traffic.in.Load(), BytesOut: d.traffic.out.Load(), Active: d.traffic.active.Load(), Peers: []PeerStatus{}}
 		for _, p := range c.peers {
 			if ps, ok := p.status(d.name, false); ok {
 				es.Peers = append(es.Peers, ps)
