@@ -173,6 +173,7 @@ func (s *Server) acceptLoop(ctx context.Context, ln *quic.Listener, ipr func() r
 			if s.gate.shouldLog(addr) {
 				s.log.Warn("refused connection by ip-restriction", "remote", conn.RemoteAddr().String())
 			}
+			s.refusals.add(RefusedAddress)
 			_ = conn.CloseWithError(wire.ConnUnauthorized, "address not allowed")
 			continue
 		}
@@ -181,6 +182,7 @@ func (s *Server) acceptLoop(ctx context.Context, ln *quic.Listener, ipr func() r
 				s.log.Warn("refused connection: too many unauthenticated connections", "remote", conn.RemoteAddr().String(),
 					"per_address", maxUnauthPerAddr, "total", maxUnauthTotal)
 			}
+			s.refusals.add(RefusedConnectionLimit)
 			_ = conn.CloseWithError(wire.ConnUnauthorized, "too many unauthenticated connections")
 			continue
 		}
