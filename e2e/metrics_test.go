@@ -191,3 +191,54 @@ func TestMetricsNegotiateOpenMetrics(t *testing.T) {
 		t.Errorf("no Accept gave Content-Type %q, want text/plain", ct)
 	}
 }
+
+// A standalone control and relay serve their metrics too, configured by
+// flag: control counts the linked relay, and both scrapes pass promtool.
+func TestMetricsOfStandaloneControlAndRelay(t *testing.T) {
+	promtool := testenv.RequireTool(t, "promtool", "prometheus")
+	tp := newTopology(t)
+	clients, relays, relayPort := freePort(t), freePort(t), freePort(t)
+	ctlMetrics, relayMetrics := freePort(t), freePort(t)
+	tp.connetd(t, "control", "control", "--cert-file", "cert.pem", "--key-file", "key.pem",
+		"--clients-addr", addr(clients), "--relays-addr", addr(relays), "--clients-tokens", "client-token",
+		"--relays-tokens", "relay-token", "--metrics-addr", addr(ctlMetrics))
+	tp.connetd(t, "relay", "relay", "--token", "relay-token", "--addr", addr(relayPort), "--hostname", "127.0.0.1",
+		"--control-addr", addr(relays), "--control-cas", "cert.pem", "--metrics-addr", addr(relayMetrics))
+
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		text, _ := scrapeOnce(ctlMetrics)
+		if strings.Contains(text, "\nconnetd_control_relays 1\n") {
+			mfs := parseMetrics(t, promtool, text)
+			if mfs["connetd_control_refusals_total"] == nil || mfs["connetd_relay_clients"] != nil {
+				t.Errorf("control: want refusals and no relay metrics:\n%s", text)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("control never reported its relay; last scrape:\n%s", text)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	text, _ := scrape(t, relayMetrics, "")
+	mfs := parseMetrics(t, promtool, text)
+	for _, name := range []string{"connetd_relay_clients", "connetd_relay_packets_dropped_total", "connetd_relay_packets_forwarded_total"} {
+		if mfs[name] == nil {
+			t.Errorf("relay: no %s in\n%s", name, text)
+		}
+	}
+	if mfs["connetd_control_clients"] != nil {
+		t.Errorf("relay: has control metrics:\n%s", text)
+	}
+}
+
+// scrapeOnce is scrape for polling: errors are an empty answer.
+func scrapeOnce(port int) (string, error) {
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + addr(port) + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
