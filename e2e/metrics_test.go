@@ -123,7 +123,9 @@ func TestMetricsCountBytesByPath(t *testing.T) {
 		text, _ := scrape(t, srcMetrics, "")
 		before := parseMetrics(t, promtool, text)
 		stext, _ := scrape(t, serverMetrics, "")
-		relayBefore := sum(parseMetrics(t, promtool, stext), "connetd_relay_bytes_total", map[string]string{"endpoint": tc.endpoint})
+		sBefore := parseMetrics(t, promtool, stext)
+		relayBefore := sum(sBefore, "connetd_relay_bytes_total", map[string]string{"endpoint": tc.endpoint})
+		pairsBefore := sum(sBefore, "connetd_relay_pair_bytes_total", nil)
 
 		got, err := echoRoundTrip(tp.srcAddr(tc.endpoint), payload)
 		if err != nil || len(got) != n {
@@ -149,10 +151,11 @@ func TestMetricsCountBytesByPath(t *testing.T) {
 		stext, _ = scrape(t, serverMetrics, "")
 		smfs := parseMetrics(t, promtool, stext)
 		relayed := sum(smfs, "connetd_relay_bytes_total", map[string]string{"endpoint": tc.endpoint}) - relayBefore
+		pairs := sum(smfs, "connetd_relay_pair_bytes_total", nil) - pairsBefore
 		switch tc.path {
 		case "relay":
-			if relayed < 2*n { // both directions
-				t.Errorf("relay route: connetd_relay_bytes_total grew by %.0f, want at least %d\n%s", relayed, 2*n, stext)
+			if relayed < 2*n || pairs < 2*n { // both directions
+				t.Errorf("relay route: connetd_relay_bytes_total grew by %.0f, connetd_relay_pair_bytes_total by %.0f, want at least %d each\n%s", relayed, pairs, 2*n, stext)
 			}
 		case "direct":
 			if relayed != 0 {

@@ -91,6 +91,18 @@ func TestRelayEndpointsAreCapped(t *testing.T) {
 	}
 }
 
+func TestRelayPairsAreCapped(t *testing.T) {
+	var pairs []relay.PairStatus
+	for i := range 120 {
+		pairs = append(pairs, relay.PairStatus{From: fmt.Sprintf("%08x%024x", i, 0), To: fmt.Sprintf("%08x%024x", 1000+i, 0), Bytes: 2})
+	}
+	got := relayPairs(pairs)
+	other := got[[2]string{otherEndpoint, otherEndpoint}]
+	if len(got) != maxRelayPairs+1 || other != 40 || got[[2]string{"00000063", "0000044b"}] != 2 {
+		t.Fatalf("got %d series, other = %d (want %d and 40: 20 pairs of 2 bytes)", len(got), other, maxRelayPairs+1)
+	}
+}
+
 func TestRegistryGathersRuntimeAndProcess(t *testing.T) {
 	mfs, err := NewRegistry(fullState).Gather()
 	if err != nil {

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -31,7 +32,7 @@ var (
 		"Packets the relay dropped: from or to unknown clients, unauthorized pairs, failed sends.", nil, nil)
 )
 
-var relayDescs = []*prometheus.Desc{relayClients, relayEndpoints, relayBytes, relayPackets, relayDropped}
+var relayDescs = []*prometheus.Desc{relayClients, relayEndpoints, relayBytes, relayPairBytes, relayPackets, relayDropped}
 
 func collectRelay(ch chan<- prometheus.Metric, st *relay.Status) {
 	gauge(ch, relayClients, float64(len(st.Clients)))
@@ -40,6 +41,9 @@ func collectRelay(ch chan<- prometheus.Metric, st *relay.Status) {
 	counter(ch, relayDropped, st.Dropped)
 	for name, n := range relayBytesByEndpoint(st.Endpoints) {
 		counter(ch, relayBytes, n, name)
+	}
+	for k, n := range relayPairs(st.Pairs) {
+		counter(ch, relayPairBytes, n, k[0], k[1])
 	}
 }
 
@@ -60,6 +64,35 @@ func relayBytesByEndpoint(eps []relay.EndpointStatus) map[string]int64 {
 			name = otherEndpoint
 		}
 		out[name] += bytes[names[i]]
+	}
+	return out
+}
+
+// maxRelayPairs bounds the (from, to) labels of the relay's per-pair byte
+// counter: the first pairs by ID get a series each, the rest are summed as
+// from="other", to="other".
+const maxRelayPairs = 100
+
+var relayPairBytes = prometheus.NewDesc("connetd_relay_pair_bytes_total",
+	"Payload bytes forwarded from one client to another (short IDs); pairs beyond the first 100 by ID are summed as from=\"other\", to=\"other\".",
+	[]string{"from", "to"}, nil)
+
+// relayPairs caps the pairs at maxRelayPairs, sorted by full IDs so a
+// pair keeps its series while the set of pairs stays the same.
+func relayPairs(pairs []relay.PairStatus) map[[2]string]int64 {
+	sorted := slices.SortedFunc(slices.Values(pairs), func(a, b relay.PairStatus) int {
+		if c := strings.Compare(a.From, b.From); c != 0 {
+			return c
+		}
+		return strings.Compare(a.To, b.To)
+	})
+	out := map[[2]string]int64{}
+	for i, p := range sorted {
+		k := [2]string{shortID(p.From), shortID(p.To)}
+		if i >= maxRelayPairs {
+			k = [2]string{otherEndpoint, otherEndpoint}
+		}
+		out[k] += p.Bytes
 	}
 	return out
 }
