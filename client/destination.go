@@ -240,7 +240,7 @@ func (p *peer) serveStream(st *quic.Stream, pa path) {
 		}
 	}
 	log.Debug("connection routed", "from", m.From)
-	proxy(tc.(*net.TCPConn), st, &c.traffic, &d.traffic, &p.traffic)
+	proxy(tc.(*net.TCPConn), st, &c.traffic, &d.traffic, &p.traffic, p.byPath.get(pathKey{name, false, pa}))
 }
 
 func writeProxyHeader(tc net.Conn, version string, src netip.AddrPort) error {

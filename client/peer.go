@@ -63,6 +63,8 @@ type peer struct {
 	wg     sync.WaitGroup
 	// traffic counts bytes in both directions, over all paths.
 	traffic traffic
+	// byPath counts the same bytes by endpoint and path.
+	byPath pathTraffic
 
 	mu     sync.Mutex
 	closed bool

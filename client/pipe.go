@@ -60,6 +60,7 @@ func copyAdaptive(dst io.Writer, src io.Reader, counts []*atomic.Int64, moved fu
 // traffic counts bytes in each direction; out is TCP→peer.
 type traffic struct {
 	in, out atomic.Int64
+	active  atomic.Int64 // connections being proxied now
 }
 
 // proxy moves bytes both ways between a TCP connection and a peer stream
@@ -70,6 +71,8 @@ func proxy(tcp *net.TCPConn, st *quic.Stream, note *trafficNote, counters ...*tr
 	var out, in []*atomic.Int64
 	for _, t := range counters {
 		out, in = append(out, &t.out), append(in, &t.in)
+		t.active.Add(1)
+		defer t.active.Add(-1)
 	}
 	moved := note.moved
 	var wg sync.WaitGroup

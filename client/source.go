@@ -158,7 +158,7 @@ func (s *source) forward(ctx context.Context, c *Client, tc *net.TCPConn) {
 					_ = tc.Close()
 					return
 				}
-				proxy(tc, st, &c.traffic, &s.traffic, &p.traffic)
+				proxy(tc, st, &c.traffic, &s.traffic, &p.traffic, p.byPath.get(pathKey{s.name, true, pa}))
 				return
 			}
 			var nerr net.Error

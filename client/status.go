@@ -31,6 +31,7 @@ type EndpointStatus struct {
 	Refused  string       `json:"refused,omitempty"` // why control refused it
 	BytesIn  int64        `json:"bytes_in"`          // from the peer
 	BytesOut int64        `json:"bytes_out"`         // to the peer
+	Active   int64        `json:"active_connections"`
 	Peers    []PeerStatus `json:"peers"`
 }
 
@@ -50,6 +51,8 @@ type PeerStatus struct {
 	TimeToDirectMs int64 `json:"time_to_direct_ms,omitempty"` // from wanting a direct path to having one
 	BytesIn        int64 `json:"bytes_in"`
 	BytesOut       int64 `json:"bytes_out"`
+	// ByPath splits this endpoint's share of the bytes by path.
+	ByPath []PathBytes `json:"bytes_by_path,omitempty"`
 }
 
 // RelayStatus is one relay and whether the client is connected to it.
@@ -71,7 +74,7 @@ func (c *Client) Status() Status {
 	defer c.mu.Unlock()
 	for _, s := range c.sources {
 		es := EndpointStatus{Name: s.name, Addr: s.ln.Addr().String(), Route: s.route, Refused: s.refused,
-			BytesIn: s.traffic.in.Load(), BytesOut: s.traffic.out.Load(), Peers: []PeerStatus{}}
+			BytesIn: s.traffic.in.Load(), BytesOut: s.traffic.out.Load(), Active: s.traffic.active.Load(), Peers: []PeerStatus{}}
 		for _, p := range c.peers {
 			if ps, ok := p.status(s.name, true); ok {
 				es.Peers = append(es.Peers, ps)
@@ -82,7 +85,7 @@ func (c *Client) Status() Status {
 	}
 	for _, d := range c.destinations {
 		es := EndpointStatus{Name: d.name, Addr: d.addr, Route: d.route, Refused: d.refused,
-			BytesIn: d.traffic.in.Load(), BytesOut: d.traffic.out.Load(), Peers: []PeerStatus{}}
+			BytesIn: d.traffic.in.Load(), BytesOut: d.traffic.out.Load(), Active: d.traffic.active.Load(), Peers: []PeerStatus{}}
 		for _, p := range c.peers {
 			if ps, ok := p.status(d.name, false); ok {
 				es.Peers = append(es.Peers, ps)
@@ -112,7 +115,7 @@ func (p *peer) status(name string, weAreSource bool) (PeerStatus, bool) {
 	}
 	ps := PeerStatus{ID: p.id.String(), Route: r.theirs, Path: "none",
 		BytesIn: p.traffic.in.Load(), BytesOut: p.traffic.out.Load(), NAT: p.nat,
-		PunchAttempts: punched.Attempts, PairsTried: punched.Pairs}
+		PunchAttempts: punched.Attempts, PairsTried: punched.Pairs, ByPath: p.byPath.status(name, weAreSource)}
 	var conn *quic.Conn
 	if weAreSource {
 		ps.Error, ps.TimeToDirectMs = p.lastDirectErr, p.timeToDirect.Milliseconds()

@@ -88,6 +88,7 @@ var roleFlags = map[string][]flagDef{
 		str("server-cas", "file with the control server's certificate or CA", func(f *File, s string) { f.Client.ServerCAs = s }),
 		str("direct-addr", "address to listen on for direct peer connections (default :19192)", func(f *File, s string) { f.Client.DirectAddr = s }),
 		str("status-addr", "address of the status HTTP server (disabled unless set)", func(f *File, s string) { f.Client.StatusAddr = s }),
+		str("metrics-addr", "address of the Prometheus metrics HTTP server (disabled unless set)", func(f *File, s string) { f.Client.MetricsAddr = s }),
 		str("port-mapping", "ask the router for a port mapping: auto or off (default auto)", func(f *File, s string) { f.Client.PortMapping = s }),
 	}, endpointFlags...),
 	"server": {
@@ -99,6 +100,7 @@ var roleFlags = map[string][]flagDef{
 		str("relay-addr", "address the relay listens on (default :19191)", func(f *File, s string) { f.Server.RelayAddr = s }),
 		str("relay-hostname", "public host name of the relay advertised to clients (default localhost)", func(f *File, s string) { f.Server.RelayHostname = s }),
 		str("status-addr", "address of the status HTTP server (disabled unless set)", func(f *File, s string) { f.Server.StatusAddr = s }),
+		str("metrics-addr", "address of the Prometheus metrics HTTP server (disabled unless set)", func(f *File, s string) { f.Server.MetricsAddr = s }),
 		str("store-dir", "directory for persistent state (default $STATE_DIRECTORY, else a temporary directory)", func(f *File, s string) { f.Server.StoreDir = s }),
 	},
 	"control": {
@@ -111,6 +113,7 @@ var roleFlags = map[string][]flagDef{
 		strList("relays-tokens", "relay tokens, comma-separated; repeatable", func(f *File, l []string) { f.Control.RelaysTokens = l }),
 		str("relays-tokens-file", "file with relay tokens, one per line", func(f *File, s string) { f.Control.RelaysTokensFile = s }),
 		str("status-addr", "address of the status HTTP server (disabled unless set)", func(f *File, s string) { f.Control.StatusAddr = s }),
+		str("metrics-addr", "address of the Prometheus metrics HTTP server (disabled unless set)", func(f *File, s string) { f.Control.MetricsAddr = s }),
 		str("store-dir", "directory for persistent state (default $STATE_DIRECTORY, else a temporary directory)", func(f *File, s string) { f.Control.StoreDir = s }),
 	},
 	"relay": {
@@ -121,6 +124,7 @@ var roleFlags = map[string][]flagDef{
 		str("control-addr", "control server address (default localhost:19190)", func(f *File, s string) { f.Relay.ControlAddr = s }),
 		str("control-cas", "file with the control server's certificate or CA", func(f *File, s string) { f.Relay.ControlCAs = s }),
 		str("status-addr", "address of the status HTTP server (disabled unless set)", func(f *File, s string) { f.Relay.StatusAddr = s }),
+		str("metrics-addr", "address of the Prometheus metrics HTTP server (disabled unless set)", func(f *File, s string) { f.Relay.MetricsAddr = s }),
 		str("store-dir", "directory for persistent state (default $STATE_DIRECTORY, else a temporary directory)", func(f *File, s string) { f.Relay.StoreDir = s }),
 	},
 }

@@ -15,6 +15,7 @@ func (v *validator) client(c *Client) {
 	v.readable(p.key("server-cas"), c.ServerCAs)
 	c.DirectAddr = v.addr(p.key("direct-addr"), c.DirectAddr, ":19192")
 	c.StatusAddr = v.addr(p.key("status-addr"), c.StatusAddr, "")
+	c.MetricsAddr = v.addr(p.key("metrics-addr"), c.MetricsAddr, "")
 	c.PortMapping = v.oneOf(p.key("port-mapping"), c.PortMapping, "auto", "auto", "off")
 
 	// Sorted, so that several errors always come out in the same order.
@@ -77,6 +78,7 @@ func (v *validator) server(s *Server) {
 	s.RelayAddr = v.addr(p.key("relay-addr"), s.RelayAddr, ":19191")
 	s.RelayHostname = v.hostname(p.key("relay-hostname"), s.RelayHostname)
 	s.StatusAddr = v.addr(p.key("status-addr"), s.StatusAddr, "")
+	s.MetricsAddr = v.addr(p.key("metrics-addr"), s.MetricsAddr, "")
 	s.StoreDir = storeDir(s.StoreDir)
 	v.limits(p, s.Limits)
 }
@@ -101,6 +103,7 @@ func (v *validator) control(c *Control) {
 	c.RelaysTokenRestricts = v.tokenRestrictions(p.key("relays-token-ip-restriction"), c.RelaysTokenRestrictions, false, toks, ok)
 
 	c.StatusAddr = v.addr(p.key("status-addr"), c.StatusAddr, "")
+	c.MetricsAddr = v.addr(p.key("metrics-addr"), c.MetricsAddr, "")
 	c.StoreDir = storeDir(c.StoreDir)
 	v.limits(p, c.Limits)
 }
@@ -131,5 +134,6 @@ func (v *validator) relay(r *Relay) {
 	r.ControlAddr = v.addr(p.key("control-addr"), r.ControlAddr, "localhost:19190")
 	v.readable(p.key("control-cas"), r.ControlCAs)
 	r.StatusAddr = v.addr(p.key("status-addr"), r.StatusAddr, "")
+	r.MetricsAddr = v.addr(p.key("metrics-addr"), r.MetricsAddr, "")
 	r.StoreDir = storeDir(r.StoreDir)
 }

@@ -37,6 +37,8 @@ type Client struct {
 
 	DirectAddr string `toml:"direct-addr"`
 	StatusAddr string `toml:"status-addr"`
+	// MetricsAddr serves Prometheus metrics on /metrics; off when empty.
+	MetricsAddr string `toml:"metrics-addr"`
 	// PortMapping is "auto" (ask the router by NAT-PMP, PCP or UPnP for a
 	// mapping of the direct port) or "off".
 	PortMapping string `toml:"port-mapping"`
@@ -75,7 +77,9 @@ type Server struct {
 	RelayHostname string `toml:"relay-hostname"`
 
 	StatusAddr string `toml:"status-addr"`
-	StoreDir   string `toml:"store-dir"`
+	// MetricsAddr serves Prometheus metrics on /metrics; off when empty.
+	MetricsAddr string `toml:"metrics-addr"`
+	StoreDir    string `toml:"store-dir"`
 
 	IPRestriction     IPRestriction      `toml:"ip-restriction"`
 	TokenRestrictions []TokenRestriction `toml:"token-restriction"`
@@ -102,7 +106,9 @@ type Control struct {
 	RelaysTokensFile string   `toml:"relays-tokens-file"`
 
 	StatusAddr string `toml:"status-addr"`
-	StoreDir   string `toml:"store-dir"`
+	// MetricsAddr serves Prometheus metrics on /metrics; off when empty.
+	MetricsAddr string `toml:"metrics-addr"`
+	StoreDir    string `toml:"store-dir"`
 
 	ClientsIPRestriction     IPRestriction      `toml:"clients-ip-restriction"`
 	ClientsTokenRestrictions []TokenRestriction `toml:"clients-token-restriction"`
@@ -141,7 +147,9 @@ type Relay struct {
 	ControlCAs  string `toml:"control-cas"`
 
 	StatusAddr string `toml:"status-addr"`
-	StoreDir   string `toml:"store-dir"`
+	// MetricsAddr serves Prometheus metrics on /metrics; off when empty.
+	MetricsAddr string `toml:"metrics-addr"`
+	StoreDir    string `toml:"store-dir"`
 
 	// Resolved by validation.
 	TokenValue string `toml:"-"`

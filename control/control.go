@@ -55,8 +55,9 @@ type Server struct {
 
 	limits atomic.Pointer[limitState]
 
-	punches *punches
-	gate    *gate // connections not authenticated yet
+	punches  *punches
+	refusals refusals // since start, by reason
+	gate     *gate    // connections not authenticated yet
 
 	// beforeRegister is set only by tests (export_test.go): it runs between
 	// a session's token check and its registration, the window in which a
@@ -173,6 +174,7 @@ func (s *Server) acceptLoop(ctx context.Context, ln *quic.Listener, ipr func() r
 			if s.gate.shouldLog(addr) {
 				s.log.Warn("refused connection by ip-restriction", "remote", conn.RemoteAddr().String())
 			}
+			s.refusals.add(RefusedAddress)
 			_ = conn.CloseWithError(wire.ConnUnauthorized, "address not allowed")
 			continue
 		}
@@ -181,6 +183,7 @@ func (s *Server) acceptLoop(ctx context.Context, ln *quic.Listener, ipr func() r
 				s.log.Warn("refused connection: too many unauthenticated connections", "remote", conn.RemoteAddr().String(),
 					"per_address", maxUnauthPerAddr, "total", maxUnauthTotal)
 			}
+			s.refusals.add(RefusedConnectionLimit)
 			_ = conn.CloseWithError(wire.ConnUnauthorized, "too many unauthenticated connections")
 			continue
 		}
@@ -215,6 +218,7 @@ func (s *Server) checkToken(conn *quic.Conn, st *quic.Stream, kind string, token
 		if s.gate.shouldLog(addrOf(conn.RemoteAddr())) {
 			log.Warn(kind+" refused: invalid token (refusals from this address are logged at most every 10 s)", msgid.TokenRefused.Attr())
 		}
+		s.refusals.add(RefusedInvalidToken)
 		refuse(conn, st, wire.CodeUnauthorized, "invalid token")
 		return nil, false
 	}
@@ -225,6 +229,7 @@ func (s *Server) checkToken(conn *quic.Conn, st *quic.Stream, kind string, token
 		if s.gate.shouldLog(addr) {
 			log.Warn(kind+" refused by token-restriction", msgid.TokenRefused.Attr(), "token_index", idx)
 		}
+		s.refusals.add(RefusedAddress)
 		refuse(conn, st, wire.CodeUnauthorized, "address not allowed for this token")
 		return nil, false
 	}
@@ -250,6 +255,9 @@ type Status struct {
 	Clients   []ClientStatus   `json:"clients"`
 	Endpoints []EndpointStatus `json:"endpoints"`
 	Relays    []RelayStatus    `json:"relays"`
+	// Refusals counts refused connections and requests since start, by
+	// reason (one of the Refused* constants).
+	Refusals map[string]int64 `json:"refusals"`
 }
 
 // ClientStatus describes one connected client.
@@ -273,7 +281,11 @@ type RelayStatus struct {
 }
 
 // Status reports the registry.
-func (s *Server) Status() Status { return s.reg.status() }
+func (s *Server) Status() Status {
+	st := s.reg.status()
+	st.Refusals = s.refusals.snapshot()
+	return st
+}
 
 // Changed is closed at the next change of what Status reports about
 // clients, endpoints and relays.

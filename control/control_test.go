@@ -165,6 +165,9 @@ func TestWrongTokenGetsUnauthorizedAndTheConnectionCloses(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("connection left open after a refused hello")
 	}
+	if got := s.srv.Status().Refusals[control.RefusedInvalidToken]; got != 1 {
+		t.Fatalf("%d refusals for %s, want 1", got, control.RefusedInvalidToken)
+	}
 }
 
 func TestPeersLearnEachOtherWithCertificatesAndObservedAddresses(t *testing.T) {
@@ -250,6 +253,10 @@ func TestIPRestrictionRefusesBeforeTheToken(t *testing.T) {
 	logs.WaitFor(t, "refused connection by ip-restriction", 5*time.Second)
 	if out := logs.String(); strings.Contains(out, "invalid token") || strings.Count(out, "client connected") != 1 {
 		t.Fatalf("the server checked a denied client's token or let it in:\n%s", out)
+	}
+	// Both refusals are counted for metrics, as the address's, not the token's.
+	if got := s.srv.Status().Refusals; got[control.RefusedAddress] != 2 || got[control.RefusedInvalidToken] != 0 {
+		t.Fatalf("refusals %v; want 2 for %s and none for %s", got, control.RefusedAddress, control.RefusedInvalidToken)
 	}
 }
 

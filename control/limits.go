@@ -115,6 +115,7 @@ func (r *registry) admitLocked(s *session, k epKey, l Limits) error {
 // refuseAnnounce tells the client why its announce was refused and logs
 // it (at most a few lines per address and 10 s).
 func (s *Server) refuseAnnounce(sess *session, m *wire.Announce, err error, log *slog.Logger) {
+	s.refusals.add(RefusedEndpointLimit)
 	if s.gate.shouldLog(sess.addr) {
 		log.Warn("endpoint refused: "+err.Error(), msgid.EndpointRefused.Attr(), "endpoint", m.Endpoint, "role", m.Role)
 	}
@@ -128,6 +129,7 @@ func (s *Server) allowPunch(sess *session, log *slog.Logger) bool {
 	if l.punches.Allow(sess.id, time.Now()) {
 		return true
 	}
+	s.refusals.add(RefusedPunchRate)
 	msg := fmt.Sprintf("too many punch requests: at most %d a minute", l.PunchesPerMinute)
 	if s.gate.shouldLog(sess.addr) {
 		log.Warn("punch request refused: " + msg)

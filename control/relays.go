@@ -34,6 +34,7 @@ func (s *Server) serveRelayConn(ctx context.Context, conn *quic.Conn, authentica
 			log.Warn("relay refused: it speaks an older relay protocol (refusals from this address are logged at most every 10 s)",
 				"alpn", tlsState.NegotiatedProtocol)
 		}
+		s.refusals.add(RefusedBadRequest)
 		refuse(conn, st, wire.CodeBadRequest, "relay protocol "+wire.ALPNRelayControlV1+" is no longer supported: upgrade the relay to speak "+wire.ALPNRelayControl)
 		return
 	}

@@ -80,6 +80,7 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn, authenticated
 	}
 	hello, ok := m.(*wire.Hello)
 	if !ok {
+		s.refusals.add(RefusedBadRequest)
 		refuse(conn, st, wire.CodeBadRequest, "first message must be hello")
 		return
 	}
@@ -109,6 +110,7 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn, authenticated
 		}
 		// Still counted as unauthenticated while refuse lingers, so that
 		// a flood of hellos over the limit holds no more than bad tokens.
+		s.refusals.add(RefusedConnectionLimit)
 		refuse(conn, st, wire.CodeLimitExceeded, err.Error())
 		return
 	}

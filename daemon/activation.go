@@ -19,6 +19,7 @@ const (
 	fdRelay   = "relay"   // UDP: the relay (server relay-addr, relay addr)
 	fdDirect  = "direct"  // UDP: a client's direct socket
 	fdStatus  = "status"  // TCP: status-addr
+	fdMetrics = "metrics" // TCP: metrics-addr
 )
 
 // fdSource names a source's TCP listener: "source-NAME".

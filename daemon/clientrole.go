@@ -80,6 +80,7 @@ func (r *clientRole) addDestination(name string, d config.Destination) error {
 
 func (r *clientRole) name() string                    { return "client" }
 func (r *clientRole) statusAddr() string              { return r.cfg.StatusAddr }
+func (r *clientRole) metricsAddr() string             { return r.cfg.MetricsAddr }
 func (r *clientRole) changes() []<-chan struct{}      { return []<-chan struct{}{r.c.Changed()} }
 func (r *clientRole) ready() <-chan struct{}          { return r.c.Registered() }
 func (r *clientRole) serve(ctx context.Context) error { return r.c.Run(ctx) }
@@ -144,7 +145,7 @@ func (r *clientRole) apply(f *config.File) ([]string, error) {
 	notes := changed(map[string][2]string{
 		"client.token": {cur.TokenValue, n.TokenValue}, "client.server-addr": {cur.ServerAddr, n.ServerAddr},
 		"client.server-cas": {cur.ServerCAs, n.ServerCAs}, "client.direct-addr": {cur.DirectAddr, n.DirectAddr},
-		"client.status-addr": {cur.StatusAddr, n.StatusAddr}, "client.port-mapping": {cur.PortMapping, n.PortMapping},
+		"client.status-addr": {cur.StatusAddr, n.StatusAddr}, "client.metrics-addr": {cur.MetricsAddr, n.MetricsAddr}, "client.port-mapping": {cur.PortMapping, n.PortMapping},
 	})
 	return notes, nil
 }

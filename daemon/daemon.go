@@ -27,6 +27,7 @@ import (
 	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/internal/changes"
 	"github.com/connetd/connetd/internal/msgid"
+	"github.com/connetd/connetd/metrics"
 	"github.com/connetd/connetd/statushttp"
 	"github.com/connetd/connetd/store"
 )
@@ -92,6 +93,7 @@ type role interface {
 	// watchdog's proof of life, much cheaper than a snapshot.
 	alive()
 	statusAddr() string
+	metricsAddr() string
 	// apply makes the running role match f (same role); it returns notes on
 	// changes that need a restart.
 	apply(f *config.File) ([]string, error)
@@ -208,6 +210,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return fmt.Errorf("status: %w", err)
 		}
 	}
+	var mln net.Listener
+	maddr := d.role.metricsAddr()
+	if maddr != "" {
+		var err error
+		if mln, err = d.lst.tcp(fdMetrics, maddr); err != nil {
+			if ln != nil {
+				ln.Close()
+			}
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
 	if names := d.lst.unused(); len(names) > 0 {
 		d.log.Warn("sockets passed by systemd match no configured listener", "fd_names", names)
 	}
@@ -221,6 +234,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { defer cancel(); return d.role.serve(gctx) })
 	if ln != nil {
 		g.Go(func() error { return statushttp.Serve(gctx, ln, addr, d.Status, d.log) })
+	}
+	if mln != nil {
+		reg := metrics.NewRegistry(d.metricsState)
+		g.Go(func() error { return metrics.Serve(gctx, mln, maddr, reg, d.log) })
 	}
 	g.Go(func() error { d.watch(gctx); return nil })
 	g.Go(func() error { d.announceReady(gctx); return nil })
@@ -286,6 +303,12 @@ func (d *Daemon) Snapshot() Snapshot {
 
 // Status returns what the status endpoint serves.
 func (d *Daemon) Status() any { return d.Snapshot() }
+
+// metricsState is what a scrape reads: the snapshot's status parts.
+func (d *Daemon) metricsState() metrics.State {
+	s := d.Snapshot()
+	return metrics.State{Role: s.Role, Version: s.Version, Client: s.Client, Control: s.Control, Relay: s.Relay}
+}
 
 // Summary is the one-line state (as in STATUS=).
 func (d *Daemon) Summary() string { return d.role.snapshot().Summary }

@@ -65,8 +65,9 @@ func newServer(d *Daemon, cfg *config.Server) (_ role, err error) {
 	return r, nil
 }
 
-func (r *serverRole) name() string       { return "server" }
-func (r *serverRole) statusAddr() string { return r.cfg.StatusAddr }
+func (r *serverRole) name() string        { return "server" }
+func (r *serverRole) statusAddr() string  { return r.cfg.StatusAddr }
+func (r *serverRole) metricsAddr() string { return r.cfg.MetricsAddr }
 
 func (r *serverRole) serve(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
@@ -111,7 +112,7 @@ func (r *serverRole) apply(f *config.File) ([]string, error) {
 	notes := changed(map[string][2]string{
 		"server.addr": {r.cfg.Addr, n.Addr}, "server.relay-addr": {r.cfg.RelayAddr, n.RelayAddr},
 		"server.relay-hostname": {r.cfg.RelayHostname, n.RelayHostname}, "server.cert-file": {r.cfg.CertFile, n.CertFile},
-		"server.key-file": {r.cfg.KeyFile, n.KeyFile}, "server.status-addr": {r.cfg.StatusAddr, n.StatusAddr},
+		"server.key-file": {r.cfg.KeyFile, n.KeyFile}, "server.status-addr": {r.cfg.StatusAddr, n.StatusAddr}, "server.metrics-addr": {r.cfg.MetricsAddr, n.MetricsAddr},
 		"server.store-dir": {r.cfg.StoreDir, n.StoreDir},
 	})
 	return notes, nil
@@ -218,9 +219,10 @@ func (d *Daemon) controlServer(certFile, keyFile, addr string, auth control.Auth
 	return ctrl, conn, &quic.Transport{Conn: conn, StatelessResetKey: d.resetKey}, nil
 }
 
-func (r *controlRole) name() string       { return "control" }
-func (r *controlRole) statusAddr() string { return r.cfg.StatusAddr }
-func (r *controlRole) alive()             { r.ctrl.Status() } // as serverRole.alive
+func (r *controlRole) name() string        { return "control" }
+func (r *controlRole) statusAddr() string  { return r.cfg.StatusAddr }
+func (r *controlRole) metricsAddr() string { return r.cfg.MetricsAddr }
+func (r *controlRole) alive()              { r.ctrl.Status() } // as serverRole.alive
 
 func (r *controlRole) snapshot() Snapshot {
 	st := r.ctrl.Status()
@@ -244,7 +246,7 @@ func (r *controlRole) apply(f *config.File) ([]string, error) {
 	return changed(map[string][2]string{
 		"control.clients-addr": {r.cfg.ClientsAddr, n.ClientsAddr}, "control.relays-addr": {r.cfg.RelaysAddr, n.RelaysAddr},
 		"control.cert-file": {r.cfg.CertFile, n.CertFile}, "control.key-file": {r.cfg.KeyFile, n.KeyFile},
-		"control.status-addr": {r.cfg.StatusAddr, n.StatusAddr}, "control.store-dir": {r.cfg.StoreDir, n.StoreDir},
+		"control.status-addr": {r.cfg.StatusAddr, n.StatusAddr}, "control.metrics-addr": {r.cfg.MetricsAddr, n.MetricsAddr}, "control.store-dir": {r.cfg.StoreDir, n.StoreDir},
 	}), nil
 }
 
@@ -299,6 +301,12 @@ func (r *relayRole) statusAddr() string {
 	return r.cfg.StatusAddr
 }
 
+func (r *relayRole) metricsAddr() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cfg.MetricsAddr
+}
+
 func (r *relayRole) alive() { r.rel.Status() } // as serverRole.alive
 
 func (r *relayRole) snapshot() Snapshot {
@@ -324,7 +332,7 @@ func (r *relayRole) apply(f *config.File) ([]string, error) {
 	notes := changed(map[string][2]string{
 		"relay.addr": {r.cfg.Addr, n.Addr}, "relay.hostname": {r.cfg.Hostname, n.Hostname},
 		"relay.control-addr": {r.cfg.ControlAddr, n.ControlAddr}, "relay.control-cas": {r.cfg.ControlCAs, n.ControlCAs},
-		"relay.status-addr": {r.cfg.StatusAddr, n.StatusAddr}, "relay.store-dir": {r.cfg.StoreDir, n.StoreDir},
+		"relay.status-addr": {r.cfg.StatusAddr, n.StatusAddr}, "relay.metrics-addr": {r.cfg.MetricsAddr, n.MetricsAddr}, "relay.store-dir": {r.cfg.StoreDir, n.StoreDir},
 	})
 	keep := *r.cfg
 	keep.Token, keep.TokenFile, keep.TokenValue = n.Token, n.TokenFile, n.TokenValue

@@ -250,6 +250,15 @@ type Status struct {
 	Endpoints []EndpointStatus `json:"endpoints"`
 	Packets   int64            `json:"packets_forwarded"`
 	Dropped   int64            `json:"packets_dropped"`
+	// Pairs is the bytes forwarded per authorized (from, to) pair, for
+	// metrics; the JSON status keeps to the per-endpoint sums.
+	Pairs []PairStatus `json:"-"`
+}
+
+// PairStatus is the payload bytes forwarded from one client to another.
+type PairStatus struct {
+	From, To string // client IDs
+	Bytes    int64
 }
 
 // ClientStatus is one connected client.
@@ -294,6 +303,12 @@ func (s *Server) Status() Status {
 			}
 		}
 		st.Endpoints = append(st.Endpoints, es)
+	}
+	for k, c := range t.pairs {
+		var from, to identity.ID
+		copy(from[:], k[:len(from)])
+		copy(to[:], k[len(from):])
+		st.Pairs = append(st.Pairs, PairStatus{From: from.String(), To: to.String(), Bytes: c.Load()})
 	}
 	for id, c := range s.clients.Load().byID {
 		addr := c.dest.Load().Addr

@@ -29,6 +29,26 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 
+# promtool (the Prometheus metrics and rules tests) comes from the
+# prometheus package, but installing that package would start a Prometheus
+# server: take only promtool out of it.
+if ! command -v promtool >/dev/null 2>&1; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps: missing promtool; run as root to extract it from the prometheus package" >&2
+		exit 1
+	fi
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	# apt-get download writes as _apt when it can: let it.
+	chmod 0777 "$tmp"
+	apt-get update -qq
+	(cd "$tmp" && apt-get download -qq prometheus)
+	dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"
+	install -m 0755 "$tmp/root/usr/bin/promtool" /usr/local/bin/promtool
+	rm -rf "$tmp"
+	trap - EXIT
+fi
+
 staticcheck_version=$(sed -n 's/^STATICCHECK_VERSION = //p' Makefile)
 if ! "$(go env GOPATH)/bin/staticcheck" -version 2>/dev/null | grep -q "(${staticcheck_version#v})"; then
 	go install "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version"

@@ -1,0 +1,85 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/connetd/connetd/client"
+)
+
+// Client labels: endpoint and kind (source or destination) come from the
+// configuration; peer is the short ID of a peer serving an endpoint now;
+// path and direction take two values each. A departed peer's series end.
+var (
+	clientControlConnected = prometheus.NewDesc("connetd_client_control_connected",
+		"1 while the client is connected to control, else 0.", nil, nil)
+	clientRelaysConnected = prometheus.NewDesc("connetd_client_relays_connected",
+		"Relays the client is connected to.", nil, nil)
+	clientEndpointBytes = prometheus.NewDesc("connetd_client_endpoint_bytes_total",
+		"Bytes carried for an endpoint, all peers and paths; in is from peers.", []string{"endpoint", "kind", "direction"}, nil)
+	clientBytes = prometheus.NewDesc("connetd_client_bytes_total",
+		"Bytes carried for an endpoint to or from one peer over one path; in is from the peer.",
+		[]string{"endpoint", "kind", "peer", "path", "direction"}, nil)
+	clientActive = prometheus.NewDesc("connetd_client_active_connections",
+		"TCP connections of an endpoint being carried now.", []string{"endpoint", "kind"}, nil)
+	clientRefused = prometheus.NewDesc("connetd_client_endpoint_refused",
+		"1 while control refuses the endpoint (e.g. over a limit), else 0.", []string{"endpoint", "kind"}, nil)
+	clientPeerPath = prometheus.NewDesc("connetd_client_peer_path",
+		"1 for the path an endpoint uses to a peer now: direct, relay or none.", []string{"endpoint", "kind", "peer", "path"}, nil)
+	clientPeers = prometheus.NewDesc("connetd_client_peers",
+		"Distinct peers by the best path any endpoint has to them (direct, relay, none).", []string{"path"}, nil)
+	clientPunches = prometheus.NewDesc("connetd_client_punch_attempts_total",
+		"Hole-punching attempts toward a peer.", []string{"peer"}, nil)
+	clientPunchPairs = prometheus.NewDesc("connetd_client_punch_pairs_total",
+		"(socket, address) pairs probed while punching toward a peer, random ports included.", []string{"peer"}, nil)
+)
+
+var clientDescs = []*prometheus.Desc{clientControlConnected, clientRelaysConnected, clientEndpointBytes, clientBytes,
+	clientActive, clientRefused, clientPeerPath, clientPeers, clientPunches, clientPunchPairs}
+
+func collectClient(ch chan<- prometheus.Metric, st *client.Status) {
+	gauge(ch, clientControlConnected, boolean(st.Control == "connected"))
+	relays := 0
+	for _, r := range st.Relays {
+		if r.Connected {
+			relays++
+		}
+	}
+	gauge(ch, clientRelaysConnected, float64(relays))
+	direct, relayed, waiting := st.PeerCounts()
+	gauge(ch, clientPeers, float64(direct), "direct")
+	gauge(ch, clientPeers, float64(relayed), "relay")
+	gauge(ch, clientPeers, float64(waiting), "none")
+
+	// Punch counts are the peer's, whatever endpoint lists it: once each.
+	punched := map[string]client.PeerStatus{}
+	for kind, list := range map[string][]client.EndpointStatus{"source": st.Sources, "destination": st.Destinations} {
+		for _, e := range list {
+			counter(ch, clientEndpointBytes, e.BytesIn, e.Name, kind, "in")
+			counter(ch, clientEndpointBytes, e.BytesOut, e.Name, kind, "out")
+			gauge(ch, clientActive, float64(e.Active), e.Name, kind)
+			gauge(ch, clientRefused, boolean(e.Refused != ""), e.Name, kind)
+			for _, p := range e.Peers {
+				peer := shortID(p.ID)
+				gauge(ch, clientPeerPath, 1, e.Name, kind, peer, p.Path)
+				for _, b := range p.ByPath {
+					counter(ch, clientBytes, b.BytesIn, e.Name, kind, peer, b.Path, "in")
+					counter(ch, clientBytes, b.BytesOut, e.Name, kind, peer, b.Path, "out")
+				}
+				punched[peer] = p
+			}
+		}
+	}
+	for peer, p := range punched {
+		counter(ch, clientPunches, int64(p.PunchAttempts), peer)
+		counter(ch, clientPunchPairs, int64(p.PairsTried), peer)
+	}
+}
+
+// shortID is the peer ID as logs show it (identity.ID.Short: the first 4
+// bytes in hex), taken from the full hex ID of the status.
+func shortID(s string) string {
+	if len(s) > 8 {
+		return s[:8]
+	}
+	return s
+}

@@ -1,0 +1,120 @@
+package metrics
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/connetd/connetd/client"
+	"github.com/connetd/connetd/control"
+	"github.com/connetd/connetd/relay"
+)
+
+const peerID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func fullState() State {
+	return State{Role: "server", Version: "1.2.3",
+		Client: &client.Status{Control: "connected", Relays: []client.RelayStatus{{Connected: true}, {}},
+			Sources: []client.EndpointStatus{{Name: "web", BytesIn: 10, BytesOut: 20, Active: 2, Peers: []client.PeerStatus{{
+				ID: peerID, Path: "relay", PunchAttempts: 3, PairsTried: 9,
+				ByPath: []client.PathBytes{{Path: "direct", BytesIn: 1, BytesOut: 2}, {Path: "relay", BytesIn: 9, BytesOut: 18}},
+			}}}},
+			Destinations: []client.EndpointStatus{{Name: "web", Refused: "over the limit", Peers: []client.PeerStatus{{ID: peerID, Path: "direct", PunchAttempts: 3}}}},
+		},
+		Control: &control.Status{Clients: []control.ClientStatus{{}}, Refusals: map[string]int64{control.RefusedInvalidToken: 4}},
+		Relay:   &relay.Status{Clients: []relay.ClientStatus{{}, {}}, Endpoints: []relay.EndpointStatus{{Name: "web", Bytes: 7}}, Packets: 5, Dropped: 1},
+	}
+}
+
+func TestCollectorFollowsConventions(t *testing.T) {
+	problems, err := testutil.CollectAndLint(&collector{state: fullState})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+}
+
+func TestCollectorValues(t *testing.T) {
+	c := &collector{state: fullState}
+	want := `
+# HELP connetd_client_bytes_total Bytes carried for an endpoint to or from one peer over one path; in is from the peer.
+# TYPE connetd_client_bytes_total counter
+connetd_client_bytes_total{direction="in",endpoint="web",kind="source",path="direct",peer="01234567"} 1
+connetd_client_bytes_total{direction="in",endpoint="web",kind="source",path="relay",peer="01234567"} 9
+connetd_client_bytes_total{direction="out",endpoint="web",kind="source",path="direct",peer="01234567"} 2
+connetd_client_bytes_total{direction="out",endpoint="web",kind="source",path="relay",peer="01234567"} 18
+# HELP connetd_client_punch_attempts_total Hole-punching attempts toward a peer.
+# TYPE connetd_client_punch_attempts_total counter
+connetd_client_punch_attempts_total{peer="01234567"} 3
+# HELP connetd_client_control_connected 1 while the client is connected to control, else 0.
+# TYPE connetd_client_control_connected gauge
+connetd_client_control_connected 1
+# HELP connetd_client_endpoint_refused 1 while control refuses the endpoint (e.g. over a limit), else 0.
+# TYPE connetd_client_endpoint_refused gauge
+connetd_client_endpoint_refused{endpoint="web",kind="destination"} 1
+connetd_client_endpoint_refused{endpoint="web",kind="source"} 0
+# HELP connetd_client_peers Distinct peers by the best path any endpoint has to them (direct, relay, none).
+# TYPE connetd_client_peers gauge
+connetd_client_peers{path="direct"} 1
+connetd_client_peers{path="none"} 0
+connetd_client_peers{path="relay"} 0
+# HELP connetd_control_refusals_total Connections and requests control refused, by reason (a fixed set).
+# TYPE connetd_control_refusals_total counter
+connetd_control_refusals_total{reason="invalid_token"} 4
+# HELP connetd_relay_packets_dropped_total Packets the relay dropped: from or to unknown clients, unauthorized pairs, failed sends.
+# TYPE connetd_relay_packets_dropped_total counter
+connetd_relay_packets_dropped_total 1
+# HELP connetd_relay_bytes_total Payload bytes forwarded between an endpoint's sources and destinations, both directions; endpoints beyond the first 100 by name are summed as endpoint="other".
+# TYPE connetd_relay_bytes_total counter
+connetd_relay_bytes_total{endpoint="web"} 7
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
+		"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_control_connected",
+		"connetd_client_endpoint_refused", "connetd_client_peers", "connetd_control_refusals_total",
+		"connetd_relay_packets_dropped_total", "connetd_relay_bytes_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRelayEndpointsAreCapped(t *testing.T) {
+	var eps []relay.EndpointStatus
+	for i := range 150 {
+		eps = append(eps, relay.EndpointStatus{Name: fmt.Sprintf("ep%03d", i), Bytes: 1})
+	}
+	got := relayBytesByEndpoint(eps)
+	if len(got) != maxRelayEndpoints+1 || got[otherEndpoint] != 50 || got["ep099"] != 1 || got["ep100"] != 0 {
+		t.Fatalf("got %d series, other=%d ep099=%d ep100=%d", len(got), got[otherEndpoint], got["ep099"], got["ep100"])
+	}
+}
+
+func TestRelayPairsAreCapped(t *testing.T) {
+	var pairs []relay.PairStatus
+	for i := range 120 {
+		pairs = append(pairs, relay.PairStatus{From: fmt.Sprintf("%08x%024x", i, 0), To: fmt.Sprintf("%08x%024x", 1000+i, 0), Bytes: 2})
+	}
+	got := relayPairs(pairs)
+	other := got[[2]string{otherEndpoint, otherEndpoint}]
+	if len(got) != maxRelayPairs+1 || other != 40 || got[[2]string{"00000063", "0000044b"}] != 2 {
+		t.Fatalf("got %d series, other = %d (want %d and 40: 20 pairs of 2 bytes)", len(got), other, maxRelayPairs+1)
+	}
+}
+
+func TestRegistryGathersRuntimeAndProcess(t *testing.T) {
+	mfs, err := NewRegistry(fullState).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, mf := range mfs {
+		seen[mf.GetName()] = true
+	}
+	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total", "connetd_build_info", "connetd_relay_clients", "connetd_control_clients"} {
+		if !seen[name] {
+			t.Errorf("no %s", name)
+		}
+	}
+}

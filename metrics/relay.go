@@ -1,0 +1,98 @@
+package metrics
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/connetd/connetd/relay"
+)
+
+// maxRelayEndpoints bounds the endpoint label of the relay's byte counter:
+// the first ones by name get a series each, the rest are summed as
+// endpoint="other". Names sort the same at each scrape, so an endpoint
+// keeps its series while the set of endpoints stays the same.
+const maxRelayEndpoints = 100
+
+// otherEndpoint is the endpoint label of the bytes beyond the first 100.
+const otherEndpoint = "other"
+
+var (
+	relayClients = prometheus.NewDesc("connetd_relay_clients",
+		"Clients connected to the relay.", nil, nil)
+	relayEndpoints = prometheus.NewDesc("connetd_relay_endpoints",
+		"Endpoints the relay is authorized to forward.", nil, nil)
+	relayBytes = prometheus.NewDesc("connetd_relay_bytes_total",
+		"Payload bytes forwarded between an endpoint's sources and destinations, both directions; "+
+			"endpoints beyond the first 100 by name are summed as endpoint=\"other\".", []string{"endpoint"}, nil)
+	relayPackets = prometheus.NewDesc("connetd_relay_packets_forwarded_total",
+		"Packets the relay forwarded.", nil, nil)
+	relayDropped = prometheus.NewDesc("connetd_relay_packets_dropped_total",
+		"Packets the relay dropped: from or to unknown clients, unauthorized pairs, failed sends.", nil, nil)
+)
+
+var relayDescs = []*prometheus.Desc{relayClients, relayEndpoints, relayBytes, relayPairBytes, relayPackets, relayDropped}
+
+func collectRelay(ch chan<- prometheus.Metric, st *relay.Status) {
+	gauge(ch, relayClients, float64(len(st.Clients)))
+	gauge(ch, relayEndpoints, float64(len(st.Endpoints)))
+	counter(ch, relayPackets, st.Packets)
+	counter(ch, relayDropped, st.Dropped)
+	for name, n := range relayBytesByEndpoint(st.Endpoints) {
+		counter(ch, relayBytes, n, name)
+	}
+	for k, n := range relayPairs(st.Pairs) {
+		counter(ch, relayPairBytes, n, k[0], k[1])
+	}
+}
+
+// relayBytesByEndpoint caps the endpoints at maxRelayEndpoints, by name.
+// A real endpoint called "other" shares the series of the rest.
+func relayBytesByEndpoint(eps []relay.EndpointStatus) map[string]int64 {
+	names := make([]string, 0, len(eps))
+	bytes := map[string]int64{}
+	for _, e := range eps {
+		names = append(names, e.Name)
+		bytes[e.Name] += e.Bytes
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	out := map[string]int64{}
+	for i, name := range names {
+		if i >= maxRelayEndpoints {
+			name = otherEndpoint
+		}
+		out[name] += bytes[names[i]]
+	}
+	return out
+}
+
+// maxRelayPairs bounds the (from, to) labels of the relay's per-pair byte
+// counter: the first pairs by ID get a series each, the rest are summed as
+// from="other", to="other".
+const maxRelayPairs = 100
+
+var relayPairBytes = prometheus.NewDesc("connetd_relay_pair_bytes_total",
+	"Payload bytes forwarded from one client to another (short IDs); pairs beyond the first 100 by ID are summed as from=\"other\", to=\"other\".",
+	[]string{"from", "to"}, nil)
+
+// relayPairs caps the pairs at maxRelayPairs, sorted by full IDs so a
+// pair keeps its series while the set of pairs stays the same.
+func relayPairs(pairs []relay.PairStatus) map[[2]string]int64 {
+	sorted := slices.SortedFunc(slices.Values(pairs), func(a, b relay.PairStatus) int {
+		if c := strings.Compare(a.From, b.From); c != 0 {
+			return c
+		}
+		return strings.Compare(a.To, b.To)
+	})
+	out := map[[2]string]int64{}
+	for i, p := range sorted {
+		k := [2]string{shortID(p.From), shortID(p.To)}
+		if i >= maxRelayPairs {
+			k = [2]string{otherEndpoint, otherEndpoint}
+		}
+		out[k] += p.Bytes
+	}
+	return out
+}
