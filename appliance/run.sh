@@ -286,6 +286,10 @@ booted() {
 	[ -n "$leader" ] || { echo "no container init within 20s"; cat "$work/nspawn.log"; return 1; }
 	echo "systemd-nspawn $nspawn_pid, container PID 1 is $leader ($(cat "/proc/$leader/comm"))"
 	local state
+	# PID 1 is found as soon as it runs; systemctl needs its private
+	# socket, which it makes a little later (on a loaded machine, later
+	# still): without it, systemctl fails at once instead of waiting.
+	wait_for 60 ct test -S /run/systemd/private || return 1
 	state=$(CT_TIMEOUT=120 ct systemctl is-system-running --wait) || true
 	echo "system state: $state"
 	case $state in
