@@ -188,7 +188,7 @@ func relayReason(p peerReport, cgnat bool) (reason, advice string, expected bool
 	}
 	tried := ""
 	if p.PunchAttempts > 0 {
-		tried = fmt.Sprintf(" (%d punch attempts", p.PunchAttempts)
+		tried = " (" + countOf(p.PunchAttempts, "punch attempt")
 		if p.LastError != "" {
 			tried += ", last: " + p.LastError
 		}
@@ -292,6 +292,13 @@ func cgnatAddr(st diagStatus) string {
 		}
 	}
 	return ""
+}
+
+func countOf(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func kib(n int) string {
