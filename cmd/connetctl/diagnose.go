@@ -61,6 +61,8 @@ type hostReport struct {
 	CGNATAddr   string   `json:"cgnat_addr,omitempty"`
 	GlobalIPv6  []string `json:"global_ipv6"`
 	PortMapping string   `json:"port_mapping,omitempty"`
+	// MappingProtocol is the protocol that answered (upnp, nat-pmp, pcp).
+	MappingProtocol string `json:"port_mapping_protocol,omitempty"`
 	// Buffers are the daemon's UDP sockets' sizes by socket; without any,
 	// the sysctl limits stand in.
 	Buffers     map[string]diagBufferSize `json:"udp_buffers"`
@@ -103,6 +105,9 @@ func diagnose(instance string, st diagStatus, h hostFacts) diagnosis {
 	}
 	if d.Host.Buffers == nil {
 		d.Host.Buffers = map[string]diagBufferSize{}
+	}
+	if f := strings.Fields(st.PortMapping); len(f) > 0 {
+		d.Host.MappingProtocol = f[0]
 	}
 	d.Host.CGNATAddr = cgnatAddr(st)
 	d.Host.CGNAT = d.Host.CGNATAddr != ""
@@ -163,7 +168,7 @@ func endpointProblems(st diagStatus, d *diagnosis, kind string, ep diagEndpoint,
 		switch p.Path {
 		case "direct":
 		case "relay":
-			reason, advice, expected := relayReason(pr, d.Host.CGNAT)
+			reason, advice, expected := relayReason(pr, d.Host.CGNAT, st.PortMapping != "")
 			pr.Reason = reason
 			if !expected {
 				*relayed = append(*relayed, problem{Check: "peer",
@@ -182,7 +187,7 @@ func endpointProblems(st diagStatus, d *diagnosis, kind string, ep diagEndpoint,
 
 // relayReason says why a peer is relayed; expected is true when a route
 // asks for the relay, which is then no problem.
-func relayReason(p peerReport, cgnat bool) (reason, advice string, expected bool) {
+func relayReason(p peerReport, cgnat, mapped bool) (reason, advice string, expected bool) {
 	if p.OurRoute == "relay" || p.PeerRoute == "relay" {
 		return "route relay on " + map[bool]string{true: "this side", false: "the peer's side"}[p.OurRoute == "relay"], "", true
 	}
@@ -199,6 +204,11 @@ func relayReason(p peerReport, cgnat bool) (reason, advice string, expected bool
 		cg = "; this host is behind carrier-grade NAT, so ask the provider for a public or IPv6 address"
 	}
 	switch {
+	case p.OurNAT == "hard" && mapped:
+		// A mapping should have made our side reachable: more port
+		// mapping is not the answer, the mapping's path is.
+		return "this host is behind a hard NAT whose port mapping did not lead to a direct path" + tried,
+			"check that the router forwards the mapped port and that no firewall between drops UDP" + cg, false
 	case p.OurNAT == "hard" && p.PeerNAT == "hard":
 		return "both sides hard NAT" + tried, "enable port mapping (UPnP/NAT-PMP/PCP) on one router" + cg, false
 	case p.OurNAT == "hard":

@@ -54,6 +54,11 @@ func TestDiagnoseRanksTheFirstProblem(t *testing.T) {
 			s.NAT, s.Observed = "hard", "100.72.1.2:5000"
 			s.Sources[0].Peers[0].Path = "relay"
 		}, first: "this host is behind a hard NAT", advice: "carrier-grade NAT", count: 1},
+		{name: "we are hard with a mapping", change: func(s *diagStatus, _ *hostFacts) {
+			s.NAT, s.PortMapping = "hard", "pcp 198.51.100.7:19192"
+			p := &s.Sources[0].Peers[0]
+			p.Path, p.NAT = "relay", "hard"
+		}, first: "port mapping did not lead to a direct path", advice: "forwards the mapped port", count: 1},
 		{name: "peer hard", change: func(s *diagStatus, _ *hostFacts) {
 			p := &s.Sources[0].Peers[0]
 			p.Path, p.NAT = "relay", "hard"
@@ -128,7 +133,7 @@ func TestCGNATFromPortMapping(t *testing.T) {
 	st := healthyStatus()
 	st.PortMapping = "natpmp 100.100.3.4:19192"
 	d := diagnose("src", st, hostFacts{})
-	if !d.Host.CGNAT || d.Host.CGNATAddr != "100.100.3.4:19192" {
+	if !d.Host.CGNAT || d.Host.CGNATAddr != "100.100.3.4:19192" || d.Host.MappingProtocol != "natpmp" {
 		t.Errorf("CGNAT not seen in the port mapping: %+v", d.Host)
 	}
 	st.PortMapping = "upnp 192.0.2.1:19192"
