@@ -50,12 +50,25 @@ func TestConnetctlDiagnoseHealthyThenControlUnreachable(t *testing.T) {
 	tp := dbusTopology(t, b)
 	waitPath(t, addr(tp.srcStatus), "svc", "direct", 15*time.Second)
 
-	// The relay link comes up on its own time; diagnose is healthy once it has.
-	d, out, code := runDiagnose(t, b, 15*time.Second, func(d diagnoseJSON, code int) bool { return code == 0 })
-	if code != 0 || !d.Healthy {
-		if os.Geteuid() != 0 && len(d.Problems) > 0 && d.Problems[0].Check == "udp-buffers" {
-			t.Skipf("unprivileged daemons get small UDP buffers here, which diagnose rightly reports: %s", d.Problems[0].Detail)
+	// The relay link comes up on its own time; diagnose is healthy once it
+	// has. An unprivileged daemon cannot get QUIC's buffers, which diagnose
+	// rightly reports: then that must be all it reports.
+	healthy := func(d diagnoseJSON, code int) bool {
+		if code == 0 && d.Healthy {
+			return true
 		}
+		if os.Geteuid() == 0 || code != 1 || len(d.Problems) == 0 {
+			return false
+		}
+		for _, p := range d.Problems {
+			if p.Check != "udp-buffers" {
+				return false
+			}
+		}
+		return true
+	}
+	d, out, code := runDiagnose(t, b, 15*time.Second, healthy)
+	if !healthy(d, code) {
 		t.Fatalf("diagnose of a healthy topology: exit %d\n%s", code, out)
 	}
 	if d.Control.State != "connected" || d.Control.Observed == "" || d.Control.RTT <= 0 {
@@ -65,7 +78,7 @@ func TestConnetctlDiagnoseHealthyThenControlUnreachable(t *testing.T) {
 		t.Errorf("peers: %+v, want svc's one peer direct\n%s", d.Peers, out)
 	}
 	table, errOut, code := connetctl(t, b, "", "--instance", "src", "diagnose")
-	if code != 0 || !strings.Contains(table, "No problems found.") || !strings.Contains(table, "direct") {
+	if !strings.Contains(table, "direct") || os.Geteuid() == 0 && (code != 0 || !strings.Contains(table, "No problems found.")) {
 		t.Errorf("diagnose table: exit %d\n%s%s", code, table, errOut)
 	}
 
