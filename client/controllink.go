@@ -67,13 +67,13 @@ func (l *controlLink) live() bool {
 }
 
 // state is "connected" with the observed address, or "connecting".
-func (l *controlLink) state() (string, string) {
+func (l *controlLink) state() (state, observed string, rttMicros int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.sess == nil {
-		return "connecting", ""
+		return "connecting", "", 0
 	}
-	return "connected", l.observed
+	return "connected", l.observed, l.sess.conn.ConnectionStats().SmoothedRTT.Microseconds()
 }
 
 // publish makes s the live session; the caller holds Client.mu, so that

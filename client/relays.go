@@ -167,7 +167,11 @@ func (r *relayLinks) status() []RelayStatus {
 	defer r.mu.Unlock()
 	out := []RelayStatus{}
 	for id, l := range r.links {
-		out = append(out, RelayStatus{ID: id.String(), Addr: l.info.Addr, Connected: l.conn != nil})
+		rs := RelayStatus{ID: id.String(), Addr: l.info.Addr, Connected: l.conn != nil}
+		if l.conn != nil {
+			rs.RTTMicro = l.conn.ConnectionStats().SmoothedRTT.Microseconds()
+		}
+		out = append(out, rs)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out

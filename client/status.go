@@ -15,9 +15,11 @@ type Status struct {
 	ServerAddr   string           `json:"server_addr"`
 	Control      string           `json:"control"` // "connected" or "connecting"
 	Observed     string           `json:"observed,omitempty"`
-	NAT          string           `json:"nat"`                    // none, easy, hard or unknown
-	Candidates   []string         `json:"candidates"`             // reported to control besides the observed address
-	PortMapping  string           `json:"port_mapping,omitempty"` // e.g. "pcp 198.51.100.1:19192"
+	ControlRTT   int64            `json:"control_rtt_us,omitempty"` // smoothed RTT of the control connection
+	NAT          string           `json:"nat"`                      // none, easy, hard or unknown
+	NATBasis     string           `json:"nat_basis,omitempty"`      // how NAT was decided: what control and a relay observed
+	Candidates   []string         `json:"candidates"`               // reported to control besides the observed address
+	PortMapping  string           `json:"port_mapping,omitempty"`   // e.g. "pcp 198.51.100.1:19192"
 	Sources      []EndpointStatus `json:"sources"`
 	Destinations []EndpointStatus `json:"destinations"`
 	Relays       []RelayStatus    `json:"relays"`
@@ -60,15 +62,17 @@ type RelayStatus struct {
 	ID        string `json:"id"`
 	Addr      string `json:"addr"`
 	Connected bool   `json:"connected"`
+	RTTMicro  int64  `json:"rtt_us,omitempty"` // smoothed RTT while connected
 }
 
 // Status reports the client.
 func (c *Client) Status() Status {
 	st := Status{ID: c.id.ID.String(), ServerAddr: c.cfg.ServerAddr,
 		Sources: []EndpointStatus{}, Destinations: []EndpointStatus{}, Relays: c.relays.status()}
-	st.Control, st.Observed = c.ctl.state()
+	st.Control, st.Observed, st.ControlRTT = c.ctl.state()
 	st.Candidates = c.trav.Candidates()
 	st.NAT = traversal.Name(c.trav.NAT())
+	st.NATBasis = c.trav.NATBasis()
 	st.PortMapping = c.trav.PortMapping()
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -3,7 +3,7 @@
 _connetctl() {
 	local cur prev words cword
 	_init_completion || return
-	local commands="status list peers add-source remove-source add-destination remove-destination reload clients relays tokens help"
+	local commands="status list peers add-source remove-source add-destination remove-destination reload clients relays tokens diagnose help"
 	case $prev in
 	--instance | -i)
 		local names

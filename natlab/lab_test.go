@@ -28,7 +28,7 @@ var binDir string
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() == 0 {
-		dir, err := testbin.Build("..", "./cmd/connetd", "./natlab/cmd/natpmpd")
+		dir, err := testbin.Build("..", "./cmd/connetd", "./cmd/connetctl", "./natlab/cmd/natpmpd")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)

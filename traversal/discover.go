@@ -26,9 +26,9 @@ func (t *Traversal) discoverNAT(ctx context.Context) {
 	if !obs.IsValid() {
 		return
 	}
-	nat := wire.NATUnknown
+	nat, basis := wire.NATUnknown, "no relay answered a reflect request"
 	if own || obs.Addr().IsLoopback() {
-		nat = wire.NATNone
+		nat, basis = wire.NATNone, "control observed one of this host's own addresses ("+obs.String()+")"
 	} else {
 		slices.SortFunc(relays, func(a, b netip.AddrPort) int { return a.Compare(b) })
 		for _, r := range relays {
@@ -38,15 +38,17 @@ func (t *Traversal) discoverNAT(ctx context.Context) {
 			}
 			if got == obs {
 				nat = wire.NATEasy
+				basis = "control and relay " + r.String() + " observed the same address " + obs.String()
 			} else {
 				nat = wire.NATHard
+				basis = "control observed " + obs.String() + ", relay " + r.String() + " observed " + got.String()
 			}
 			break
 		}
 	}
 	t.mu.Lock()
 	old := t.nat
-	t.nat = nat
+	t.nat, t.natBasis = nat, basis
 	t.mu.Unlock()
 	if old != nat {
 		t.log.Info("NAT behaviour", "nat", Name(nat), "observed", obs.String())

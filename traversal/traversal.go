@@ -80,6 +80,7 @@ type Traversal struct {
 	mapped   netip.AddrPort  // port-mapped public address, if any
 	mapProto string          // how it was mapped
 	nat      string          // wire.NAT*
+	natBasis string          // how nat was decided, for status
 	observed netip.AddrPort  // what control saw, from its welcome
 	relays   []netip.AddrPort
 	reported string // the last candidates+NAT sent to control, to skip repeats
@@ -285,6 +286,14 @@ func (t *Traversal) NAT() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.nat
+}
+
+// NATBasis says how NAT() was decided, for diagnosis: which addresses
+// control and a relay observed. Empty until the first decision.
+func (t *Traversal) NATBasis() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.natBasis
 }
 
 // PortMapping describes the router's mapping, e.g. "pcp 198.51.100.1:19192",
