@@ -23,6 +23,9 @@ type Status struct {
 	Sources      []EndpointStatus `json:"sources"`
 	Destinations []EndpointStatus `json:"destinations"`
 	Relays       []RelayStatus    `json:"relays"`
+	// PunchOutcomes counts finished punch attempts by outcome and NAT
+	// kinds since start; it outlives peers, unlike their PunchAttempts.
+	PunchOutcomes []traversal.PunchOutcome `json:"punch_outcomes,omitempty"`
 }
 
 // EndpointStatus is one source or destination.
@@ -74,6 +77,7 @@ func (c *Client) Status() Status {
 	st.NAT = traversal.Name(c.trav.NAT())
 	st.NATBasis = c.trav.NATBasis()
 	st.PortMapping = c.trav.PortMapping()
+	st.PunchOutcomes = c.trav.PunchOutcomes()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, s := range c.sources {

@@ -172,6 +172,10 @@ func TestMetricsCountBytesByPath(t *testing.T) {
 	if sum(mfs, "connetd_client_control_connected", nil) != 1 {
 		t.Errorf("connetd_client_control_connected is not 1")
 	}
+	// viaDirect's path came from a punch, which the outcomes count.
+	if got := sum(mfs, "connetd_client_punch_outcomes_total", map[string]string{"outcome": "direct"}); got < 1 {
+		t.Errorf("connetd_client_punch_outcomes_total{outcome=\"direct\"} = %v, want at least 1\n%s", got, final)
+	}
 	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total", "connetd_build_info"} {
 		if mfs[name] == nil {
 			t.Errorf("no %s in the scrape", name)

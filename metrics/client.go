@@ -31,10 +31,15 @@ var (
 		"Hole-punching attempts toward a peer.", []string{"peer"}, nil)
 	clientPunchPairs = prometheus.NewDesc("connetd_client_punch_pairs_total",
 		"(socket, address) pairs probed while punching toward a peer, random ports included.", []string{"peer"}, nil)
+	// A separate name: connetd_client_punch_attempts_total already has
+	// the peer label, and one name takes one label set.
+	clientPunchOutcomes = prometheus.NewDesc("connetd_client_punch_outcomes_total",
+		"Finished hole-punching attempts by outcome (direct or failed) and the NAT kinds of this client and the peer.",
+		[]string{"outcome", "local_nat", "peer_nat"}, nil)
 )
 
 var clientDescs = []*prometheus.Desc{clientControlConnected, clientRelaysConnected, clientEndpointBytes, clientBytes,
-	clientActive, clientRefused, clientPeerPath, clientPeers, clientPunches, clientPunchPairs}
+	clientActive, clientRefused, clientPeerPath, clientPeers, clientPunches, clientPunchPairs, clientPunchOutcomes}
 
 func collectClient(ch chan<- prometheus.Metric, st *client.Status) {
 	gauge(ch, clientControlConnected, boolean(st.Control == "connected"))
@@ -49,6 +54,9 @@ func collectClient(ch chan<- prometheus.Metric, st *client.Status) {
 	gauge(ch, clientPeers, float64(direct), "direct")
 	gauge(ch, clientPeers, float64(relayed), "relay")
 	gauge(ch, clientPeers, float64(waiting), "none")
+	for _, o := range st.PunchOutcomes {
+		counter(ch, clientPunchOutcomes, o.Count, o.Outcome, o.LocalNAT, o.PeerNAT)
+	}
 
 	// Punch counts are the peer's, whatever endpoint lists it: once each.
 	punched := map[string]client.PeerStatus{}

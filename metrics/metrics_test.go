@@ -10,6 +10,7 @@ import (
 	"github.com/connetd/connetd/client"
 	"github.com/connetd/connetd/control"
 	"github.com/connetd/connetd/relay"
+	"github.com/connetd/connetd/traversal"
 )
 
 const peerID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -22,6 +23,8 @@ func fullState() State {
 				ByPath: []client.PathBytes{{Path: "direct", BytesIn: 1, BytesOut: 2}, {Path: "relay", BytesIn: 9, BytesOut: 18}},
 			}}}},
 			Destinations: []client.EndpointStatus{{Name: "web", Refused: "over the limit", Peers: []client.PeerStatus{{ID: peerID, Path: "direct", PunchAttempts: 3}}}},
+			PunchOutcomes: []traversal.PunchOutcome{{Outcome: "direct", LocalNAT: "easy", PeerNAT: "hard", Count: 2},
+				{Outcome: "failed", LocalNAT: "hard", PeerNAT: "hard", Count: 5}},
 		},
 		Control: &control.Status{Clients: []control.ClientStatus{{}}, Refusals: map[string]int64{control.RefusedInvalidToken: 4}},
 		Relay:   &relay.Status{Clients: []relay.ClientStatus{{}, {}}, Endpoints: []relay.EndpointStatus{{Name: "web", Bytes: 7}}, Packets: 5, Dropped: 1},
@@ -50,6 +53,10 @@ connetd_client_bytes_total{direction="out",endpoint="web",kind="source",path="re
 # HELP connetd_client_punch_attempts_total Hole-punching attempts toward a peer.
 # TYPE connetd_client_punch_attempts_total counter
 connetd_client_punch_attempts_total{peer="01234567"} 3
+# HELP connetd_client_punch_outcomes_total Finished hole-punching attempts by outcome (direct or failed) and the NAT kinds of this client and the peer.
+# TYPE connetd_client_punch_outcomes_total counter
+connetd_client_punch_outcomes_total{local_nat="easy",outcome="direct",peer_nat="hard"} 2
+connetd_client_punch_outcomes_total{local_nat="hard",outcome="failed",peer_nat="hard"} 5
 # HELP connetd_client_control_connected 1 while the client is connected to control, else 0.
 # TYPE connetd_client_control_connected gauge
 connetd_client_control_connected 1
@@ -73,7 +80,7 @@ connetd_relay_packets_dropped_total 1
 connetd_relay_bytes_total{endpoint="web"} 7
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
-		"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_control_connected",
+		"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_punch_outcomes_total", "connetd_client_control_connected",
 		"connetd_client_endpoint_refused", "connetd_client_peers", "connetd_control_refusals_total",
 		"connetd_relay_packets_dropped_total", "connetd_relay_bytes_total"); err != nil {
 		t.Fatal(err)
