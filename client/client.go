@@ -75,6 +75,7 @@ type Client struct {
 
 	changed changes.Signal // what Status shows changed
 	traffic trafficNote    // byte counters moved
+	paths   pathChanges    // dialed paths up and down, by reason
 
 	registered     chan struct{} // closed on the first welcome from control
 	registeredOnce sync.Once

@@ -149,6 +149,11 @@ func (p *peer) hold(conn *quic.Conn, err error, pa path) {
 		p.poke()
 		return
 	}
+	up, lost := directUp, directLost
+	if pa == pathRelay {
+		up, lost = relayUp, relayLost
+	}
+	p.c.paths.add(up)
 	if pa == pathDirect {
 		p.directConn, p.lastDirectErr = conn, ""
 		p.directBackoff.Reset()
@@ -171,8 +176,14 @@ func (p *peer) hold(conn *quic.Conn, err error, pa path) {
 		log.Info("peer path down", msgid.PeerPathLost.Attr(), "err", context.Cause(conn.Context()))
 	}
 	p.mu.Lock()
+	if p.ctx.Err() == nil { // a peer no longer used changes no path
+		if pa == pathDirect && p.changeClosed {
+			lost = networkChange
+		}
+		p.c.paths.add(lost)
+	}
 	if pa == pathDirect {
-		p.directConn, p.dialingDirect = nil, false
+		p.directConn, p.dialingDirect, p.changeClosed = nil, false, false
 	} else {
 		p.relayConn, p.dialingRelay = nil, false
 	}
@@ -258,6 +269,9 @@ func (p *peer) followChange(conn *quic.Conn) {
 			return
 		case <-deadline.C:
 			log.Info("direct path did not survive the network change; punching a new one", msgid.PeerPathChanged.Attr())
+			p.mu.Lock()
+			p.changeClosed = p.directConn == conn
+			p.mu.Unlock()
 			_ = conn.CloseWithError(wire.ConnNormal, "network changed")
 			return
 		case <-tick.C:

@@ -26,6 +26,9 @@ type Status struct {
 	// PunchOutcomes counts finished punch attempts by outcome and NAT
 	// kinds since start; it outlives peers, unlike their PunchAttempts.
 	PunchOutcomes []traversal.PunchOutcome `json:"punch_outcomes,omitempty"`
+	// PathChanges counts the paths this client dialed to peers coming up
+	// and going down since start, by reason (every reason, zeros too).
+	PathChanges map[string]int64 `json:"path_changes,omitempty"`
 }
 
 // EndpointStatus is one source or destination.
@@ -78,6 +81,7 @@ func (c *Client) Status() Status {
 	st.NATBasis = c.trav.NATBasis()
 	st.PortMapping = c.trav.PortMapping()
 	st.PunchOutcomes = c.trav.PunchOutcomes()
+	st.PathChanges = c.paths.status()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, s := range c.sources {

@@ -147,6 +147,9 @@ func TestMetricsCountBytesByPath(t *testing.T) {
 		if got := sum(after, "connetd_client_peer_path", map[string]string{"endpoint": tc.endpoint, "path": tc.path}); got != 1 {
 			t.Errorf("%s: connetd_client_peer_path{path=%q} = %v, want 1", tc.endpoint, tc.path, got)
 		}
+		if rtt := sum(after, "connetd_client_peer_rtt_seconds", map[string]string{"endpoint": tc.endpoint, "path": tc.path}); rtt <= 0 || rtt > 1 {
+			t.Errorf("%s: connetd_client_peer_rtt_seconds{path=%q} = %v, want a loopback RTT", tc.endpoint, tc.path, rtt)
+		}
 
 		stext, _ = scrape(t, serverMetrics, "")
 		smfs := parseMetrics(t, promtool, stext)
@@ -171,6 +174,13 @@ func TestMetricsCountBytesByPath(t *testing.T) {
 	mfs := parseMetrics(t, promtool, final)
 	if sum(mfs, "connetd_client_control_connected", nil) != 1 {
 		t.Errorf("connetd_client_control_connected is not 1")
+	}
+	// Both paths came up (the relay one may also have come before the
+	// direct one for viaDirect's peer) and none was lost.
+	for reason, want := range map[string][2]float64{"direct_up": {1, 100}, "relay_up": {1, 100}, "direct_lost": {0, 0}, "network_change": {0, 0}} {
+		if got := sum(mfs, "connetd_client_path_changes_total", map[string]string{"reason": reason}); got < want[0] || got > want[1] {
+			t.Errorf("connetd_client_path_changes_total{reason=%q} = %v, want %v to %v", reason, got, want[0], want[1])
+		}
 	}
 	// viaDirect's path came from a punch, which the outcomes count.
 	if got := sum(mfs, "connetd_client_punch_outcomes_total", map[string]string{"outcome": "direct"}); got < 1 {

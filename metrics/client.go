@@ -36,10 +36,15 @@ var (
 	clientPunchOutcomes = prometheus.NewDesc("connetd_client_punch_outcomes_total",
 		"Finished hole-punching attempts by outcome (direct or failed) and the NAT kinds of this client and the peer.",
 		[]string{"outcome", "local_nat", "peer_nat"}, nil)
+	clientPathChanges = prometheus.NewDesc("connetd_client_path_changes_total",
+		"Paths this client dialed to peers coming up or going down, by reason: direct_up, direct_lost, network_change, relay_up, relay_lost.",
+		[]string{"reason"}, nil)
+	clientPeerRTT = prometheus.NewDesc("connetd_client_peer_rtt_seconds",
+		"Smoothed round-trip time of the path an endpoint uses to a peer now.", []string{"endpoint", "kind", "peer", "path"}, nil)
 )
 
 var clientDescs = []*prometheus.Desc{clientControlConnected, clientRelaysConnected, clientEndpointBytes, clientBytes,
-	clientActive, clientRefused, clientPeerPath, clientPeers, clientPunches, clientPunchPairs, clientPunchOutcomes}
+	clientActive, clientRefused, clientPeerPath, clientPeers, clientPunches, clientPunchPairs, clientPunchOutcomes, clientPathChanges, clientPeerRTT}
 
 func collectClient(ch chan<- prometheus.Metric, st *client.Status) {
 	gauge(ch, clientControlConnected, boolean(st.Control == "connected"))
@@ -57,6 +62,9 @@ func collectClient(ch chan<- prometheus.Metric, st *client.Status) {
 	for _, o := range st.PunchOutcomes {
 		counter(ch, clientPunchOutcomes, o.Count, o.Outcome, o.LocalNAT, o.PeerNAT)
 	}
+	for reason, n := range st.PathChanges {
+		counter(ch, clientPathChanges, n, reason)
+	}
 
 	// Punch counts are the peer's, whatever endpoint lists it: once each.
 	punched := map[string]client.PeerStatus{}
@@ -69,6 +77,9 @@ func collectClient(ch chan<- prometheus.Metric, st *client.Status) {
 			for _, p := range e.Peers {
 				peer := shortID(p.ID)
 				gauge(ch, clientPeerPath, 1, e.Name, kind, peer, p.Path)
+				if p.RTTMicro > 0 { // no path, or none measured yet
+					gauge(ch, clientPeerRTT, float64(p.RTTMicro)/1e6, e.Name, kind, peer, p.Path)
+				}
 				for _, b := range p.ByPath {
 					counter(ch, clientBytes, b.BytesIn, e.Name, kind, peer, b.Path, "in")
 					counter(ch, clientBytes, b.BytesOut, e.Name, kind, peer, b.Path, "out")

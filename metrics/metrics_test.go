@@ -19,12 +19,13 @@ func fullState() State {
 	return State{Role: "server", Version: "1.2.3",
 		Client: &client.Status{Control: "connected", Relays: []client.RelayStatus{{Connected: true}, {}},
 			Sources: []client.EndpointStatus{{Name: "web", BytesIn: 10, BytesOut: 20, Active: 2, Peers: []client.PeerStatus{{
-				ID: peerID, Path: "relay", PunchAttempts: 3, PairsTried: 9,
+				ID: peerID, Path: "relay", PunchAttempts: 3, PairsTried: 9, RTTMicro: 25000,
 				ByPath: []client.PathBytes{{Path: "direct", BytesIn: 1, BytesOut: 2}, {Path: "relay", BytesIn: 9, BytesOut: 18}},
 			}}}},
 			Destinations: []client.EndpointStatus{{Name: "web", Refused: "over the limit", Peers: []client.PeerStatus{{ID: peerID, Path: "direct", PunchAttempts: 3}}}},
 			PunchOutcomes: []traversal.PunchOutcome{{Outcome: "direct", LocalNAT: "easy", PeerNAT: "hard", Count: 2},
 				{Outcome: "failed", LocalNAT: "hard", PeerNAT: "hard", Count: 5}},
+			PathChanges: map[string]int64{"direct_up": 4, "network_change": 1, "relay_lost": 0},
 		},
 		Control: &control.Status{Clients: []control.ClientStatus{{}}, Refusals: map[string]int64{control.RefusedInvalidToken: 4}},
 		Relay:   &relay.Status{Clients: []relay.ClientStatus{{}, {}}, Endpoints: []relay.EndpointStatus{{Name: "web", Bytes: 7}}, Packets: 5, Dropped: 1},
@@ -57,6 +58,14 @@ connetd_client_punch_attempts_total{peer="01234567"} 3
 # TYPE connetd_client_punch_outcomes_total counter
 connetd_client_punch_outcomes_total{local_nat="easy",outcome="direct",peer_nat="hard"} 2
 connetd_client_punch_outcomes_total{local_nat="hard",outcome="failed",peer_nat="hard"} 5
+# HELP connetd_client_path_changes_total Paths this client dialed to peers coming up or going down, by reason: direct_up, direct_lost, network_change, relay_up, relay_lost.
+# TYPE connetd_client_path_changes_total counter
+connetd_client_path_changes_total{reason="direct_up"} 4
+connetd_client_path_changes_total{reason="network_change"} 1
+connetd_client_path_changes_total{reason="relay_lost"} 0
+# HELP connetd_client_peer_rtt_seconds Smoothed round-trip time of the path an endpoint uses to a peer now.
+# TYPE connetd_client_peer_rtt_seconds gauge
+connetd_client_peer_rtt_seconds{endpoint="web",kind="source",path="relay",peer="01234567"} 0.025
 # HELP connetd_client_control_connected 1 while the client is connected to control, else 0.
 # TYPE connetd_client_control_connected gauge
 connetd_client_control_connected 1
@@ -80,7 +89,7 @@ connetd_relay_packets_dropped_total 1
 connetd_relay_bytes_total{endpoint="web"} 7
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
-		"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_punch_outcomes_total", "connetd_client_control_connected",
+		"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_punch_outcomes_total", "connetd_client_path_changes_total", "connetd_client_peer_rtt_seconds", "connetd_client_control_connected",
 		"connetd_client_endpoint_refused", "connetd_client_peers", "connetd_control_refusals_total",
 		"connetd_relay_packets_dropped_total", "connetd_relay_bytes_total"); err != nil {
 		t.Fatal(err)
