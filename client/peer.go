@@ -87,6 +87,7 @@ type peer struct {
 	changeClosed          bool          // followChange closed directConn: its loss counts as networkChange
 	wantedSince           time.Time     // when a direct path was first wanted and missing
 	timeToDirect          time.Duration // from wanting a direct path to having one
+	hadDirect             bool          // a direct path came up once: the histogram has its time
 
 	inbound map[*quic.Conn]path // accepted because the peer is a source
 }

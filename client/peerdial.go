@@ -160,7 +160,13 @@ func (p *peer) hold(conn *quic.Conn, err error, pa path) {
 		if !p.wantedSince.IsZero() {
 			p.timeToDirect = time.Since(p.wantedSince)
 			p.wantedSince = time.Time{}
+			// Only the first: a later one measures a recovery after a
+			// loss, a different thing (path_changes counts those).
+			if !p.hadDirect {
+				p.c.timeToDirect.observe(p.timeToDirect)
+			}
 		}
+		p.hadDirect = true
 	} else {
 		p.relayConn = conn
 		p.relayBackoff.Reset()

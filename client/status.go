@@ -29,6 +29,10 @@ type Status struct {
 	// PathChanges counts the paths this client dialed to peers coming up
 	// and going down since start, by reason (every reason, zeros too).
 	PathChanges map[string]int64 `json:"path_changes,omitempty"`
+	// TimeToDirect is the distribution of the peers' times to their
+	// first direct path, from when the client first wanted one (soon
+	// after it learned of the peer, for a route that allows direct).
+	TimeToDirect *Histogram `json:"time_to_direct,omitempty"`
 }
 
 // EndpointStatus is one source or destination.
@@ -82,6 +86,8 @@ func (c *Client) Status() Status {
 	st.PortMapping = c.trav.PortMapping()
 	st.PunchOutcomes = c.trav.PunchOutcomes()
 	st.PathChanges = c.paths.status()
+	ttd := c.timeToDirect.status()
+	st.TimeToDirect = &ttd
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, s := range c.sources {

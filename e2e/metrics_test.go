@@ -182,6 +182,13 @@ func TestMetricsCountBytesByPath(t *testing.T) {
 			t.Errorf("connetd_client_path_changes_total{reason=%q} = %v, want %v to %v", reason, got, want[0], want[1])
 		}
 	}
+	// viaDirect's peer had its first direct path: one time to direct, on
+	// loopback well within a minute.
+	if ttd := mfs["connetd_client_time_to_direct_seconds"]; ttd == nil || len(ttd.GetMetric()) != 1 {
+		t.Errorf("no connetd_client_time_to_direct_seconds histogram")
+	} else if h := ttd.GetMetric()[0].GetHistogram(); h.GetSampleCount() != 1 || h.GetSampleSum() <= 0 || h.GetSampleSum() > 60 {
+		t.Errorf("connetd_client_time_to_direct_seconds: count %d, sum %v; want 1 observation under a minute", h.GetSampleCount(), h.GetSampleSum())
+	}
 	// viaDirect's path came from a punch, which the outcomes count.
 	if got := sum(mfs, "connetd_client_punch_outcomes_total", map[string]string{"outcome": "direct"}); got < 1 {
 		t.Errorf("connetd_client_punch_outcomes_total{outcome=\"direct\"} = %v, want at least 1\n%s", got, final)

@@ -39,12 +39,14 @@ var (
 	clientPathChanges = prometheus.NewDesc("connetd_client_path_changes_total",
 		"Paths this client dialed to peers coming up or going down, by reason: direct_up, direct_lost, network_change, relay_up, relay_lost.",
 		[]string{"reason"}, nil)
+	clientTimeToDirect = prometheus.NewDesc("connetd_client_time_to_direct_seconds",
+		"Time from wanting a direct path to a peer to having the first one, per peer.", nil, nil)
 	clientPeerRTT = prometheus.NewDesc("connetd_client_peer_rtt_seconds",
 		"Smoothed round-trip time of the path an endpoint uses to a peer now.", []string{"endpoint", "kind", "peer", "path"}, nil)
 )
 
 var clientDescs = []*prometheus.Desc{clientControlConnected, clientRelaysConnected, clientEndpointBytes, clientBytes,
-	clientActive, clientRefused, clientPeerPath, clientPeers, clientPunches, clientPunchPairs, clientPunchOutcomes, clientPathChanges, clientPeerRTT}
+	clientActive, clientRefused, clientPeerPath, clientPeers, clientPunches, clientPunchPairs, clientPunchOutcomes, clientPathChanges, clientPeerRTT, clientTimeToDirect}
 
 func collectClient(ch chan<- prometheus.Metric, st *client.Status) {
 	gauge(ch, clientControlConnected, boolean(st.Control == "connected"))
@@ -64,6 +66,13 @@ func collectClient(ch chan<- prometheus.Metric, st *client.Status) {
 	}
 	for reason, n := range st.PathChanges {
 		counter(ch, clientPathChanges, n, reason)
+	}
+	if h := st.TimeToDirect; h != nil && len(h.Buckets) == len(h.Bounds) {
+		buckets := make(map[float64]uint64, len(h.Bounds))
+		for i, le := range h.Bounds {
+			buckets[le] = h.Buckets[i]
+		}
+		ch <- prometheus.MustNewConstHistogram(clientTimeToDirect, h.Count, h.Sum, buckets)
 	}
 
 	// Punch counts are the peer's, whatever endpoint lists it: once each.

@@ -25,7 +25,8 @@ func fullState() State {
 			Destinations: []client.EndpointStatus{{Name: "web", Refused: "over the limit", Peers: []client.PeerStatus{{ID: peerID, Path: "direct", PunchAttempts: 3}}}},
 			PunchOutcomes: []traversal.PunchOutcome{{Outcome: "direct", LocalNAT: "easy", PeerNAT: "hard", Count: 2},
 				{Outcome: "failed", LocalNAT: "hard", PeerNAT: "hard", Count: 5}},
-			PathChanges: map[string]int64{"direct_up": 4, "network_change": 1, "relay_lost": 0},
+			PathChanges:  map[string]int64{"direct_up": 4, "network_change": 1, "relay_lost": 0},
+			TimeToDirect: &client.Histogram{Bounds: []float64{0.5, 2}, Buckets: []uint64{1, 3}, Count: 4, Sum: 9.25},
 		},
 		Control: &control.Status{Clients: []control.ClientStatus{{}}, Refusals: map[string]int64{control.RefusedInvalidToken: 4}},
 		Relay:   &relay.Status{Clients: []relay.ClientStatus{{}, {}}, Endpoints: []relay.EndpointStatus{{Name: "web", Bytes: 7}}, Packets: 5, Dropped: 1},
@@ -66,6 +67,13 @@ connetd_client_path_changes_total{reason="relay_lost"} 0
 # HELP connetd_client_peer_rtt_seconds Smoothed round-trip time of the path an endpoint uses to a peer now.
 # TYPE connetd_client_peer_rtt_seconds gauge
 connetd_client_peer_rtt_seconds{endpoint="web",kind="source",path="relay",peer="01234567"} 0.025
+# HELP connetd_client_time_to_direct_seconds Time from wanting a direct path to a peer to having the first one, per peer.
+# TYPE connetd_client_time_to_direct_seconds histogram
+connetd_client_time_to_direct_seconds_bucket{le="0.5"} 1
+connetd_client_time_to_direct_seconds_bucket{le="2"} 3
+connetd_client_time_to_direct_seconds_bucket{le="+Inf"} 4
+connetd_client_time_to_direct_seconds_sum 9.25
+connetd_client_time_to_direct_seconds_count 4
 # HELP connetd_client_control_connected 1 while the client is connected to control, else 0.
 # TYPE connetd_client_control_connected gauge
 connetd_client_control_connected 1
@@ -89,7 +97,7 @@ connetd_relay_packets_dropped_total 1
 connetd_relay_bytes_total{endpoint="web"} 7
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
-		"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_punch_outcomes_total", "connetd_client_path_changes_total", "connetd_client_peer_rtt_seconds", "connetd_client_control_connected",
+		"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_punch_outcomes_total", "connetd_client_path_changes_total", "connetd_client_peer_rtt_seconds", "connetd_client_time_to_direct_seconds", "connetd_client_control_connected",
 		"connetd_client_endpoint_refused", "connetd_client_peers", "connetd_control_refusals_total",
 		"connetd_relay_packets_dropped_total", "connetd_relay_bytes_total"); err != nil {
 		t.Fatal(err)
