@@ -182,6 +182,12 @@ func TestMetricsCountBytesByPath(t *testing.T) {
 			t.Errorf("connetd_client_path_changes_total{reason=%q} = %v, want %v to %v", reason, got, want[0], want[1])
 		}
 	}
+	if got := sum(mfs, "connetd_udp_buffer_bytes", map[string]string{"socket": "direct", "direction": "receive"}); got <= 0 {
+		t.Errorf("connetd_udp_buffer_bytes{socket=\"direct\",direction=\"receive\"} = %v, want the socket's size", got)
+	}
+	if pm := mfs["connetd_client_port_mapping"]; pm == nil || len(pm.GetMetric()) != 3 || sum(mfs, "connetd_client_port_mapping", nil) > 1 {
+		t.Errorf("connetd_client_port_mapping: want one series per protocol, at most one of them 1")
+	}
 	// viaDirect's peer had its first direct path: one time to direct, on
 	// loopback well within a minute.
 	if ttd := mfs["connetd_client_time_to_direct_seconds"]; ttd == nil || len(ttd.GetMetric()) != 1 {

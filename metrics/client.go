@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/connetd/connetd/client"
@@ -41,12 +43,14 @@ var (
 		[]string{"reason"}, nil)
 	clientTimeToDirect = prometheus.NewDesc("connetd_client_time_to_direct_seconds",
 		"Time from wanting a direct path to a peer to having the first one, per peer.", nil, nil)
+	clientPortMapping = prometheus.NewDesc("connetd_client_port_mapping",
+		"1 for the port-mapping protocol (pcp, nat-pmp, upnp) that maps the direct socket now, else 0.", []string{"protocol"}, nil)
 	clientPeerRTT = prometheus.NewDesc("connetd_client_peer_rtt_seconds",
 		"Smoothed round-trip time of the path an endpoint uses to a peer now.", []string{"endpoint", "kind", "peer", "path"}, nil)
 )
 
 var clientDescs = []*prometheus.Desc{clientControlConnected, clientRelaysConnected, clientEndpointBytes, clientBytes,
-	clientActive, clientRefused, clientPeerPath, clientPeers, clientPunches, clientPunchPairs, clientPunchOutcomes, clientPathChanges, clientPeerRTT, clientTimeToDirect}
+	clientActive, clientRefused, clientPeerPath, clientPeers, clientPunches, clientPunchPairs, clientPunchOutcomes, clientPathChanges, clientPeerRTT, clientTimeToDirect, clientPortMapping}
 
 func collectClient(ch chan<- prometheus.Metric, st *client.Status) {
 	gauge(ch, clientControlConnected, boolean(st.Control == "connected"))
@@ -63,6 +67,12 @@ func collectClient(ch chan<- prometheus.Metric, st *client.Status) {
 	gauge(ch, clientPeers, float64(waiting), "none")
 	for _, o := range st.PunchOutcomes {
 		counter(ch, clientPunchOutcomes, o.Count, o.Outcome, o.LocalNAT, o.PeerNAT)
+	}
+	// Every protocol has a series, so that "no mapping" reads as all
+	// zeros rather than as a missing series.
+	active, _, _ := strings.Cut(st.PortMapping, " ")
+	for _, proto := range portMappingProtocols {
+		gauge(ch, clientPortMapping, boolean(active == proto), proto)
 	}
 	for reason, n := range st.PathChanges {
 		counter(ch, clientPathChanges, n, reason)
@@ -102,6 +112,10 @@ func collectClient(ch chan<- prometheus.Metric, st *client.Status) {
 		counter(ch, clientPunchPairs, int64(p.PairsTried), peer)
 	}
 }
+
+// portMappingProtocols are the protocols package portmap speaks, as the
+// status names them ("pcp 198.51.100.1:19192").
+var portMappingProtocols = []string{"pcp", "nat-pmp", "upnp"}
 
 // shortID is the peer ID as logs show it (identity.ID.Short: the first 4
 // bytes in hex), taken from the full hex ID of the status.

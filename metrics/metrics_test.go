@@ -17,7 +17,8 @@ const peerID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 
 func fullState() State {
 	return State{Role: "server", Version: "1.2.3",
-		Client: &client.Status{Control: "connected", Relays: []client.RelayStatus{{Connected: true}, {}},
+		UDPBuffers: map[string]UDPBuffer{"direct": {Receive: 14680064, Send: 425984}},
+		Client: &client.Status{Control: "connected", PortMapping: "nat-pmp 198.51.100.1:19192", Relays: []client.RelayStatus{{Connected: true}, {}},
 			Sources: []client.EndpointStatus{{Name: "web", BytesIn: 10, BytesOut: 20, Active: 2, Peers: []client.PeerStatus{{
 				ID: peerID, Path: "relay", PunchAttempts: 3, PairsTried: 9, RTTMicro: 25000,
 				ByPath: []client.PathBytes{{Path: "direct", BytesIn: 1, BytesOut: 2}, {Path: "relay", BytesIn: 9, BytesOut: 18}},
@@ -74,6 +75,15 @@ connetd_client_time_to_direct_seconds_bucket{le="2"} 3
 connetd_client_time_to_direct_seconds_bucket{le="+Inf"} 4
 connetd_client_time_to_direct_seconds_sum 9.25
 connetd_client_time_to_direct_seconds_count 4
+# HELP connetd_client_port_mapping 1 for the port-mapping protocol (pcp, nat-pmp, upnp) that maps the direct socket now, else 0.
+# TYPE connetd_client_port_mapping gauge
+connetd_client_port_mapping{protocol="nat-pmp"} 1
+connetd_client_port_mapping{protocol="pcp"} 0
+connetd_client_port_mapping{protocol="upnp"} 0
+# HELP connetd_udp_buffer_bytes Buffer size the kernel gave a UDP socket of the daemon; direction is receive or send.
+# TYPE connetd_udp_buffer_bytes gauge
+connetd_udp_buffer_bytes{direction="receive",socket="direct"} 1.4680064e+07
+connetd_udp_buffer_bytes{direction="send",socket="direct"} 425984
 # HELP connetd_client_control_connected 1 while the client is connected to control, else 0.
 # TYPE connetd_client_control_connected gauge
 connetd_client_control_connected 1
@@ -97,7 +107,7 @@ connetd_relay_packets_dropped_total 1
 connetd_relay_bytes_total{endpoint="web"} 7
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
-		"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_punch_outcomes_total", "connetd_client_path_changes_total", "connetd_client_peer_rtt_seconds", "connetd_client_time_to_direct_seconds", "connetd_client_control_connected",
+		"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_punch_outcomes_total", "connetd_client_path_changes_total", "connetd_client_peer_rtt_seconds", "connetd_client_time_to_direct_seconds", "connetd_client_port_mapping", "connetd_udp_buffer_bytes", "connetd_client_control_connected",
 		"connetd_client_endpoint_refused", "connetd_client_peers", "connetd_control_refusals_total",
 		"connetd_relay_packets_dropped_total", "connetd_relay_bytes_total"); err != nil {
 		t.Fatal(err)
