@@ -165,6 +165,12 @@ func TestMetricsCountBytesByPath(t *testing.T) {
 				t.Errorf("direct route: connetd_relay_bytes_total{endpoint=%q} grew by %.0f, want 0", tc.endpoint, relayed)
 			}
 		}
+		// The topology's two tokens: dst's first, src's second.
+		for _, idx := range []string{"0", "1"} {
+			if got := sum(smfs, "connetd_control_token_clients", map[string]string{"token_index": idx}); got != 1 {
+				t.Errorf("server: connetd_control_token_clients{token_index=%q} = %v, want 1", idx, got)
+			}
+		}
 		if sum(smfs, "connetd_control_clients", nil) != 2 || sum(smfs, "connetd_relay_clients", nil) < 1 {
 			t.Errorf("server: control clients %v, relay clients %v; want 2 and at least 1",
 				sum(smfs, "connetd_control_clients", nil), sum(smfs, "connetd_relay_clients", nil))

@@ -29,8 +29,10 @@ func fullState() State {
 			PathChanges:  map[string]int64{"direct_up": 4, "network_change": 1, "relay_lost": 0},
 			TimeToDirect: &client.Histogram{Bounds: []float64{0.5, 2}, Buckets: []uint64{1, 3}, Count: 4, Sum: 9.25},
 		},
-		Control: &control.Status{Clients: []control.ClientStatus{{}}, Refusals: map[string]int64{control.RefusedInvalidToken: 4}},
-		Relay:   &relay.Status{Clients: []relay.ClientStatus{{}, {}}, Endpoints: []relay.EndpointStatus{{Name: "web", Bytes: 7}}, Packets: 5, Dropped: 1},
+		Control: &control.Status{ClientTokens: 3, Refusals: map[string]int64{control.RefusedInvalidToken: 4}, Clients: []control.ClientStatus{
+			{TokenIndex: 0, Endpoints: []string{"source:web", "destination:db"}}, {TokenIndex: 2, Endpoints: []string{"source:web"}},
+			{TokenIndex: 0}, {TokenIndex: -1, Endpoints: []string{"source:x"}}}},
+		Relay: &relay.Status{Clients: []relay.ClientStatus{{}, {}}, Endpoints: []relay.EndpointStatus{{Name: "web", Bytes: 7}}, Packets: 5, Dropped: 1},
 	}
 }
 
@@ -99,6 +101,19 @@ connetd_client_peers{path="relay"} 0
 # HELP connetd_control_refusals_total Connections and requests control refused, by reason (a fixed set).
 # TYPE connetd_control_refusals_total counter
 connetd_control_refusals_total{reason="invalid_token"} 4
+# HELP connetd_control_token_clients Clients connected to control with a token, by the token's position among the configured client tokens (from 0).
+# TYPE connetd_control_token_clients gauge
+connetd_control_token_clients{token_index="0"} 2
+connetd_control_token_clients{token_index="1"} 0
+connetd_control_token_clients{token_index="2"} 1
+# HELP connetd_control_token_endpoints Sources and destinations announced by the clients of a token, by the token's position (from 0).
+# TYPE connetd_control_token_endpoints gauge
+connetd_control_token_endpoints{token_index="0"} 2
+connetd_control_token_endpoints{token_index="1"} 0
+connetd_control_token_endpoints{token_index="2"} 1
+# HELP connetd_control_clients Clients connected to control.
+# TYPE connetd_control_clients gauge
+connetd_control_clients 4
 # HELP connetd_relay_packets_dropped_total Packets the relay dropped: from or to unknown clients, unauthorized pairs, failed sends.
 # TYPE connetd_relay_packets_dropped_total counter
 connetd_relay_packets_dropped_total 1
@@ -108,7 +123,7 @@ connetd_relay_bytes_total{endpoint="web"} 7
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
 		"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_punch_outcomes_total", "connetd_client_path_changes_total", "connetd_client_peer_rtt_seconds", "connetd_client_time_to_direct_seconds", "connetd_client_port_mapping", "connetd_udp_buffer_bytes", "connetd_client_control_connected",
-		"connetd_client_endpoint_refused", "connetd_client_peers", "connetd_control_refusals_total",
+		"connetd_client_endpoint_refused", "connetd_client_peers", "connetd_control_refusals_total", "connetd_control_token_clients", "connetd_control_token_endpoints", "connetd_control_clients",
 		"connetd_relay_packets_dropped_total", "connetd_relay_bytes_total"); err != nil {
 		t.Fatal(err)
 	}
