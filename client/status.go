@@ -11,15 +11,18 @@ import (
 
 // Status is the client's JSON status.
 type Status struct {
-	ID           string           `json:"id"`
-	ServerAddr   string           `json:"server_addr"`
-	Control      string           `json:"control"` // "connected" or "connecting"
-	Observed     string           `json:"observed,omitempty"`
-	ControlRTT   int64            `json:"control_rtt_us,omitempty"` // smoothed RTT of the control connection
-	NAT          string           `json:"nat"`                      // none, easy, hard or unknown
-	NATBasis     string           `json:"nat_basis,omitempty"`      // how NAT was decided: what control and a relay observed
-	Candidates   []string         `json:"candidates"`               // reported to control besides the observed address
-	PortMapping  string           `json:"port_mapping,omitempty"`   // e.g. "pcp 198.51.100.1:19192"
+	ID         string `json:"id"`
+	ServerAddr string `json:"server_addr"`
+	Control    string `json:"control"` // "connected" or "connecting"
+	Observed   string `json:"observed,omitempty"`
+	ControlRTT int64  `json:"control_rtt_us,omitempty"` // smoothed RTT of the control connection
+	// ClockSkewMs is control's clock minus ours, estimated from the last
+	// welcome; absent before one (or with a control too old to say).
+	ClockSkewMs  *int64           `json:"clock_skew_ms,omitempty"`
+	NAT          string           `json:"nat"`                    // none, easy, hard or unknown
+	NATBasis     string           `json:"nat_basis,omitempty"`    // how NAT was decided: what control and a relay observed
+	Candidates   []string         `json:"candidates"`             // reported to control besides the observed address
+	PortMapping  string           `json:"port_mapping,omitempty"` // e.g. "pcp 198.51.100.1:19192"
 	Sources      []EndpointStatus `json:"sources"`
 	Destinations []EndpointStatus `json:"destinations"`
 	Relays       []RelayStatus    `json:"relays"`
@@ -80,6 +83,10 @@ func (c *Client) Status() Status {
 	st := Status{ID: c.id.ID.String(), ServerAddr: c.cfg.ServerAddr,
 		Sources: []EndpointStatus{}, Destinations: []EndpointStatus{}, Relays: c.relays.status()}
 	st.Control, st.Observed, st.ControlRTT = c.ctl.state()
+	if skew, ok := c.ctl.clockSkew(); ok {
+		ms := skew.Milliseconds()
+		st.ClockSkewMs = &ms
+	}
 	st.Candidates = c.trav.Candidates()
 	st.NAT = traversal.Name(c.trav.NAT())
 	st.NATBasis = c.trav.NATBasis()
