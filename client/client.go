@@ -75,6 +75,9 @@ type Client struct {
 
 	changed changes.Signal // what Status shows changed
 	traffic trafficNote    // byte counters moved
+	paths   pathChanges    // dialed paths up and down, by reason
+	// timeToDirect has each peer's time to its first direct path.
+	timeToDirect *histogram
 
 	registered     chan struct{} // closed on the first welcome from control
 	registeredOnce sync.Once
@@ -108,6 +111,7 @@ func New(cfg Config) (*Client, error) {
 		peers:        map[identity.ID]*peer{},
 		peersDirty:   make(chan struct{}, 1),
 		registered:   make(chan struct{}),
+		timeToDirect: newHistogram(timeToDirectBounds),
 	}
 	c.traffic.kick = make(chan struct{}, 1)
 	// Both sockets read through relayconn: batched reads with UDP GRO,

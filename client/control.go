@@ -81,9 +81,13 @@ func (l *controlLink) hello(ctx context.Context, conn *quic.Conn) (*quic.Stream,
 		return nil, nil, fmt.Errorf("open control stream: %w", err)
 	}
 	hello := &wire.Hello{Token: c.cfg.Token, Version: c.cfg.Version, Direct: c.trav.Candidates(), NAT: c.trav.NAT(), Punch: true}
+	sent := time.Now()
 	welcome, err := wire.Handshake(ctx, st, hello, wire.ControlToClient)
 	if err != nil {
 		return nil, nil, err
+	}
+	if skew, ok := clockSkew(welcome.Time, sent, time.Now()); ok {
+		l.setSkew(skew)
 	}
 	return st, welcome, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/quic-go/quic-go"
 
@@ -23,6 +24,11 @@ type controlLink struct {
 	mu       sync.Mutex
 	sess     *controlSession // nil while control is unreachable
 	observed string
+	// skew is control's clock minus ours, from the last welcome that
+	// carried control's time; kept while disconnected, as the clock
+	// rarely jumps.
+	skew      time.Duration
+	skewKnown bool
 }
 
 var errControlStalled = errors.New("control stream stalled: too many messages waiting")

@@ -84,8 +84,10 @@ type peer struct {
 	lastDirectErr         string
 	punchFailures         int           // attempts we asked for that failed, in a row
 	migrating             bool          // directConn is moving to a new path: not for new TCP connections
+	changeClosed          bool          // followChange closed directConn: its loss counts as networkChange
 	wantedSince           time.Time     // when a direct path was first wanted and missing
 	timeToDirect          time.Duration // from wanting a direct path to having one
+	hadDirect             bool          // a direct path came up once: the histogram has its time
 
 	inbound map[*quic.Conn]path // accepted because the peer is a source
 }

@@ -149,13 +149,24 @@ func (p *peer) hold(conn *quic.Conn, err error, pa path) {
 		p.poke()
 		return
 	}
+	up, lost := directUp, directLost
+	if pa == pathRelay {
+		up, lost = relayUp, relayLost
+	}
+	p.c.paths.add(up)
 	if pa == pathDirect {
 		p.directConn, p.lastDirectErr = conn, ""
 		p.directBackoff.Reset()
 		if !p.wantedSince.IsZero() {
 			p.timeToDirect = time.Since(p.wantedSince)
 			p.wantedSince = time.Time{}
+			// Only the first: a later one measures a recovery after a
+			// loss, a different thing (path_changes counts those).
+			if !p.hadDirect {
+				p.c.timeToDirect.observe(p.timeToDirect)
+			}
 		}
+		p.hadDirect = true
 	} else {
 		p.relayConn = conn
 		p.relayBackoff.Reset()
@@ -171,8 +182,14 @@ func (p *peer) hold(conn *quic.Conn, err error, pa path) {
 		log.Info("peer path down", msgid.PeerPathLost.Attr(), "err", context.Cause(conn.Context()))
 	}
 	p.mu.Lock()
+	if p.ctx.Err() == nil { // a peer no longer used changes no path
+		if pa == pathDirect && p.changeClosed {
+			lost = networkChange
+		}
+		p.c.paths.add(lost)
+	}
 	if pa == pathDirect {
-		p.directConn, p.dialingDirect = nil, false
+		p.directConn, p.dialingDirect, p.changeClosed = nil, false, false
 	} else {
 		p.relayConn, p.dialingRelay = nil, false
 	}
@@ -258,6 +275,9 @@ func (p *peer) followChange(conn *quic.Conn) {
 			return
 		case <-deadline.C:
 			log.Info("direct path did not survive the network change; punching a new one", msgid.PeerPathChanged.Attr())
+			p.mu.Lock()
+			p.changeClosed = p.directConn == conn
+			p.mu.Unlock()
 			_ = conn.CloseWithError(wire.ConnNormal, "network changed")
 			return
 		case <-tick.C:

@@ -11,18 +11,31 @@ import (
 
 // Status is the client's JSON status.
 type Status struct {
-	ID           string           `json:"id"`
-	ServerAddr   string           `json:"server_addr"`
-	Control      string           `json:"control"` // "connected" or "connecting"
-	Observed     string           `json:"observed,omitempty"`
-	ControlRTT   int64            `json:"control_rtt_us,omitempty"` // smoothed RTT of the control connection
-	NAT          string           `json:"nat"`                      // none, easy, hard or unknown
-	NATBasis     string           `json:"nat_basis,omitempty"`      // how NAT was decided: what control and a relay observed
-	Candidates   []string         `json:"candidates"`               // reported to control besides the observed address
-	PortMapping  string           `json:"port_mapping,omitempty"`   // e.g. "pcp 198.51.100.1:19192"
+	ID         string `json:"id"`
+	ServerAddr string `json:"server_addr"`
+	Control    string `json:"control"` // "connected" or "connecting"
+	Observed   string `json:"observed,omitempty"`
+	ControlRTT int64  `json:"control_rtt_us,omitempty"` // smoothed RTT of the control connection
+	// ClockSkewMs is control's clock minus ours, estimated from the last
+	// welcome; absent before one (or with a control too old to say).
+	ClockSkewMs  *int64           `json:"clock_skew_ms,omitempty"`
+	NAT          string           `json:"nat"`                    // none, easy, hard or unknown
+	NATBasis     string           `json:"nat_basis,omitempty"`    // how NAT was decided: what control and a relay observed
+	Candidates   []string         `json:"candidates"`             // reported to control besides the observed address
+	PortMapping  string           `json:"port_mapping,omitempty"` // e.g. "pcp 198.51.100.1:19192"
 	Sources      []EndpointStatus `json:"sources"`
 	Destinations []EndpointStatus `json:"destinations"`
 	Relays       []RelayStatus    `json:"relays"`
+	// PunchOutcomes counts finished punch attempts by outcome and NAT
+	// kinds since start; it outlives peers, unlike their PunchAttempts.
+	PunchOutcomes []traversal.PunchOutcome `json:"punch_outcomes,omitempty"`
+	// PathChanges counts the paths this client dialed to peers coming up
+	// and going down since start, by reason (every reason, zeros too).
+	PathChanges map[string]int64 `json:"path_changes,omitempty"`
+	// TimeToDirect is the distribution of the peers' times to their
+	// first direct path, from when the client first wanted one (soon
+	// after it learned of the peer, for a route that allows direct).
+	TimeToDirect *Histogram `json:"time_to_direct,omitempty"`
 }
 
 // EndpointStatus is one source or destination.
@@ -70,10 +83,18 @@ func (c *Client) Status() Status {
 	st := Status{ID: c.id.ID.String(), ServerAddr: c.cfg.ServerAddr,
 		Sources: []EndpointStatus{}, Destinations: []EndpointStatus{}, Relays: c.relays.status()}
 	st.Control, st.Observed, st.ControlRTT = c.ctl.state()
+	if skew, ok := c.ctl.clockSkew(); ok {
+		ms := skew.Milliseconds()
+		st.ClockSkewMs = &ms
+	}
 	st.Candidates = c.trav.Candidates()
 	st.NAT = traversal.Name(c.trav.NAT())
 	st.NATBasis = c.trav.NATBasis()
 	st.PortMapping = c.trav.PortMapping()
+	st.PunchOutcomes = c.trav.PunchOutcomes()
+	st.PathChanges = c.paths.status()
+	ttd := c.timeToDirect.status()
+	st.TimeToDirect = &ttd
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, s := range c.sources {

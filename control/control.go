@@ -258,6 +258,9 @@ type Status struct {
 	// Refusals counts refused connections and requests since start, by
 	// reason (one of the Refused* constants).
 	Refusals map[string]int64 `json:"refusals"`
+	// ClientTokens is how many client tokens are configured, so that
+	// metrics by token index have a series for a token without clients.
+	ClientTokens int `json:"client_tokens"`
 }
 
 // ClientStatus describes one connected client.
@@ -265,6 +268,10 @@ type ClientStatus struct {
 	ID        string   `json:"id"`
 	Addr      string   `json:"addr"`
 	Endpoints []string `json:"endpoints"`
+	// TokenIndex is the position of the client's token among the
+	// configured client tokens (never the token itself), or -1 for one
+	// revoked by a reload and about to be disconnected.
+	TokenIndex int `json:"token_index"`
 }
 
 // EndpointStatus describes one endpoint name.
@@ -282,8 +289,10 @@ type RelayStatus struct {
 
 // Status reports the registry.
 func (s *Server) Status() Status {
-	st := s.reg.status()
+	tokens := s.auth.Load().ClientTokens
+	st := s.reg.status(tokens)
 	st.Refusals = s.refusals.snapshot()
+	st.ClientTokens = len(tokens)
 	return st
 }
 

@@ -346,12 +346,14 @@ func (r *registry) relayView() wire.RelayAuth {
 	return auth
 }
 
-func (r *registry) status() Status {
+// status reports the registry; tokens are the configured client tokens,
+// to tell each client's token index.
+func (r *registry) status(tokens []string) Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := Status{Clients: []ClientStatus{}, Endpoints: []EndpointStatus{}, Relays: []RelayStatus{}}
 	for id, s := range r.clients {
-		cs := ClientStatus{ID: id.String(), Addr: s.observed, Endpoints: []string{}}
+		cs := ClientStatus{ID: id.String(), Addr: s.observed, Endpoints: []string{}, TokenIndex: tokenIndex(tokens, s.token)}
 		for k := range s.endpoints {
 			cs.Endpoints = append(cs.Endpoints, k.role+":"+k.name)
 		}

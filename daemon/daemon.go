@@ -307,7 +307,11 @@ func (d *Daemon) Status() any { return d.Snapshot() }
 // metricsState is what a scrape reads: the snapshot's status parts.
 func (d *Daemon) metricsState() metrics.State {
 	s := d.Snapshot()
-	return metrics.State{Role: s.Role, Version: s.Version, Client: s.Client, Control: s.Control, Relay: s.Relay}
+	bufs := make(map[string]metrics.UDPBuffer, len(s.UDPBuffers))
+	for name, b := range s.UDPBuffers {
+		bufs[name] = metrics.UDPBuffer{Receive: b.Receive, Send: b.Send}
+	}
+	return metrics.State{Role: s.Role, Version: s.Version, Client: s.Client, Control: s.Control, Relay: s.Relay, UDPBuffers: bufs}
 }
 
 // Summary is the one-line state (as in STATUS=).

@@ -25,6 +25,7 @@ type diagnoseJSON struct {
 		Check  string `json:"check"`
 		Detail string `json:"detail"`
 	} `json:"problems"`
+	ClockSkewMs *int64 `json:"clock_skew_ms"`
 }
 
 // runDiagnose runs diagnose --json until accept likes the result or the
@@ -73,6 +74,11 @@ func TestConnetctlDiagnoseHealthyThenControlUnreachable(t *testing.T) {
 	}
 	if d.Control.State != "connected" || d.Control.Observed == "" || d.Control.RTT <= 0 {
 		t.Errorf("control: %+v, want connected with an observed address and an RTT\n%s", d.Control, out)
+	}
+	// Client and control share this host's clock: the estimate is off by
+	// at most half the hello's round trip on loopback.
+	if d.ClockSkewMs == nil || *d.ClockSkewMs < -1000 || *d.ClockSkewMs > 1000 {
+		t.Errorf("clock_skew_ms %v, want present and within a second of 0\n%s", d.ClockSkewMs, out)
 	}
 	if len(d.Peers) != 1 || d.Peers[0].Endpoint != "svc" || d.Peers[0].Kind != "source" || d.Peers[0].Path != "direct" {
 		t.Errorf("peers: %+v, want svc's one peer direct\n%s", d.Peers, out)

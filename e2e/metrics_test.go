@@ -147,6 +147,9 @@ func TestMetricsCountBytesByPath(t *testing.T) {
 		if got := sum(after, "connetd_client_peer_path", map[string]string{"endpoint": tc.endpoint, "path": tc.path}); got != 1 {
 			t.Errorf("%s: connetd_client_peer_path{path=%q} = %v, want 1", tc.endpoint, tc.path, got)
 		}
+		if rtt := sum(after, "connetd_client_peer_rtt_seconds", map[string]string{"endpoint": tc.endpoint, "path": tc.path}); rtt <= 0 || rtt > 1 {
+			t.Errorf("%s: connetd_client_peer_rtt_seconds{path=%q} = %v, want a loopback RTT", tc.endpoint, tc.path, rtt)
+		}
 
 		stext, _ = scrape(t, serverMetrics, "")
 		smfs := parseMetrics(t, promtool, stext)
@@ -162,6 +165,12 @@ func TestMetricsCountBytesByPath(t *testing.T) {
 				t.Errorf("direct route: connetd_relay_bytes_total{endpoint=%q} grew by %.0f, want 0", tc.endpoint, relayed)
 			}
 		}
+		// The topology's two tokens: dst's first, src's second.
+		for _, idx := range []string{"0", "1"} {
+			if got := sum(smfs, "connetd_control_token_clients", map[string]string{"token_index": idx}); got != 1 {
+				t.Errorf("server: connetd_control_token_clients{token_index=%q} = %v, want 1", idx, got)
+			}
+		}
 		if sum(smfs, "connetd_control_clients", nil) != 2 || sum(smfs, "connetd_relay_clients", nil) < 1 {
 			t.Errorf("server: control clients %v, relay clients %v; want 2 and at least 1",
 				sum(smfs, "connetd_control_clients", nil), sum(smfs, "connetd_relay_clients", nil))
@@ -171,6 +180,30 @@ func TestMetricsCountBytesByPath(t *testing.T) {
 	mfs := parseMetrics(t, promtool, final)
 	if sum(mfs, "connetd_client_control_connected", nil) != 1 {
 		t.Errorf("connetd_client_control_connected is not 1")
+	}
+	// Both paths came up (the relay one may also have come before the
+	// direct one for viaDirect's peer) and none was lost.
+	for reason, want := range map[string][2]float64{"direct_up": {1, 100}, "relay_up": {1, 100}, "direct_lost": {0, 0}, "network_change": {0, 0}} {
+		if got := sum(mfs, "connetd_client_path_changes_total", map[string]string{"reason": reason}); got < want[0] || got > want[1] {
+			t.Errorf("connetd_client_path_changes_total{reason=%q} = %v, want %v to %v", reason, got, want[0], want[1])
+		}
+	}
+	if got := sum(mfs, "connetd_udp_buffer_bytes", map[string]string{"socket": "direct", "direction": "receive"}); got <= 0 {
+		t.Errorf("connetd_udp_buffer_bytes{socket=\"direct\",direction=\"receive\"} = %v, want the socket's size", got)
+	}
+	if pm := mfs["connetd_client_port_mapping"]; pm == nil || len(pm.GetMetric()) != 3 || sum(mfs, "connetd_client_port_mapping", nil) > 1 {
+		t.Errorf("connetd_client_port_mapping: want one series per protocol, at most one of them 1")
+	}
+	// viaDirect's peer had its first direct path: one time to direct, on
+	// loopback well within a minute.
+	if ttd := mfs["connetd_client_time_to_direct_seconds"]; ttd == nil || len(ttd.GetMetric()) != 1 {
+		t.Errorf("no connetd_client_time_to_direct_seconds histogram")
+	} else if h := ttd.GetMetric()[0].GetHistogram(); h.GetSampleCount() != 1 || h.GetSampleSum() <= 0 || h.GetSampleSum() > 60 {
+		t.Errorf("connetd_client_time_to_direct_seconds: count %d, sum %v; want 1 observation under a minute", h.GetSampleCount(), h.GetSampleSum())
+	}
+	// viaDirect's path came from a punch, which the outcomes count.
+	if got := sum(mfs, "connetd_client_punch_outcomes_total", map[string]string{"outcome": "direct"}); got < 1 {
+		t.Errorf("connetd_client_punch_outcomes_total{outcome=\"direct\"} = %v, want at least 1\n%s", got, final)
 	}
 	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total", "connetd_build_info"} {
 		if mfs[name] == nil {

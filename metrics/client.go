@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/connetd/connetd/client"
@@ -31,10 +33,24 @@ var (
 		"Hole-punching attempts toward a peer.", []string{"peer"}, nil)
 	clientPunchPairs = prometheus.NewDesc("connetd_client_punch_pairs_total",
 		"(socket, address) pairs probed while punching toward a peer, random ports included.", []string{"peer"}, nil)
+	// A separate name: connetd_client_punch_attempts_total already has
+	// the peer label, and one name takes one label set.
+	clientPunchOutcomes = prometheus.NewDesc("connetd_client_punch_outcomes_total",
+		"Finished hole-punching attempts by outcome (direct or failed) and the NAT kinds of this client and the peer.",
+		[]string{"outcome", "local_nat", "peer_nat"}, nil)
+	clientPathChanges = prometheus.NewDesc("connetd_client_path_changes_total",
+		"Paths this client dialed to peers coming up or going down, by reason: direct_up, direct_lost, network_change, relay_up, relay_lost.",
+		[]string{"reason"}, nil)
+	clientTimeToDirect = prometheus.NewDesc("connetd_client_time_to_direct_seconds",
+		"Time from wanting a direct path to a peer to having the first one, per peer.", nil, nil)
+	clientPortMapping = prometheus.NewDesc("connetd_client_port_mapping",
+		"1 for the port-mapping protocol (pcp, nat-pmp, upnp) that maps the direct socket now, else 0.", []string{"protocol"}, nil)
+	clientPeerRTT = prometheus.NewDesc("connetd_client_peer_rtt_seconds",
+		"Smoothed round-trip time of the path an endpoint uses to a peer now.", []string{"endpoint", "kind", "peer", "path"}, nil)
 )
 
 var clientDescs = []*prometheus.Desc{clientControlConnected, clientRelaysConnected, clientEndpointBytes, clientBytes,
-	clientActive, clientRefused, clientPeerPath, clientPeers, clientPunches, clientPunchPairs}
+	clientActive, clientRefused, clientPeerPath, clientPeers, clientPunches, clientPunchPairs, clientPunchOutcomes, clientPathChanges, clientPeerRTT, clientTimeToDirect, clientPortMapping}
 
 func collectClient(ch chan<- prometheus.Metric, st *client.Status) {
 	gauge(ch, clientControlConnected, boolean(st.Control == "connected"))
@@ -49,6 +65,25 @@ func collectClient(ch chan<- prometheus.Metric, st *client.Status) {
 	gauge(ch, clientPeers, float64(direct), "direct")
 	gauge(ch, clientPeers, float64(relayed), "relay")
 	gauge(ch, clientPeers, float64(waiting), "none")
+	for _, o := range st.PunchOutcomes {
+		counter(ch, clientPunchOutcomes, o.Count, o.Outcome, o.LocalNAT, o.PeerNAT)
+	}
+	// Every protocol has a series, so that "no mapping" reads as all
+	// zeros rather than as a missing series.
+	active, _, _ := strings.Cut(st.PortMapping, " ")
+	for _, proto := range portMappingProtocols {
+		gauge(ch, clientPortMapping, boolean(active == proto), proto)
+	}
+	for reason, n := range st.PathChanges {
+		counter(ch, clientPathChanges, n, reason)
+	}
+	if h := st.TimeToDirect; h != nil && len(h.Buckets) == len(h.Bounds) {
+		buckets := make(map[float64]uint64, len(h.Bounds))
+		for i, le := range h.Bounds {
+			buckets[le] = h.Buckets[i]
+		}
+		ch <- prometheus.MustNewConstHistogram(clientTimeToDirect, h.Count, h.Sum, buckets)
+	}
 
 	// Punch counts are the peer's, whatever endpoint lists it: once each.
 	punched := map[string]client.PeerStatus{}
@@ -61,6 +96,9 @@ func collectClient(ch chan<- prometheus.Metric, st *client.Status) {
 			for _, p := range e.Peers {
 				peer := shortID(p.ID)
 				gauge(ch, clientPeerPath, 1, e.Name, kind, peer, p.Path)
+				if p.RTTMicro > 0 { // no path, or none measured yet
+					gauge(ch, clientPeerRTT, float64(p.RTTMicro)/1e6, e.Name, kind, peer, p.Path)
+				}
 				for _, b := range p.ByPath {
 					counter(ch, clientBytes, b.BytesIn, e.Name, kind, peer, b.Path, "in")
 					counter(ch, clientBytes, b.BytesOut, e.Name, kind, peer, b.Path, "out")
@@ -74,6 +112,10 @@ func collectClient(ch chan<- prometheus.Metric, st *client.Status) {
 		counter(ch, clientPunchPairs, int64(p.PairsTried), peer)
 	}
 }
+
+// portMappingProtocols are the protocols package portmap speaks, as the
+// status names them ("pcp 198.51.100.1:19192").
+var portMappingProtocols = []string{"pcp", "nat-pmp", "upnp"}
 
 // shortID is the peer ID as logs show it (identity.ID.Short: the first 4
 // bytes in hex), taken from the full hex ID of the status.

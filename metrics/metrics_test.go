@@ -10,21 +10,29 @@ import (
 	"github.com/connetd/connetd/client"
 	"github.com/connetd/connetd/control"
 	"github.com/connetd/connetd/relay"
+	"github.com/connetd/connetd/traversal"
 )
 
 const peerID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 func fullState() State {
 	return State{Role: "server", Version: "1.2.3",
-		Client: &client.Status{Control: "connected", Relays: []client.RelayStatus{{Connected: true}, {}},
+		UDPBuffers: map[string]UDPBuffer{"direct": {Receive: 14680064, Send: 425984}},
+		Client: &client.Status{Control: "connected", PortMapping: "nat-pmp 198.51.100.1:19192", Relays: []client.RelayStatus{{Connected: true}, {}},
 			Sources: []client.EndpointStatus{{Name: "web", BytesIn: 10, BytesOut: 20, Active: 2, Peers: []client.PeerStatus{{
-				ID: peerID, Path: "relay", PunchAttempts: 3, PairsTried: 9,
+				ID: peerID, Path: "relay", PunchAttempts: 3, PairsTried: 9, RTTMicro: 25000,
 				ByPath: []client.PathBytes{{Path: "direct", BytesIn: 1, BytesOut: 2}, {Path: "relay", BytesIn: 9, BytesOut: 18}},
 			}}}},
 			Destinations: []client.EndpointStatus{{Name: "web", Refused: "over the limit", Peers: []client.PeerStatus{{ID: peerID, Path: "direct", PunchAttempts: 3}}}},
+			PunchOutcomes: []traversal.PunchOutcome{{Outcome: "direct", LocalNAT: "easy", PeerNAT: "hard", Count: 2},
+				{Outcome: "failed", LocalNAT: "hard", PeerNAT: "hard", Count: 5}},
+			PathChanges:  map[string]int64{"direct_up": 4, "network_change": 1, "relay_lost": 0},
+			TimeToDirect: &client.Histogram{Bounds: []float64{0.5, 2}, Buckets: []uint64{1, 3}, Count: 4, Sum: 9.25},
 		},
-		Control: &control.Status{Clients: []control.ClientStatus{{}}, Refusals: map[string]int64{control.RefusedInvalidToken: 4}},
-		Relay:   &relay.Status{Clients: []relay.ClientStatus{{}, {}}, Endpoints: []relay.EndpointStatus{{Name: "web", Bytes: 7}}, Packets: 5, Dropped: 1},
+		Control: &control.Status{ClientTokens: 3, Refusals: map[string]int64{control.RefusedInvalidToken: 4}, Clients: []control.ClientStatus{
+			{TokenIndex: 0, Endpoints: []string{"source:web", "destination:db"}}, {TokenIndex: 2, Endpoints: []string{"source:web"}},
+			{TokenIndex: 0}, {TokenIndex: -1, Endpoints: []string{"source:x"}}}},
+		Relay: &relay.Status{Clients: []relay.ClientStatus{{}, {}}, Endpoints: []relay.EndpointStatus{{Name: "web", Bytes: 7}}, Packets: 5, Dropped: 1},
 	}
 }
 
@@ -50,6 +58,34 @@ connetd_client_bytes_total{direction="out",endpoint="web",kind="source",path="re
 # HELP connetd_client_punch_attempts_total Hole-punching attempts toward a peer.
 # TYPE connetd_client_punch_attempts_total counter
 connetd_client_punch_attempts_total{peer="01234567"} 3
+# HELP connetd_client_punch_outcomes_total Finished hole-punching attempts by outcome (direct or failed) and the NAT kinds of this client and the peer.
+# TYPE connetd_client_punch_outcomes_total counter
+connetd_client_punch_outcomes_total{local_nat="easy",outcome="direct",peer_nat="hard"} 2
+connetd_client_punch_outcomes_total{local_nat="hard",outcome="failed",peer_nat="hard"} 5
+# HELP connetd_client_path_changes_total Paths this client dialed to peers coming up or going down, by reason: direct_up, direct_lost, network_change, relay_up, relay_lost.
+# TYPE connetd_client_path_changes_total counter
+connetd_client_path_changes_total{reason="direct_up"} 4
+connetd_client_path_changes_total{reason="network_change"} 1
+connetd_client_path_changes_total{reason="relay_lost"} 0
+# HELP connetd_client_peer_rtt_seconds Smoothed round-trip time of the path an endpoint uses to a peer now.
+# TYPE connetd_client_peer_rtt_seconds gauge
+connetd_client_peer_rtt_seconds{endpoint="web",kind="source",path="relay",peer="01234567"} 0.025
+# HELP connetd_client_time_to_direct_seconds Time from wanting a direct path to a peer to having the first one, per peer.
+# TYPE connetd_client_time_to_direct_seconds histogram
+connetd_client_time_to_direct_seconds_bucket{le="0.5"} 1
+connetd_client_time_to_direct_seconds_bucket{le="2"} 3
+connetd_client_time_to_direct_seconds_bucket{le="+Inf"} 4
+connetd_client_time_to_direct_seconds_sum 9.25
+connetd_client_time_to_direct_seconds_count 4
+# HELP connetd_client_port_mapping 1 for the port-mapping protocol (pcp, nat-pmp, upnp) that maps the direct socket now, else 0.
+# TYPE connetd_client_port_mapping gauge
+connetd_client_port_mapping{protocol="nat-pmp"} 1
+connetd_client_port_mapping{protocol="pcp"} 0
+connetd_client_port_mapping{protocol="upnp"} 0
+# HELP connetd_udp_buffer_bytes Buffer size the kernel gave a UDP socket of the daemon; direction is receive or send.
+# TYPE connetd_udp_buffer_bytes gauge
+connetd_udp_buffer_bytes{direction="receive",socket="direct"} 1.4680064e+07
+connetd_udp_buffer_bytes{direction="send",socket="direct"} 425984
 # HELP connetd_client_control_connected 1 while the client is connected to control, else 0.
 # TYPE connetd_client_control_connected gauge
 connetd_client_control_connected 1
@@ -65,6 +101,19 @@ connetd_client_peers{path="relay"} 0
 # HELP connetd_control_refusals_total Connections and requests control refused, by reason (a fixed set).
 # TYPE connetd_control_refusals_total counter
 connetd_control_refusals_total{reason="invalid_token"} 4
+# HELP connetd_control_token_clients Clients connected to control with a token, by the token's position among the configured client tokens (from 0).
+# TYPE connetd_control_token_clients gauge
+connetd_control_token_clients{token_index="0"} 2
+connetd_control_token_clients{token_index="1"} 0
+connetd_control_token_clients{token_index="2"} 1
+# HELP connetd_control_token_endpoints Sources and destinations announced by the clients of a token, by the token's position (from 0).
+# TYPE connetd_control_token_endpoints gauge
+connetd_control_token_endpoints{token_index="0"} 2
+connetd_control_token_endpoints{token_index="1"} 0
+connetd_control_token_endpoints{token_index="2"} 1
+# HELP connetd_control_clients Clients connected to control.
+# TYPE connetd_control_clients gauge
+connetd_control_clients 4
 # HELP connetd_relay_packets_dropped_total Packets the relay dropped: from or to unknown clients, unauthorized pairs, failed sends.
 # TYPE connetd_relay_packets_dropped_total counter
 connetd_relay_packets_dropped_total 1
@@ -73,8 +122,8 @@ connetd_relay_packets_dropped_total 1
 connetd_relay_bytes_total{endpoint="web"} 7
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
-		"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_control_connected",
-		"connetd_client_endpoint_refused", "connetd_client_peers", "connetd_control_refusals_total",
+		"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_punch_outcomes_total", "connetd_client_path_changes_total", "connetd_client_peer_rtt_seconds", "connetd_client_time_to_direct_seconds", "connetd_client_port_mapping", "connetd_udp_buffer_bytes", "connetd_client_control_connected",
+		"connetd_client_endpoint_refused", "connetd_client_peers", "connetd_control_refusals_total", "connetd_control_token_clients", "connetd_control_token_endpoints", "connetd_control_clients",
 		"connetd_relay_packets_dropped_total", "connetd_relay_bytes_total"); err != nil {
 		t.Fatal(err)
 	}

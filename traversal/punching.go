@@ -70,6 +70,9 @@ func (t *Traversal) runPunch(ctx context.Context, m *wire.Punch) {
 	nonce := [wire.PunchNonceLen]byte(m.Nonce)
 	addrs, vouched := t.peerAddrs(m)
 	selfNAT, peerNAT := t.NAT(), m.NAT
+	// The kinds as measured, for the outcome counts: a many-port mode
+	// below acts as if they were other kinds.
+	realSelf, realPeer := selfNAT, peerNAT
 	switch m.Mode { // control asked for a many-port attempt
 	case wire.PunchModeSpray:
 		selfNAT, peerNAT = wire.NATHard, wire.NATEasy
@@ -136,6 +139,9 @@ func (t *Traversal) runPunch(ctx context.Context, m *wire.Punch) {
 	st := sess.Stats()
 	t.mu.Lock()
 	t.statsLocked(m.Peer).Pairs += st.Pairs + st.Random
+	if ctx.Err() == nil { // shutting down or leaving the network is no outcome
+		t.countOutcomeLocked(err == nil, realSelf, realPeer)
+	}
 	t.mu.Unlock()
 	if err != nil {
 		log.Debug("punch found no direct path", msgid.PunchFailed.Attr(), "err", err, "opened", st.Opened, "pings", st.Pings, "random", st.Random, "received", st.Received)

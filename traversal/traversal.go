@@ -90,6 +90,7 @@ type Traversal struct {
 	waiters  map[identity.ID]chan Outcome // dialing sides waiting for their attempt
 	reflects map[[wire.ReflectTxIDLen]byte]chan netip.AddrPort
 	peers    map[identity.ID]*PeerStats
+	outcomes map[outcomeKey]int64 // finished punch attempts (PunchOutcomes)
 }
 
 // PeerStats counts hole punching toward one peer, for status.

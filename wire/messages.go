@@ -73,6 +73,11 @@ const (
 // Welcome accepts a Hello or RelayHello.
 type Welcome struct {
 	Observed string `json:"observed"` // the address control saw the peer come from
+	// Time is control's wall clock when it sent the welcome to a client,
+	// in Unix milliseconds, so the client can estimate clock skew (which
+	// breaks certificate validity and muddles logs across hosts). Zero
+	// (absent) from relays and from older controls.
+	Time int64 `json:"time,omitempty"`
 }
 
 // Error codes.

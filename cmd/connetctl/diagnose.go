@@ -49,9 +49,11 @@ type diagnosis struct {
 	Relays   []diagRelay  `json:"relays"`
 	Peers    []peerReport `json:"peers"`
 	Problems []problem    `json:"problems"`
-	// ClockSkew is not measured: no message of the protocol carries the
-	// server's time, so there is nothing to compare with.
-	ClockSkew string `json:"clock_skew"`
+	// ClockSkew says how far control's clock is from this host's, as
+	// the client estimated it from control's welcome; ClockSkewMs is the
+	// same in milliseconds (control's minus ours), absent if unknown.
+	ClockSkew   string `json:"clock_skew"`
+	ClockSkewMs *int64 `json:"clock_skew_ms,omitempty"`
 }
 
 type hostReport struct {
@@ -97,7 +99,7 @@ type peerReport struct {
 // any state.
 func diagnose(instance string, st diagStatus, h hostFacts) diagnosis {
 	d := diagnosis{Instance: instance, Role: st.Role, Relays: []diagRelay{}, Peers: []peerReport{}, Problems: []problem{},
-		ClockSkew: "not measured: the protocol carries no server time"}
+		ClockSkew: skewText(st), ClockSkewMs: st.ClockSkewMs}
 	d.Host = hostReport{NAT: st.NAT, NATBasis: st.NATBasis, GlobalIPv6: h.GlobalIPv6, PortMapping: st.PortMapping,
 		Buffers: st.UDPBuffers, WantBuffers: wantBuffer}
 	if d.Host.GlobalIPv6 == nil {
@@ -126,7 +128,7 @@ func diagnose(instance string, st diagStatus, h hostFacts) diagnosis {
 }
 
 // clientProblems ranks a client's problems: control first (without it no
-// peer is found), then endpoints control refused, then peers without any
+// peer is found), then a clock far from control's, then endpoints control refused, then peers without any
 // path, then unreachable relays (which leave hard-NAT peers without a
 // fallback), then peers relayed that could be direct.
 func clientProblems(st diagStatus, d *diagnosis) []problem {
@@ -135,6 +137,9 @@ func clientProblems(st diagStatus, d *diagnosis) []problem {
 		out = append(out, problem{Check: "control",
 			Detail: fmt.Sprintf("control unreachable (%s, state %s)", st.ServerAddr, dash(st.Control)),
 			Advice: fmt.Sprintf("check server-addr and that UDP/%s is allowed to it", portOf(st.ServerAddr, "19190"))})
+	}
+	if p, ok := skewProblem(st); ok {
+		out = append(out, p)
 	}
 	var none, relayed []problem
 	for _, ep := range st.Sources {

@@ -32,6 +32,15 @@ func TestDiagnoseRanksTheFirstProblem(t *testing.T) {
 			s.Sources[0].Peers[0].Path = "none"
 			s.UDPBuffers["direct"] = diagBufferSize{Receive: 208 << 10, Send: 208 << 10}
 		}, first: "control unreachable (ctl.example:19190", advice: "UDP/19190 is allowed", count: 4},
+		{name: "clock skew after control, before peers", change: func(s *diagStatus, _ *hostFacts) {
+			skew := int64(-45_000)
+			s.ClockSkewMs = &skew
+			s.Sources[0].Peers[0].Path = "none"
+		}, first: "clock skew: control is 45s behind (more than 30s)", advice: "synchronize the clocks", count: 2},
+		{name: "small clock skew is fine", change: func(s *diagStatus, _ *hostFacts) {
+			skew := int64(29_000)
+			s.ClockSkewMs = &skew
+		}},
 		{name: "refused endpoint before peers", change: func(s *diagStatus, _ *hostFacts) {
 			s.Sources[0].Refused = "route conflict"
 			s.Sources[0].Peers[0].Path = "none"
@@ -126,6 +135,16 @@ func TestDiagnosePeerReportCarriesTheReason(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestDiagnoseShowsTheClockSkew(t *testing.T) {
+	st := healthyStatus()
+	skew := int64(1500)
+	st.ClockSkewMs = &skew
+	d := diagnose("src", st, hostFacts{})
+	if d.ClockSkewMs == nil || *d.ClockSkewMs != 1500 || !strings.Contains(formatDiagnosis(d), "Clock skew:    control is 1.5s ahead") {
+		t.Errorf("skew of 1.5 s: %v\n%s", d.ClockSkew, formatDiagnosis(d))
 	}
 }
 

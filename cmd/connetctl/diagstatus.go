@@ -16,6 +16,7 @@ type diagStatus struct {
 	Control      string                    `json:"control"`
 	Observed     string                    `json:"observed"`
 	ControlRTT   int64                     `json:"control_rtt_us"`
+	ClockSkewMs  *int64                    `json:"clock_skew_ms"` // control's clock minus ours; nil if unknown
 	NAT          string                    `json:"nat"`
 	NATBasis     string                    `json:"nat_basis"`
 	Candidates   []string                  `json:"candidates"`
