@@ -32,7 +32,8 @@ func fullState() State {
 		Control: &control.Status{ClientTokens: 3, Refusals: map[string]int64{control.RefusedInvalidToken: 4}, Clients: []control.ClientStatus{
 			{TokenIndex: 0, Endpoints: []string{"source:web", "destination:db"}}, {TokenIndex: 2, Endpoints: []string{"source:web"}},
 			{TokenIndex: 0}, {TokenIndex: -1, Endpoints: []string{"source:x"}}}},
-		Relay: &relay.Status{Clients: []relay.ClientStatus{{}, {}}, Endpoints: []relay.EndpointStatus{{Name: "web", Bytes: 7}}, Packets: 5, Dropped: 1},
+		Relay: &relay.Status{Clients: []relay.ClientStatus{{}, {}}, Endpoints: []relay.EndpointStatus{{Name: "web", Bytes: 7}}, Packets: 5, Dropped: 3,
+			DroppedBy: map[string]int64{relay.DropUnknownSender: 2, relay.DropUnauthorized: 1, relay.DropUnknownReceiver: 0, relay.DropSendFailed: 0}},
 	}
 }
 
@@ -114,9 +115,12 @@ connetd_control_token_endpoints{token_index="2"} 1
 # HELP connetd_control_clients Clients connected to control.
 # TYPE connetd_control_clients gauge
 connetd_control_clients 4
-# HELP connetd_relay_packets_dropped_total Packets the relay dropped: from or to unknown clients, unauthorized pairs, failed sends.
+# HELP connetd_relay_packets_dropped_total Packets the relay dropped, by reason: unknown_sender, unknown_receiver, unauthorized_pair, send_failed.
 # TYPE connetd_relay_packets_dropped_total counter
-connetd_relay_packets_dropped_total 1
+connetd_relay_packets_dropped_total{reason="send_failed"} 0
+connetd_relay_packets_dropped_total{reason="unauthorized_pair"} 1
+connetd_relay_packets_dropped_total{reason="unknown_receiver"} 0
+connetd_relay_packets_dropped_total{reason="unknown_sender"} 2
 # HELP connetd_relay_bytes_total Payload bytes forwarded between an endpoint's sources and destinations, both directions; endpoints beyond the first 100 by name are summed as endpoint="other".
 # TYPE connetd_relay_bytes_total counter
 connetd_relay_bytes_total{endpoint="web"} 7

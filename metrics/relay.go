@@ -29,7 +29,8 @@ var (
 	relayPackets = prometheus.NewDesc("connetd_relay_packets_forwarded_total",
 		"Packets the relay forwarded.", nil, nil)
 	relayDropped = prometheus.NewDesc("connetd_relay_packets_dropped_total",
-		"Packets the relay dropped: from or to unknown clients, unauthorized pairs, failed sends.", nil, nil)
+		"Packets the relay dropped, by reason: unknown_sender, unknown_receiver, unauthorized_pair, send_failed.",
+		[]string{"reason"}, nil)
 )
 
 var relayDescs = []*prometheus.Desc{relayClients, relayEndpoints, relayBytes, relayPairBytes, relayPackets, relayDropped}
@@ -38,7 +39,9 @@ func collectRelay(ch chan<- prometheus.Metric, st *relay.Status) {
 	gauge(ch, relayClients, float64(len(st.Clients)))
 	gauge(ch, relayEndpoints, float64(len(st.Endpoints)))
 	counter(ch, relayPackets, st.Packets)
-	counter(ch, relayDropped, st.Dropped)
+	for reason, n := range st.DroppedBy {
+		counter(ch, relayDropped, n, reason)
+	}
 	for name, n := range relayBytesByEndpoint(st.Endpoints) {
 		counter(ch, relayBytes, n, name)
 	}

@@ -21,13 +21,17 @@ func (s *Server) route(frame []byte, from netip.AddrPort, local netip.Addr) (rel
 		src = s.findMoved(t, from, local)
 	}
 	dst := t.byID[to]
-	if src == nil || dst == nil {
-		s.dropped.Add(1)
+	switch {
+	case src == nil:
+		s.dropped[dropUnknownSender].Add(1)
+		return relayconn.Dest{}, false
+	case dst == nil:
+		s.dropped[dropUnknownReceiver].Add(1)
 		return relayconn.Dest{}, false
 	}
 	ctr := s.auth.Load().pairs[keyOf(src.id, to)]
 	if ctr == nil {
-		s.dropped.Add(1)
+		s.dropped[dropUnauthorized].Add(1)
 		return relayconn.Dest{}, false
 	}
 	// The sender's frames tell which relay address it talks to; its own

@@ -116,6 +116,9 @@ func TestRelayDropsFramesBetweenClientsOfDifferentEndpoints(t *testing.T) {
 	if dropped := after.Dropped - before.Dropped; dropped != 2*n {
 		t.Fatalf("relay dropped %d frames, want %d (c's)", dropped, 2*n)
 	}
+	if d := after.DroppedBy[relay.DropUnauthorized] - before.DroppedBy[relay.DropUnauthorized]; d != 2*n {
+		t.Fatalf("relay counted %d of c's %d frames as an unauthorized pair (%v)", d, 2*n, after.DroppedBy)
+	}
 	if fwd := after.Packets - before.Packets; fwd != n {
 		t.Fatalf("relay forwarded %d frames, want %d (a's)", fwd, n)
 	}

@@ -71,7 +71,7 @@ type Server struct {
 	lastScan atomic.Int64              // when findMoved last looked (Unix ns)
 
 	forwarded atomic.Int64 // packets
-	dropped   atomic.Int64
+	dropped   [dropReasons]atomic.Int64
 
 	changed changes.Signal // clients, authorized endpoints or byte counters changed
 	// trafficNotified is when forwarding last fired changed (Unix ns), so
@@ -250,6 +250,8 @@ type Status struct {
 	Endpoints []EndpointStatus `json:"endpoints"`
 	Packets   int64            `json:"packets_forwarded"`
 	Dropped   int64            `json:"packets_dropped"`
+	// DroppedBy splits Dropped by reason (the Drop* names).
+	DroppedBy map[string]int64 `json:"packets_dropped_by_reason"`
 	// Pairs is the bytes forwarded per authorized (from, to) pair, for
 	// metrics; the JSON status keeps to the per-endpoint sums.
 	Pairs []PairStatus `json:"-"`
@@ -288,7 +290,13 @@ func (s *Server) Status() Status {
 		failed = s.conn.SendFailures()
 	}
 	st := Status{ID: s.cfg.Identity.ID.String(), Clients: []ClientStatus{}, Endpoints: []EndpointStatus{},
-		Packets: s.forwarded.Load() - failed, Dropped: s.dropped.Load() + failed}
+		Packets: s.forwarded.Load() - failed, DroppedBy: map[string]int64{DropSendFailed: failed}}
+	for r := range s.dropped {
+		st.DroppedBy[dropNames[r]] = s.dropped[r].Load()
+	}
+	for _, n := range st.DroppedBy {
+		st.Dropped += n
+	}
 	t := s.auth.Load()
 	for _, ep := range t.endpoints {
 		es := EndpointStatus{Name: ep.Endpoint, Sources: len(ep.Sources), Destinations: len(ep.Destinations)}
