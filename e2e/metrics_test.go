@@ -160,6 +160,16 @@ func TestMetricsCountBytesByPath(t *testing.T) {
 			if relayed < 2*n || pairs < 2*n { // both directions
 				t.Errorf("relay route: connetd_relay_bytes_total grew by %.0f, connetd_relay_pair_bytes_total by %.0f, want at least %d each\n%s", relayed, pairs, 2*n, stext)
 			}
+			// Every relayed datagram was read in some batch.
+			hist := func(mfs map[string]*dto.MetricFamily) float64 {
+				if mf := mfs["connetd_relay_read_batch_datagrams"]; mf != nil && len(mf.GetMetric()) == 1 {
+					return mf.GetMetric()[0].GetHistogram().GetSampleSum()
+				}
+				return 0
+			}
+			if read := hist(smfs) - hist(sBefore); read < float64(2*n)/1500 {
+				t.Errorf("relay route: connetd_relay_read_batch_datagrams counted %.0f datagrams read for %d bytes each way", read, n)
+			}
 		case "direct":
 			if relayed != 0 {
 				t.Errorf("direct route: connetd_relay_bytes_total{endpoint=%q} grew by %.0f, want 0", tc.endpoint, relayed)

@@ -33,7 +33,8 @@ func fullState() State {
 			{TokenIndex: 0, Endpoints: []string{"source:web", "destination:db"}}, {TokenIndex: 2, Endpoints: []string{"source:web"}},
 			{TokenIndex: 0}, {TokenIndex: -1, Endpoints: []string{"source:x"}}}},
 		Relay: &relay.Status{Clients: []relay.ClientStatus{{}, {}}, Endpoints: []relay.EndpointStatus{{Name: "web", Bytes: 7}}, Packets: 5, Dropped: 3,
-			DroppedBy: map[string]int64{relay.DropUnknownSender: 2, relay.DropUnauthorized: 1, relay.DropUnknownReceiver: 0, relay.DropSendFailed: 0}},
+			DroppedBy:   map[string]int64{relay.DropUnknownSender: 2, relay.DropUnauthorized: 1, relay.DropUnknownReceiver: 0, relay.DropSendFailed: 0},
+			ReadBatches: []int64{1, 0, 2, 0, 0, 0, 0, 0, 0, 1}, ReadDatagrams: 309},
 	}
 }
 
@@ -121,6 +122,20 @@ connetd_relay_packets_dropped_total{reason="send_failed"} 0
 connetd_relay_packets_dropped_total{reason="unauthorized_pair"} 1
 connetd_relay_packets_dropped_total{reason="unknown_receiver"} 0
 connetd_relay_packets_dropped_total{reason="unknown_sender"} 2
+# HELP connetd_relay_read_batch_datagrams Datagrams per read of the relay socket.
+# TYPE connetd_relay_read_batch_datagrams histogram
+connetd_relay_read_batch_datagrams_bucket{le="1"} 1
+connetd_relay_read_batch_datagrams_bucket{le="2"} 1
+connetd_relay_read_batch_datagrams_bucket{le="4"} 3
+connetd_relay_read_batch_datagrams_bucket{le="8"} 3
+connetd_relay_read_batch_datagrams_bucket{le="16"} 3
+connetd_relay_read_batch_datagrams_bucket{le="32"} 3
+connetd_relay_read_batch_datagrams_bucket{le="64"} 3
+connetd_relay_read_batch_datagrams_bucket{le="128"} 3
+connetd_relay_read_batch_datagrams_bucket{le="256"} 3
+connetd_relay_read_batch_datagrams_bucket{le="+Inf"} 4
+connetd_relay_read_batch_datagrams_sum 309
+connetd_relay_read_batch_datagrams_count 4
 # HELP connetd_relay_bytes_total Payload bytes forwarded between an endpoint's sources and destinations, both directions; endpoints beyond the first 100 by name are summed as endpoint="other".
 # TYPE connetd_relay_bytes_total counter
 connetd_relay_bytes_total{endpoint="web"} 7
@@ -128,7 +143,7 @@ connetd_relay_bytes_total{endpoint="web"} 7
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
 		"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_punch_outcomes_total", "connetd_client_path_changes_total", "connetd_client_peer_rtt_seconds", "connetd_client_time_to_direct_seconds", "connetd_client_port_mapping", "connetd_udp_buffer_bytes", "connetd_client_control_connected",
 		"connetd_client_endpoint_refused", "connetd_client_peers", "connetd_control_refusals_total", "connetd_control_token_clients", "connetd_control_token_endpoints", "connetd_control_clients",
-		"connetd_relay_packets_dropped_total", "connetd_relay_bytes_total"); err != nil {
+		"connetd_relay_packets_dropped_total", "connetd_relay_read_batch_datagrams", "connetd_relay_bytes_total"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/connetd/connetd/relay"
+	"github.com/connetd/connetd/relayconn"
 )
 
 // maxRelayEndpoints bounds the endpoint label of the relay's byte counter:
@@ -33,7 +34,13 @@ var (
 		[]string{"reason"}, nil)
 )
 
-var relayDescs = []*prometheus.Desc{relayClients, relayEndpoints, relayBytes, relayPairBytes, relayPackets, relayDropped}
+// relayReadBatch is how full the relay socket's reads are: datagrams per
+// recvmmsg (GRO-joined ones counted singly). Fuller reads cost less CPU
+// per byte.
+var relayReadBatch = prometheus.NewDesc("connetd_relay_read_batch_datagrams",
+	"Datagrams per read of the relay socket.", nil, nil)
+
+var relayDescs = []*prometheus.Desc{relayClients, relayEndpoints, relayBytes, relayPairBytes, relayPackets, relayDropped, relayReadBatch}
 
 func collectRelay(ch chan<- prometheus.Metric, st *relay.Status) {
 	gauge(ch, relayClients, float64(len(st.Clients)))
@@ -47,6 +54,16 @@ func collectRelay(ch chan<- prometheus.Metric, st *relay.Status) {
 	}
 	for k, n := range relayPairs(st.Pairs) {
 		counter(ch, relayPairBytes, n, k[0], k[1])
+	}
+	if len(st.ReadBatches) == len(relayconn.BatchBuckets)+1 {
+		buckets := map[float64]uint64{}
+		var cum uint64
+		for i, bound := range relayconn.BatchBuckets {
+			cum += uint64(st.ReadBatches[i])
+			buckets[float64(bound)] = cum
+		}
+		cum += uint64(st.ReadBatches[len(relayconn.BatchBuckets)])
+		ch <- prometheus.MustNewConstHistogram(relayReadBatch, cum, float64(st.ReadDatagrams), buckets)
 	}
 }
 

@@ -252,6 +252,11 @@ type Status struct {
 	Dropped   int64            `json:"packets_dropped"`
 	// DroppedBy splits Dropped by reason (the Drop* names).
 	DroppedBy map[string]int64 `json:"packets_dropped_by_reason"`
+	// ReadBatches counts the socket's reads by datagrams per read, in
+	// the buckets of relayconn.BatchBuckets (the last: above them);
+	// ReadDatagrams is the datagrams of all reads. For metrics.
+	ReadBatches   []int64 `json:"-"`
+	ReadDatagrams int64   `json:"-"`
 	// Pairs is the bytes forwarded per authorized (from, to) pair, for
 	// metrics; the JSON status keeps to the per-endpoint sums.
 	Pairs []PairStatus `json:"-"`
@@ -286,11 +291,15 @@ func (s *Server) Changed() <-chan struct{} { return s.changed.C() }
 // Status reports the relay.
 func (s *Server) Status() Status {
 	var failed int64
+	var reads []int64
+	var datagrams int64
 	if s.conn != nil {
 		failed = s.conn.SendFailures()
+		reads, datagrams = s.conn.ReadBatches().Snapshot()
 	}
 	st := Status{ID: s.cfg.Identity.ID.String(), Clients: []ClientStatus{}, Endpoints: []EndpointStatus{},
-		Packets: s.forwarded.Load() - failed, DroppedBy: map[string]int64{DropSendFailed: failed}}
+		Packets: s.forwarded.Load() - failed, DroppedBy: map[string]int64{DropSendFailed: failed},
+		ReadBatches: reads, ReadDatagrams: datagrams}
 	for r := range s.dropped {
 		st.DroppedBy[dropNames[r]] = s.dropped[r].Load()
 	}

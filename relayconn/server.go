@@ -81,6 +81,7 @@ type ServerConn struct {
 	limit    *ratelimit.PerSource // reflect answers per source
 
 	sendFailed atomic.Int64
+	reads      BatchSizes // datagrams per read
 }
 
 // NewServer wraps udp; route is called for every relay data frame read.
@@ -122,6 +123,9 @@ type span struct {
 // SendFailures counts frames the kernel refused to send.
 func (c *ServerConn) SendFailures() int64 { return c.sendFailed.Load() }
 
+// ReadBatches counts the socket's reads by datagrams per read.
+func (c *ServerConn) ReadBatches() *BatchSizes { return &c.reads }
+
 // ReadBatch returns the next QUIC packets (at least one), with their
 // control messages (ECN, destination address) as recvmmsg gave them.
 // flags is ignored.
@@ -157,7 +161,10 @@ func (c *ServerConn) deliver(m *ipv4.Message, p span) {
 // readAndForward reads one batch, forwards its frames, answers its
 // reflect probes and leaves its QUIC packets in c.pending.
 func (c *ServerConn) readAndForward() error {
+	n := 0
+	defer func() { c.reads.add(n) }()
 	err := c.rx.read(func(d datagram) {
+		n++
 		local := d.local
 		if !c.wildcard {
 			local = netip.Addr{}
