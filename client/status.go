@@ -23,6 +23,7 @@ type Status struct {
 	NATBasis     string           `json:"nat_basis,omitempty"`    // how NAT was decided: what control and a relay observed
 	Candidates   []string         `json:"candidates"`             // reported to control besides the observed address
 	PortMapping  string           `json:"port_mapping,omitempty"` // e.g. "pcp 198.51.100.1:19192"
+	Gateway      string           `json:"gateway,omitempty"`      // the IPv4 default gateway
 	Sources      []EndpointStatus `json:"sources"`
 	Destinations []EndpointStatus `json:"destinations"`
 	Relays       []RelayStatus    `json:"relays"`
@@ -91,6 +92,9 @@ func (c *Client) Status() Status {
 	st.NAT = traversal.Name(c.trav.NAT())
 	st.NATBasis = c.trav.NATBasis()
 	st.PortMapping = c.trav.PortMapping()
+	if gw := c.trav.Gateway(); gw.IsValid() {
+		st.Gateway = gw.String()
+	}
 	st.PunchOutcomes = c.trav.PunchOutcomes()
 	st.PathChanges = c.paths.status()
 	ttd := c.timeToDirect.status()

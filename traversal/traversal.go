@@ -299,6 +299,14 @@ func (t *Traversal) NATBasis() string {
 
 // PortMapping describes the router's mapping, e.g. "pcp 198.51.100.1:19192",
 // or is empty.
+// Gateway is the IPv4 default gateway (invalid if none): in 100.64.0.0/10
+// it says this host sits on a carrier's network, behind its NAT.
+func (t *Traversal) Gateway() netip.Addr {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.gateway
+}
+
 func (t *Traversal) PortMapping() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -289,7 +289,8 @@ func bufferProblems(st diagStatus, h hostFacts, hr *hostReport) []problem {
 }
 
 // cgnatAddr finds a sign of carrier-grade NAT: the address control observed,
-// or the external address the router's port mapping reported, in
+// the external address the router's port mapping reported, or the default
+// gateway (a router whose own uplink is the carrier's network), in
 // 100.64.0.0/10. Our own interface addresses do not count: VPNs such as
 // Tailscale use that range locally.
 func cgnatAddr(st diagStatus) string {
@@ -305,6 +306,9 @@ func cgnatAddr(st diagStatus) string {
 		if cgnatRange.Contains(ap.Addr().Unmap()) {
 			return ap.String()
 		}
+	}
+	if gw, err := netip.ParseAddr(st.Gateway); err == nil && cgnatRange.Contains(gw.Unmap()) {
+		return gw.String() + " (gateway)"
 	}
 	return ""
 }

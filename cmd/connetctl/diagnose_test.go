@@ -159,6 +159,15 @@ func TestCGNATFromPortMapping(t *testing.T) {
 	if d := diagnose("src", st, hostFacts{}); d.Host.CGNAT {
 		t.Errorf("CGNAT reported for a public mapping: %+v", d.Host)
 	}
+	// A router whose uplink is the carrier's network: its gateway is there.
+	st.PortMapping, st.Gateway = "", "100.72.0.1"
+	if d := diagnose("src", st, hostFacts{}); !d.Host.CGNAT || d.Host.CGNATAddr != "100.72.0.1 (gateway)" {
+		t.Errorf("CGNAT not seen in the gateway: %+v", d.Host)
+	}
+	st.Gateway = "192.168.1.1"
+	if d := diagnose("src", st, hostFacts{}); d.Host.CGNAT {
+		t.Errorf("CGNAT reported for a home gateway: %+v", d.Host)
+	}
 }
 
 func TestDiagnoseOtherRolesCheckOnlyBuffers(t *testing.T) {

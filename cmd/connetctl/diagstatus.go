@@ -21,6 +21,7 @@ type diagStatus struct {
 	NATBasis     string                    `json:"nat_basis"`
 	Candidates   []string                  `json:"candidates"`
 	PortMapping  string                    `json:"port_mapping"`
+	Gateway      string                    `json:"gateway"`
 	Sources      []diagEndpoint            `json:"sources"`
 	Destinations []diagEndpoint            `json:"destinations"`
 	Relays       []diagRelay               `json:"relays"`
