@@ -65,9 +65,11 @@ func TestSocketActivatedListenersCarryTraffic(t *testing.T) {
 	tp.startEcho(t)
 	// The config files name ports that are not bound: every listener must
 	// come from the passed sockets for traffic to flow.
+	metricsPort := freePort(t)
+	writeFile(t, tp.dir, "server.toml", readFile(t, tp.dir, "server.toml")+fmt.Sprintf("metrics-addr = %q\n", addr(metricsPort)))
 	server := activated(t, tp.dir, "server",
-		[]*os.File{udpFile(t, tp.serverPort), udpFile(t, tp.relayPort), tcpFile(t, tp.serverStatus)},
-		[]string{"control", "relay", "status"}, nil, "server", "--config", "server.toml")
+		[]*os.File{udpFile(t, tp.serverPort), udpFile(t, tp.relayPort), tcpFile(t, tp.serverStatus), tcpFile(t, metricsPort)},
+		[]string{"control", "relay", "status", "metrics"}, nil, "server", "--config", "server.toml")
 	server.waitLog(t, "control listening for clients", 10*time.Second)
 	tp.dst = tp.connetd(t, "dst", "--config", "dst.toml")
 	srcDirect := freePort(t)
@@ -80,6 +82,9 @@ func TestSocketActivatedListenersCarryTraffic(t *testing.T) {
 	got, err := echoRoundTrip(tp.srcAddr("svc"), []byte("through activated sockets"))
 	if err != nil || string(got) != "through activated sockets" {
 		t.Fatalf("echo: %q, %v", got, err)
+	}
+	if text, err := scrapeOnce(metricsPort); err != nil || !strings.Contains(text, "connetd_relay_clients") {
+		t.Errorf("metrics from the passed socket: %v\n%s", err, text)
 	}
 	for _, p := range []*proc{server, src} {
 		if n := strings.Count(p.out.String(), "using socket from systemd"); n < 2 {
