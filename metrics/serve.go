@@ -5,16 +5,16 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/connetd/connetd/statushttp"
 )
 
 // NewRegistry is the registry of one daemon: its state as read by state at
@@ -33,12 +33,6 @@ func NewRegistry(state func() State) *prometheus.Registry {
 // Serve answers GET /metrics from reg until ctx ends. ln is an
 // already-bound listener (socket activation) or nil to bind addr.
 func Serve(ctx context.Context, ln net.Listener, addr string, reg *prometheus.Registry, log *slog.Logger) error {
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", addr); err != nil {
-			return fmt.Errorf("listen metrics %s: %w", addr, err)
-		}
-	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		// OpenMetrics only when the scraper asks for it in Accept.
@@ -47,23 +41,7 @@ func Serve(ctx context.Context, ln net.Listener, addr string, reg *prometheus.Re
 		// A bad collector should show in the scrape, not end it.
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	log.Info("metrics listening", "addr", ln.Addr().String())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		<-errc
-		return nil
-	case err := <-errc:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return fmt.Errorf("serve metrics: %w", err)
-	}
+	return statushttp.ServeHandler(ctx, ln, addr, "metrics", mux, log)
 }
 
 // slogPrinter is promhttp's error log: gathering errors at debug, since a

@@ -15,12 +15,6 @@ import (
 // Serve answers GET / and GET /status with the JSON of status() until ctx
 // ends. ln is an already-bound listener (socket activation) or nil to bind addr.
 func Serve(ctx context.Context, ln net.Listener, addr string, status func() any, log *slog.Logger) error {
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", addr); err != nil {
-			return fmt.Errorf("listen status %s: %w", addr, err)
-		}
-	}
 	mux := http.NewServeMux()
 	h := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -32,8 +26,21 @@ func Serve(ctx context.Context, ln net.Listener, addr string, status func() any,
 	}
 	mux.HandleFunc("GET /{$}", h)
 	mux.HandleFunc("GET /status", h)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	log.Info("status listening", "addr", ln.Addr().String())
+	return ServeHandler(ctx, ln, addr, "status", mux, log)
+}
+
+// ServeHandler serves h on ln (or, if nil, on addr) until ctx ends, then
+// shuts the server down; what names the endpoint in logs and errors. The
+// metrics endpoint shares it.
+func ServeHandler(ctx context.Context, ln net.Listener, addr, what string, h http.Handler, log *slog.Logger) error {
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("listen %s %s: %w", what, addr, err)
+		}
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	log.Info(what+" listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -47,6 +54,6 @@ func Serve(ctx context.Context, ln net.Listener, addr string, status func() any,
 		if errors.Is(err, http.ErrServerClosed) {
 			return nil
 		}
-		return fmt.Errorf("serve status: %w", err)
+		return fmt.Errorf("serve %s: %w", what, err)
 	}
 }
