@@ -43,15 +43,7 @@ func TestDiagnoseNATKinds(t *testing.T) {
 	dir := t.TempDir()
 	l := buildLab(t, binDir)
 	writeCert(t, dir)
-	write(t, dir, "server.toml", fmt.Sprintf(`[server]
-tokens = ["tok"]
-cert-file = "cert.pem"
-key-file = "key.pem"
-relay-hostname = %q
-store-dir = %q
-`, serverAddr, filepath.Join(dir, "store")))
-	srv := l.start(t, l.server, "connetd-server", dir, filepath.Join(binDir, "connetd"), "--config", filepath.Join(dir, "server.toml"))
-	waitLog(t, srv, "control listening for clients", 10*time.Second)
+	l.startServer(t, dir, "")
 
 	// Each client is an instance named after its site, on the one bus.
 	client := func(site, endpoint string) {

@@ -52,16 +52,7 @@ func TestNATMatrix(t *testing.T) {
 	l.bigSum = payload(t, dir, "big.bin", 32<<20)
 	t.Logf("lab built in %v", time.Since(start).Round(time.Millisecond))
 
-	write(t, dir, "server.toml", fmt.Sprintf(`log-level = "debug"
-[server]
-tokens = ["tok"]
-cert-file = "cert.pem"
-key-file = "key.pem"
-relay-hostname = %q
-store-dir = %q
-`, serverAddr, filepath.Join(dir, "store")))
-	srv := l.start(t, l.server, "connetd-server", dir, filepath.Join(binDir, "connetd"), "--config", filepath.Join(dir, "server.toml"))
-	waitLog(t, srv, "control listening for clients", 10*time.Second)
+	l.startServer(t, dir, `log-level = "debug"`)
 	for name, st := range l.sites {
 		if st.mapProto != "" {
 			protos := st.mapProto
@@ -376,4 +367,21 @@ func (l *lab) setWANMTU(t *testing.T, st *site, mtu int) {
 	}
 	l.w.in(ns, "ip", "link", "set", "dev", "wan", "mtu", fmt.Sprint(mtu))
 	l.w.in(l.core, "ip", "link", "set", "dev", fmt.Sprintf("s%d", st.n), "mtu", fmt.Sprint(mtu))
+}
+
+// startServer runs connetd server (control and relay, token "tok") on the
+// lab's server host, with head before its [server] table, and waits until
+// it serves clients.
+func (l *lab) startServer(t *testing.T, dir, head string) {
+	t.Helper()
+	write(t, dir, "server.toml", fmt.Sprintf(`%s
+[server]
+tokens = ["tok"]
+cert-file = "cert.pem"
+key-file = "key.pem"
+relay-hostname = %q
+store-dir = %q
+`, head, serverAddr, filepath.Join(dir, "store")))
+	srv := l.start(t, l.server, "connetd-server", dir, filepath.Join(binDir, "connetd"), "--config", filepath.Join(dir, "server.toml"))
+	waitLog(t, srv, "control listening for clients", 10*time.Second)
 }
