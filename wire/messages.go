@@ -31,6 +31,7 @@ func (*PunchRequest) kind() string   { return "punch_request" }
 func (*Punch) kind() string          { return "punch" }
 func (*PunchReady) kind() string     { return "punch_ready" }
 func (*PunchGo) kind() string        { return "punch_go" }
+func (*FlowReady) kind() string      { return "flow_ready" }
 
 // constructors makes an empty message of each kind for the decoder.
 var constructors = func() map[string]func() Message {
@@ -43,7 +44,7 @@ var constructors = func() map[string]func() Message {
 		func() Message { return new(RelayHello) }, func() Message { return new(RelayAuthDelta) },
 		func() Message { return new(Connect) }, func() Message { return new(PunchRequest) },
 		func() Message { return new(Punch) }, func() Message { return new(PunchReady) },
-		func() Message { return new(PunchGo) },
+		func() Message { return new(PunchGo) }, func() Message { return new(FlowReady) },
 	} {
 		m[c().kind()] = c
 	}
@@ -120,6 +121,24 @@ type Announce struct {
 	Endpoint string `json:"endpoint"`
 	Role     string `json:"role"` // restrict.RoleSource or restrict.RoleDestination
 	Route    string `json:"route"`
+	// Proto is what the endpoint carries: ProtoTCP (or absent, as from
+	// clients before UDP) or ProtoUDP. Control passes it on to the
+	// counterparts, so a source finds out a mismatch before it is used.
+	Proto string `json:"proto,omitempty"`
+}
+
+// Protocols an endpoint carries; the empty string means ProtoTCP.
+const (
+	ProtoTCP = "tcp"
+	ProtoUDP = "udp"
+)
+
+// ProtoOf is p with the empty string read as ProtoTCP.
+func ProtoOf(p string) string {
+	if p == "" {
+		return ProtoTCP
+	}
+	return p
 }
 
 // Withdraw removes an endpoint of the client.
@@ -141,6 +160,7 @@ type Peer struct {
 	Direct []string    `json:"direct"`
 	Route  string      `json:"route"`
 	NAT    string      `json:"nat,omitempty"`
+	Proto  string      `json:"proto,omitempty"` // the peer's endpoint's Announce.Proto
 }
 
 // Peers is the full current set of counterparts for one endpoint of the
@@ -209,8 +229,17 @@ type RelayEndpoint struct {
 // sent by the source. The TCP bytes follow it.
 type Connect struct {
 	Endpoint string `json:"endpoint"`
-	From     string `json:"from"` // the TCP client's address, for PROXY protocol
+	From     string `json:"from"` // the client's address: for PROXY protocol, and a UDP flow's key
+	// Proto is ProtoUDP for a UDP flow (absent for TCP): the stream then
+	// carries no bytes, it holds the flow, whose datagrams travel as QUIC
+	// DATAGRAM frames tagged with the stream's ID (FlowDatagram). The
+	// destination answers with FlowReady before the source sends any.
+	Proto string `json:"proto,omitempty"`
 }
+
+// FlowReady is the destination's answer on a UDP flow's stream: the flow
+// is set up and its datagrams may come.
+type FlowReady struct{}
 
 // PunchRequest asks control to coordinate hole punching between the sender
 // (a source) and Peer (one of its destinations).

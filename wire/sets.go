@@ -42,4 +42,6 @@ var (
 	RelayToClient = newSet("relay→client", MaxSmallFrame, (*Welcome)(nil))
 	// PeerStream is the header of every proxied stream, source→destination.
 	PeerStream = newSet("peer stream", MaxSmallFrame, (*Connect)(nil))
+	// FlowStream is the destination's answer on a UDP flow's stream.
+	FlowStream = newSet("flow stream", MaxSmallFrame, (*FlowReady)(nil))
 )

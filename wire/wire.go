@@ -32,6 +32,15 @@ const (
 	StreamDialFailed      = 0x11
 	StreamBadRequest      = 0x12
 	StreamAborted         = 0x13
+	// StreamWrongProtocol: the endpoint exists but carries the other
+	// protocol (a udp source reached a tcp destination, or the reverse).
+	StreamWrongProtocol = 0x14
+	// StreamFlowLimit: the destination holds as many UDP flows for the
+	// endpoint as it allows; the flow is refused and counted.
+	StreamFlowLimit = 0x15
+	// StreamFlowIdle: a UDP flow's stream closed because no datagram
+	// moved for the idle timeout.
+	StreamFlowIdle = 0x16
 )
 
 // Connection error codes (QUIC application error codes on connections).

@@ -45,11 +45,11 @@ func sampleMessages() []Message {
 		&Hello{Token: "tok", Version: "v1.2.3", Direct: []string{"192.0.2.1:19192", "[2001:db8::1]:19192"}, NAT: NATEasy, Punch: true},
 		&Welcome{Observed: "198.51.100.7:40000"},
 		&Error{Code: CodeForbidden, Message: "no", Endpoint: "web", Role: "source"},
-		&Announce{Endpoint: "web", Role: "destination", Route: RouteRelay},
+		&Announce{Endpoint: "web", Role: "destination", Route: RouteRelay, Proto: ProtoUDP},
 		&Withdraw{Endpoint: "web", Role: "source"},
 		&Candidates{Direct: []string{"192.0.2.1:1", "192.0.2.2:2"}, NAT: NATHard},
 		&Peers{Endpoint: "web", Role: "source", Peers: []Peer{
-			{ID: testID(1), Cert: cert, Direct: []string{"192.0.2.9:9"}, Route: RouteAny, NAT: NATNone},
+			{ID: testID(1), Cert: cert, Direct: []string{"192.0.2.9:9"}, Route: RouteAny, NAT: NATNone, Proto: ProtoTCP},
 			{ID: testID(2), Cert: []byte{}, Direct: []string{}, Route: RouteDirect},
 		}},
 		&Relays{Relays: []Relay{{ID: testID(3), Addr: "relay.example:19191", Cert: cert}}},
@@ -58,7 +58,8 @@ func sampleMessages() []Message {
 			Set:    []RelayEndpoint{{Endpoint: "web", Sources: []identity.ID{testID(4)}, Destinations: []identity.ID{testID(5), testID(6)}}},
 			Extend: []RelayEndpoint{{Endpoint: "web", Sources: []identity.ID{testID(9)}, Destinations: []identity.ID{}}},
 			More:   true},
-		&Connect{Endpoint: "web", From: "127.0.0.1:5555"},
+		&Connect{Endpoint: "web", From: "127.0.0.1:5555", Proto: ProtoUDP},
+		&FlowReady{},
 		&PunchRequest{Peer: testID(7), Spray: PunchSprayDestination},
 		&Punch{Nonce: []byte{1, 2, 3, 4, 5, 6, 7, 8}, Peer: testID(8), Direct: []string{"198.51.100.7:4000"}, NAT: NATHard, Dial: true, Mode: PunchModeRandom},
 		&PunchReady{Nonce: []byte{8, 7, 6, 5, 4, 3, 2, 1}},
@@ -189,7 +190,7 @@ func TestUnknownFieldsIgnored(t *testing.T) {
 
 // Every set accepts exactly its kinds; any other is refused by name.
 func TestSets(t *testing.T) {
-	sets := []Set{ClientToControl, ControlToClient, RelayToControl, ControlToRelay, RelayToClient, PeerStream}
+	sets := []Set{ClientToControl, ControlToClient, RelayToControl, ControlToRelay, RelayToClient, PeerStream, FlowStream}
 	covered := map[string]bool{}
 	for _, set := range sets {
 		for _, m := range sampleMessages() {
@@ -309,7 +310,7 @@ func TestSmallLinksRefuseLargeFrames(t *testing.T) {
 	if _, err := Read(bytes.NewReader(frame(exact)), ClientToControl); err != nil {
 		t.Fatalf("a hello of exactly MaxSmallFrame bytes: %v", err)
 	}
-	for _, set := range []Set{ClientToControl, RelayToControl, RelayToClient, PeerStream} {
+	for _, set := range []Set{ClientToControl, RelayToControl, RelayToClient, PeerStream, FlowStream} {
 		big := body + strings.Repeat(" ", 100<<10)
 		if _, err := Read(bytes.NewReader(frame(big)), set); !errors.Is(err, ErrFrameTooLarge) {
 			t.Fatalf("%s: a 100 KiB frame gave %v, want ErrFrameTooLarge", set, err)

@@ -1,0 +1,38 @@
+package wire
+
+import (
+	"errors"
+
+	"github.com/quic-go/quic-go/quicvarint"
+)
+
+// A UDP flow's datagram travels in one QUIC DATAGRAM frame (RFC 9221) on
+// the peers' end-to-end connection: the ID of the stream that holds the
+// flow, as a QUIC variable-length integer, then the payload as is. The
+// stream ID is known to both ends without negotiation and unique on the
+// connection, so it names the flow for as long as the stream is open.
+
+// MaxFlowHeader is the longest flow header: an 8-byte varint.
+const MaxFlowHeader = 8
+
+// ErrFlowDatagram is returned for a datagram too short to name a flow.
+var ErrFlowDatagram = errors.New("flow datagram: no flow ID")
+
+// AppendFlowDatagram appends the datagram of flow id carrying payload to
+// dst.
+func AppendFlowDatagram(dst []byte, id uint64, payload []byte) []byte {
+	return append(quicvarint.Append(dst, id), payload...)
+}
+
+// FlowHeaderLen is the length of flow id's header.
+func FlowHeaderLen(id uint64) int { return quicvarint.Len(id) }
+
+// ParseFlowDatagram splits a received datagram into its flow ID and
+// payload; the payload aliases b.
+func ParseFlowDatagram(b []byte) (id uint64, payload []byte, err error) {
+	id, n, err := quicvarint.Parse(b)
+	if err != nil {
+		return 0, nil, ErrFlowDatagram
+	}
+	return id, b[n:], nil
+}
