@@ -62,11 +62,11 @@ func newPunches() *punches {
 func (r *registry) isSourceOf(src, dst *session) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for k, route := range src.endpoints {
-		if k.role != restrict.RoleSource || route == wire.RouteRelay {
+	for k, ep := range src.endpoints {
+		if k.role != restrict.RoleSource || ep.route == wire.RouteRelay {
 			continue
 		}
-		if theirs, ok := dst.endpoints[epKey{k.name, restrict.RoleDestination}]; ok && theirs != wire.RouteRelay {
+		if theirs, ok := dst.endpoints[epKey{k.name, restrict.RoleDestination}]; ok && theirs.route != wire.RouteRelay {
 			return true
 		}
 	}

@@ -40,7 +40,7 @@ type session struct {
 	relay bool
 
 	direct    []string
-	endpoints map[epKey]string // route by endpoint
+	endpoints map[epKey]endpointInfo
 	relayAddr string           // relays only
 
 	// What the session's writer should look at when poked: the endpoint
@@ -52,8 +52,14 @@ type session struct {
 	dirtyAll bool
 }
 
+// endpointInfo is what a client announced of one of its endpoints.
+type endpointInfo struct {
+	route string
+	proto string // as announced: "" (tcp) or wire.ProtoUDP
+}
+
 func newSession(id identity.ID, cert []byte, observed string) *session {
-	return &session{id: id, cert: cert, observed: observed, notify: make(chan struct{}, 1), endpoints: map[epKey]string{}}
+	return &session{id: id, cert: cert, observed: observed, notify: make(chan struct{}, 1), endpoints: map[epKey]endpointInfo{}}
 }
 
 // send queues m for the session's writer without blocking, so that a
@@ -151,14 +157,14 @@ func (r *registry) dropEndpointsLocked(s *session) {
 }
 
 // announce adds or updates an endpoint of s, unless it would exceed l.
-func (r *registry) announce(s *session, name, role, route string, l Limits) error {
+func (r *registry) announce(s *session, name, role string, ep endpointInfo, l Limits) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k := epKey{name, role}
 	if err := r.admitLocked(s, k, l); err != nil {
 		return err
 	}
-	s.endpoints[k] = route
+	s.endpoints[k] = ep
 	byRole := r.endpoints[name]
 	if byRole == nil {
 		byRole = map[epKey]map[identity.ID]*session{}
@@ -295,7 +301,7 @@ func (r *registry) clientView(s *session) (peers []wire.Peers, relays wire.Relay
 			if id == s.id {
 				continue // a client never peers with itself
 			}
-			p.Peers = append(p.Peers, wire.Peer{ID: id, Cert: o.cert, Direct: probeTargets(o, s), Route: o.endpoints[other], NAT: o.nat})
+			p.Peers = append(p.Peers, wire.Peer{ID: id, Cert: o.cert, Direct: probeTargets(o, s), Route: o.endpoints[other].route, NAT: o.nat, Proto: o.endpoints[other].proto})
 		}
 		sort.Slice(p.Peers, func(i, j int) bool { return p.Peers[i].ID.String() < p.Peers[j].ID.String() })
 		peers = append(peers, p)
@@ -325,12 +331,12 @@ func (r *registry) relayView() wire.RelayAuth {
 	for name, byRole := range r.endpoints {
 		ep := wire.RelayEndpoint{Endpoint: name}
 		for id, s := range byRole[epKey{name, restrict.RoleSource}] {
-			if usesRelay(s.endpoints[epKey{name, restrict.RoleSource}]) {
+			if usesRelay(s.endpoints[epKey{name, restrict.RoleSource}].route) {
 				ep.Sources = append(ep.Sources, id)
 			}
 		}
 		for id, s := range byRole[epKey{name, restrict.RoleDestination}] {
-			if usesRelay(s.endpoints[epKey{name, restrict.RoleDestination}]) {
+			if usesRelay(s.endpoints[epKey{name, restrict.RoleDestination}].route) {
 				ep.Destinations = append(ep.Destinations, id)
 			}
 		}

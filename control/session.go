@@ -175,7 +175,7 @@ func (s *Server) clientReader(sess *session, st *quic.Stream, tr *restrict.Token
 				sess.send(&wire.Error{Code: wire.CodeForbidden, Message: "token may not use this endpoint name or role", Endpoint: m.Endpoint, Role: m.Role})
 				continue
 			}
-			if err := s.reg.announce(sess, m.Endpoint, m.Role, m.Route, s.limits.Load().Limits); err != nil {
+			if err := s.reg.announce(sess, m.Endpoint, m.Role, endpointInfo{m.Route, m.Proto}, s.limits.Load().Limits); err != nil {
 				s.refuseAnnounce(sess, m, err, log)
 				continue
 			}
@@ -259,6 +259,11 @@ func validAnnounce(a *wire.Announce) error {
 	}
 	if a.Role != restrict.RoleSource && a.Role != restrict.RoleDestination {
 		return fmt.Errorf("role %q is neither source nor destination", a.Role)
+	}
+	switch a.Proto {
+	case "", wire.ProtoTCP, wire.ProtoUDP:
+	default:
+		return fmt.Errorf("proto %q is not one of tcp, udp", a.Proto)
 	}
 	switch a.Route {
 	case wire.RouteAny, wire.RouteDirect, wire.RouteRelay:

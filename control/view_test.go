@@ -6,6 +6,7 @@ import (
 
 	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/restrict"
+	"github.com/connetd/connetd/wire"
 )
 
 func viewNames(t *testing.T, r *registry, s *session) []string {
@@ -33,7 +34,7 @@ func TestClientViewHoldsOnlyWhatChanged(t *testing.T) {
 		}
 	}
 	for i := range 50 {
-		if err := r.announce(a, fmt.Sprintf("e%02d", i), restrict.RoleSource, "any", lim); err != nil {
+		if err := r.announce(a, fmt.Sprintf("e%02d", i), restrict.RoleSource, endpointInfo{route: "any"}, lim); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -44,7 +45,7 @@ func TestClientViewHoldsOnlyWhatChanged(t *testing.T) {
 		t.Fatalf("nothing changed, yet the view holds %v", got)
 	}
 	// b offers one of a's names: a's view of that name changes, only.
-	if err := r.announce(b, "e07", restrict.RoleDestination, "any", lim); err != nil {
+	if err := r.announce(b, "e07", restrict.RoleDestination, endpointInfo{route: "any"}, lim); err != nil {
 		t.Fatal(err)
 	}
 	if got := viewNames(t, r, a); len(got) != 1 || got[0] != "e07/source:1" {
@@ -67,5 +68,37 @@ func TestClientViewHoldsOnlyWhatChanged(t *testing.T) {
 	r.removeClient(b)
 	if got := viewNames(t, r, a); len(got) != 1 || got[0] != "e07/source:0" {
 		t.Fatalf("after b left, a's view holds %v", got)
+	}
+}
+
+// The protocol a destination announced reaches its sources, so that a udp
+// source knows a tcp destination of its name is no use to it.
+func TestClientViewCarriesProto(t *testing.T) {
+	r := newRegistry()
+	lim := Limits{}.withDefaults()
+	src, dst := newSession(identity.ID{1}, nil, "192.0.2.1:1"), newSession(identity.ID{2}, nil, "192.0.2.2:1")
+	for _, s := range []*session{src, dst} {
+		s.token = "t"
+		if _, err := r.addClient(s, 16); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.announce(src, "dns", restrict.RoleSource, endpointInfo{route: "any", proto: wire.ProtoUDP}, lim); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.announce(dst, "dns", restrict.RoleDestination, endpointInfo{route: "any", proto: wire.ProtoUDP}, lim); err != nil {
+		t.Fatal(err)
+	}
+	peers, _ := r.clientView(src)
+	if len(peers) != 1 || len(peers[0].Peers) != 1 || peers[0].Peers[0].Proto != wire.ProtoUDP {
+		t.Fatalf("source's view: %+v, want one udp destination", peers)
+	}
+	// Re-announced as tcp (removed and added again with a tcp:// URL).
+	if err := r.announce(dst, "dns", restrict.RoleDestination, endpointInfo{route: "any"}, lim); err != nil {
+		t.Fatal(err)
+	}
+	peers, _ = r.clientView(src)
+	if len(peers) != 1 || len(peers[0].Peers) != 1 || wire.ProtoOf(peers[0].Peers[0].Proto) != wire.ProtoTCP {
+		t.Fatalf("source's view after tcp announce: %+v", peers)
 	}
 }
