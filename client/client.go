@@ -78,6 +78,10 @@ type Client struct {
 	paths   pathChanges    // dialed paths up and down, by reason
 	// timeToDirect has each peer's time to its first direct path.
 	timeToDirect *histogram
+	// udpFlows is the destination side of UDP flows; muxDrops counts
+	// datagrams from peers that named no flow.
+	udpFlows flowTable
+	muxDrops muxDrops
 
 	registered     chan struct{} // closed on the first welcome from control
 	registeredOnce sync.Once

@@ -25,6 +25,8 @@ type DestinationConfig struct {
 	Route          string
 	ProxyProto     string // "", "v1" or "v2"
 	FileServerRoot string // when set, serve this directory over HTTP at Addr
+	Proto          string // wire.ProtoTCP (or "") or wire.ProtoUDP
+	UDP            UDPConfig
 }
 
 // destination is guarded by Client.mu, except traffic.
@@ -36,11 +38,17 @@ type destination struct {
 	fileLn     net.Listener // the file server's, until it is served
 	fileServer *http.Server
 	refused    string
-	traffic    traffic
+	proto      string
+	udpCfg     UDPConfig
+	// mismatch says why sources of our name are not served: they carry
+	// the other protocol.
+	mismatch string
+	traffic  traffic
+	udp      udpCounters
 }
 
 func (d *destination) announce() wire.Message {
-	return &wire.Announce{Endpoint: d.name, Role: restrict.RoleDestination, Route: d.route}
+	return &wire.Announce{Endpoint: d.name, Role: restrict.RoleDestination, Route: d.route, Proto: protoField(d.proto)}
 }
 
 // stop closes the destination's file server, if any.
@@ -64,7 +72,14 @@ func (c *Client) AddDestination(name string, cfg DestinationConfig) error {
 	if c.destinations[name] != nil {
 		return fmt.Errorf("destination %q: %w", name, ErrExists)
 	}
-	d := &destination{name: name, addr: cfg.Addr, route: cfg.Route, proxyProto: cfg.ProxyProto}
+	d := &destination{name: name, addr: cfg.Addr, route: cfg.Route, proxyProto: cfg.ProxyProto,
+		proto: wire.ProtoOf(cfg.Proto), udpCfg: cfg.UDP.withDefaults()}
+	if d.proto != wire.ProtoTCP && d.proto != wire.ProtoUDP {
+		return fmt.Errorf("destination %q: protocol %q is not tcp or udp", name, d.proto)
+	}
+	if d.proto == wire.ProtoUDP && (cfg.ProxyProto != "" || cfg.FileServerRoot != "") {
+		return fmt.Errorf("destination %q: PROXY protocol and the file server are for tcp only", name)
+	}
 	if cfg.FileServerRoot != "" {
 		ln, err := net.Listen("tcp", cfg.Addr)
 		if err != nil {
@@ -93,17 +108,19 @@ func (c *Client) startDestinationLocked(d *destination) {
 
 // RemoveDestination stops offering a destination; flows already open end.
 func (c *Client) RemoveDestination(name string) error {
-	c.mu.Lock()
 	defer c.changed.Notify()
-	defer c.mu.Unlock()
+	c.mu.Lock()
 	d := c.destinations[name]
 	if d == nil {
+		c.mu.Unlock()
 		return fmt.Errorf("destination %q: %w", name, ErrNotFound)
 	}
 	delete(c.destinations, name)
 	d.stop()
 	c.dropEndpointLocked("destination", name)
 	c.ctl.Send(&wire.Withdraw{Endpoint: name, Role: restrict.RoleDestination})
+	c.mu.Unlock()
+	c.udpFlows.closeEndpoint(name) // a UDP flow has no end of its own to wait for
 	return nil
 }
 
@@ -175,7 +192,7 @@ func (p *peer) serveInbound(conn *quic.Conn, pa path) {
 			p.c.log.Debug("peer disconnected", "peer", p.id.Short(), "path", pa.String(), "err", err)
 			return
 		}
-		streams.Go(func() { p.serveStream(st, pa) })
+		streams.Go(func() { p.serveStream(conn, st, pa) })
 	}
 }
 
@@ -186,7 +203,7 @@ func abort(st *quic.Stream, code quic.StreamErrorCode) {
 
 // serveStream connects one stream from a source to our destination
 // service.
-func (p *peer) serveStream(st *quic.Stream, pa path) {
+func (p *peer) serveStream(conn *quic.Conn, st *quic.Stream, pa path) {
 	c := p.c
 	_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	header, err := wire.Read(st, wire.PeerStream)
@@ -210,6 +227,15 @@ func (p *peer) serveStream(st *quic.Stream, pa path) {
 	if !r.allow(pa) {
 		log.Warn("refusing stream on a path the routes do not allow")
 		abort(st, wire.StreamBadRequest)
+		return
+	}
+	if wire.ProtoOf(m.Proto) != d.proto {
+		log.Warn("refusing stream: the source carries another protocol", "source_proto", wire.ProtoOf(m.Proto), "proto", d.proto)
+		abort(st, wire.StreamWrongProtocol)
+		return
+	}
+	if d.proto == wire.ProtoUDP {
+		p.serveFlow(conn, st, pa, m, d)
 		return
 	}
 	// from is the source's word, and the PROXY header passes it on as is:

@@ -90,6 +90,8 @@ type peer struct {
 	hadDirect             bool          // a direct path came up once: the histogram has its time
 
 	inbound map[*quic.Conn]path // accepted because the peer is a source
+	// muxes hand each connection's datagrams to its UDP flows.
+	muxes map[*quic.Conn]*flowMux
 }
 
 func newPeer(c *Client, id identity.ID) *peer {

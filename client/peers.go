@@ -2,7 +2,9 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/connetd/connetd/identity"
@@ -39,25 +41,30 @@ func (c *Client) updatePeers(m *wire.Peers) {
 		d.refused = ""
 	}
 	listed := map[identity.ID]bool{}
+	var mismatched []string
 	for _, wp := range m.Peers {
 		if wp.ID != identity.IDOf(wp.Cert) {
 			c.log.Warn("control sent a peer whose id does not match its certificate", "peer", wp.ID.Short())
 			continue
 		}
-		var ours string
+		var ours, proto string
 		switch m.Role {
 		case "source":
 			s := c.sources[m.Endpoint]
 			if s == nil {
 				continue // removed meanwhile
 			}
-			ours = s.route
+			ours, proto = s.route, s.proto
 		default:
 			d := c.destinations[m.Endpoint]
 			if d == nil {
 				continue
 			}
-			ours = d.route
+			ours, proto = d.route, d.proto
+		}
+		if theirs := wire.ProtoOf(wp.Proto); theirs != proto {
+			mismatched = append(mismatched, wp.ID.Short())
+			continue // a flow of one protocol cannot go to the other
 		}
 		listed[wp.ID] = true
 		p := c.peerLocked(wp.ID)
@@ -72,6 +79,7 @@ func (c *Client) updatePeers(m *wire.Peers) {
 			p.setRole(m.Role, m.Endpoint, routes{}, false)
 		}
 	}
+	c.noteMismatchLocked(m.Role, m.Endpoint, mismatched)
 	c.mu.Unlock()
 	select { // the retirer looks for peers no endpoint uses any more
 	case c.peersDirty <- struct{}{}:
@@ -91,6 +99,36 @@ func (c *Client) dropEndpointLocked(role, name string) {
 	case c.peersDirty <- struct{}{}:
 	default:
 	}
+}
+
+// noteMismatchLocked records (and logs, when it changes) that peers of
+// our endpoint carry the other protocol: a udp source with only tcp
+// destinations of its name would otherwise wait in silence.
+func (c *Client) noteMismatchLocked(role, name string, peers []string) {
+	var proto string
+	var note *string
+	switch s, d := c.sources[name], c.destinations[name]; {
+	case role == "source" && s != nil:
+		proto, note = s.proto, &s.mismatch
+	case role != "source" && d != nil:
+		proto, note = d.proto, &d.mismatch
+	default:
+		return
+	}
+	msg := ""
+	if len(peers) > 0 {
+		other := wire.ProtoUDP
+		if proto == wire.ProtoUDP {
+			other = wire.ProtoTCP
+		}
+		msg = fmt.Sprintf("not used: %s of this name carrying %s, not %s (%s)",
+			plural(len(peers), "peer"), other, proto, strings.Join(peers, ", "))
+	}
+	if msg != *note && msg != "" {
+		c.log.Error("protocol mismatch: peers of this endpoint carry the other protocol", "endpoint", name, "role", role,
+			"proto", proto, "peers", strings.Join(peers, ","))
+	}
+	*note = msg
 }
 
 // checkRoutes logs a source/destination pair whose routes share no path.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -15,11 +16,16 @@ import (
 )
 
 // SourceConfig describes a source: a local TCP listener whose connections
-// go to the destination of the same name.
+// go to the destination of the same name, or a UDP socket whose flows do.
 type SourceConfig struct {
 	Addr     string
 	Route    string
-	Listener net.Listener // already bound (socket activation); nil to bind Addr
+	Proto    string       // wire.ProtoTCP (or "") or wire.ProtoUDP
+	Listener net.Listener // tcp: already bound (socket activation); nil to bind Addr
+	// PacketConn is a udp source's socket, already bound (socket
+	// activation); nil to bind Addr.
+	PacketConn *net.UDPConn
+	UDP        UDPConfig
 }
 
 // source is guarded by Client.mu, except traffic.
@@ -27,14 +33,46 @@ type source struct {
 	name    string
 	addr    string
 	route   string
-	ln      net.Listener
+	proto   string
+	ln      net.Listener // tcp
+	pc      *net.UDPConn // udp
+	udpCfg  UDPConfig
 	cancel  context.CancelFunc
 	refused string
-	traffic traffic
+	// mismatch says why destinations of our name are not used: they
+	// carry the other protocol.
+	mismatch string
+	traffic  traffic
+	udp      udpCounters
 }
 
 func (s *source) announce() wire.Message {
-	return &wire.Announce{Endpoint: s.name, Role: restrict.RoleSource, Route: s.route}
+	return &wire.Announce{Endpoint: s.name, Role: restrict.RoleSource, Route: s.route, Proto: protoField(s.proto)}
+}
+
+// protoField is what an Announce says of proto: tcp is said by omission,
+// as clients from before UDP do.
+func protoField(proto string) string {
+	if proto == wire.ProtoTCP {
+		return ""
+	}
+	return proto
+}
+
+// localAddr is where the source listens.
+func (s *source) localAddr() net.Addr {
+	if s.pc != nil {
+		return s.pc.LocalAddr()
+	}
+	return s.ln.Addr()
+}
+
+func (s *source) closeSocket() {
+	if s.pc != nil {
+		_ = s.pc.Close()
+	} else {
+		_ = s.ln.Close()
+	}
 }
 
 // ErrExists is returned when adding an endpoint whose name is taken.
@@ -48,20 +86,37 @@ func (c *Client) AddSource(name string, cfg SourceConfig) error {
 	if cfg.Route == "" {
 		cfg.Route = wire.RouteAny
 	}
+	cfg.Proto = wire.ProtoOf(cfg.Proto)
 	c.mu.Lock()
 	defer c.changed.Notify()
 	defer c.mu.Unlock()
 	if c.sources[name] != nil {
 		return fmt.Errorf("source %q: %w", name, ErrExists)
 	}
-	ln := cfg.Listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
-			return fmt.Errorf("source %q: listen %s: %w", name, cfg.Addr, err)
+	s := &source{name: name, addr: cfg.Addr, route: cfg.Route, proto: cfg.Proto, udpCfg: cfg.UDP.withDefaults()}
+	switch cfg.Proto {
+	case wire.ProtoUDP:
+		s.pc = cfg.PacketConn
+		if s.pc == nil {
+			ua, err := net.ResolveUDPAddr("udp", cfg.Addr)
+			if err != nil {
+				return fmt.Errorf("source %q: %w", name, err)
+			}
+			if s.pc, err = net.ListenUDP("udp", ua); err != nil {
+				return fmt.Errorf("source %q: listen udp %s: %w", name, cfg.Addr, err)
+			}
 		}
+	case wire.ProtoTCP:
+		s.ln = cfg.Listener
+		if s.ln == nil {
+			var err error
+			if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+				return fmt.Errorf("source %q: listen %s: %w", name, cfg.Addr, err)
+			}
+		}
+	default:
+		return fmt.Errorf("source %q: protocol %q is not tcp or udp", name, cfg.Proto)
 	}
-	s := &source{name: name, addr: cfg.Addr, route: cfg.Route, ln: ln}
 	c.sources[name] = s
 	c.startSourceLocked(s)
 	c.ctl.Send(s.announce())
@@ -82,7 +137,7 @@ func (c *Client) RemoveSource(name string) error {
 	if s.cancel != nil {
 		s.cancel()
 	}
-	_ = s.ln.Close()
+	s.closeSocket()
 	c.dropEndpointLocked("source", name)
 	c.ctl.Send(&wire.Withdraw{Endpoint: name, Role: restrict.RoleSource})
 	return nil
@@ -95,7 +150,12 @@ func (c *Client) startSourceLocked(s *source) {
 	}
 	ctx, cancel := context.WithCancel(c.runCtx)
 	s.cancel = cancel
-	c.log.Info("source listening", "endpoint", s.name, "addr", s.ln.Addr().String(), "route", s.route)
+	c.log.Info("source listening", "endpoint", s.name, "addr", s.localAddr().String(), "proto", s.proto, "route", s.route)
+	if s.pc != nil {
+		u := &udpSource{c: c, s: s, pc: s.pc, cfg: s.udpCfg, flows: map[netip.AddrPort]*srcFlow{}}
+		c.spawnLocked(func(context.Context) { u.serve(ctx) })
+		return
+	}
 	c.spawnLocked(func(context.Context) { s.accept(ctx, c) })
 }
 
@@ -124,6 +184,10 @@ func (s *source) accept(ctx context.Context, c *Client) {
 func (c *Client) pick(name string) (*peer, path, *quic.Conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.pickLocked(name)
+}
+
+func (c *Client) pickLocked(name string) (*peer, path, *quic.Conn) {
 	var best *quic.Conn
 	var bestPeer *peer
 	bestPath := pathNone

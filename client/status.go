@@ -7,6 +7,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/connetd/connetd/traversal"
+	"github.com/connetd/connetd/wire"
 )
 
 // Status is the client's JSON status.
@@ -41,12 +42,17 @@ type Status struct {
 
 // EndpointStatus is one source or destination.
 type EndpointStatus struct {
-	Name     string       `json:"name"`
-	Addr     string       `json:"addr"`
-	Route    string       `json:"route"`
-	Refused  string       `json:"refused,omitempty"` // why control refused it
-	BytesIn  int64        `json:"bytes_in"`          // from the peer
-	BytesOut int64        `json:"bytes_out"`         // to the peer
+	Name    string `json:"name"`
+	Addr    string `json:"addr"`
+	Route   string `json:"route"`
+	Proto   string `json:"proto"`             // tcp or udp
+	Refused string `json:"refused,omitempty"` // why control refused it
+	// Mismatch names peers of the endpoint's name that carry the other
+	// protocol, and so are not used.
+	Mismatch string       `json:"mismatch,omitempty"`
+	UDP      *UDPStatus   `json:"udp,omitempty"`
+	BytesIn  int64        `json:"bytes_in"`  // from the peer
+	BytesOut int64        `json:"bytes_out"` // to the peer
 	Active   int64        `json:"active_connections"`
 	Peers    []PeerStatus `json:"peers"`
 }
@@ -102,8 +108,12 @@ func (c *Client) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, s := range c.sources {
-		es := EndpointStatus{Name: s.name, Addr: s.ln.Addr().String(), Route: s.route, Refused: s.refused,
-			BytesIn: s.traffic.in.Load(), BytesOut: s.traffic.out.Load(), Active: s.traffic.active.Load(), Peers: []PeerStatus{}}
+		es := EndpointStatus{Name: s.name, Addr: s.localAddr().String(), Route: s.route, Proto: s.proto, Refused: s.refused,
+			Mismatch: s.mismatch, BytesIn: s.traffic.in.Load(), BytesOut: s.traffic.out.Load(), Active: s.traffic.active.Load(), Peers: []PeerStatus{}}
+		if s.proto == wire.ProtoUDP {
+			_, _, best := c.pickLocked(s.name)
+			es.UDP = s.udp.status(s.udpCfg, best)
+		}
 		for _, p := range c.peers {
 			if ps, ok := p.status(s.name, true); ok {
 				es.Peers = append(es.Peers, ps)
@@ -113,8 +123,11 @@ func (c *Client) Status() Status {
 		st.Sources = append(st.Sources, es)
 	}
 	for _, d := range c.destinations {
-		es := EndpointStatus{Name: d.name, Addr: d.addr, Route: d.route, Refused: d.refused,
-			BytesIn: d.traffic.in.Load(), BytesOut: d.traffic.out.Load(), Active: d.traffic.active.Load(), Peers: []PeerStatus{}}
+		es := EndpointStatus{Name: d.name, Addr: d.addr, Route: d.route, Proto: d.proto, Refused: d.refused,
+			Mismatch: d.mismatch, BytesIn: d.traffic.in.Load(), BytesOut: d.traffic.out.Load(), Active: d.traffic.active.Load(), Peers: []PeerStatus{}}
+		if d.proto == wire.ProtoUDP {
+			es.UDP = d.udp.status(d.udpCfg, c.bestInboundLocked(d.name))
+		}
 		for _, p := range c.peers {
 			if ps, ok := p.status(d.name, false); ok {
 				es.Peers = append(es.Peers, ps)
@@ -232,4 +245,24 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// bestInboundLocked is the best connection from a source of our
+// destination name: direct before relayed.
+func (c *Client) bestInboundLocked(name string) *quic.Conn {
+	var best *quic.Conn
+	bestPath := pathNone
+	for _, p := range c.peers {
+		if _, ok := p.sourceRoutes(name); !ok {
+			continue
+		}
+		p.mu.Lock()
+		for conn, pa := range p.inbound {
+			if best == nil || pa < bestPath {
+				best, bestPath = conn, pa
+			}
+		}
+		p.mu.Unlock()
+	}
+	return best
 }

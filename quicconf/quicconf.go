@@ -46,6 +46,10 @@ func Peer() *quic.Config {
 		InitialConnectionReceiveWindow: 4 << 20,
 		MaxConnectionReceiveWindow:     64 << 20,
 		InitialPacketSize:              InitialPacket,
+		// UDP flows travel as DATAGRAM frames (RFC 9221); a peer
+		// without them is told at the handshake and its flows fail
+		// with a clear error rather than a silent drop.
+		EnableDatagrams: true,
 	}
 }
 

@@ -15,17 +15,24 @@ import (
 // MaxFlowHeader is the longest flow header: an 8-byte varint.
 const MaxFlowHeader = 8
 
+// FlowHeader is the length of a flow header as a sender writes it: a
+// 4-byte varint for every stream ID below 2^30 (a billion streams), so
+// that the largest payload a flow carries is one number, the
+// connection's datagram limit less 4, whatever its stream's ID. A
+// receiver takes any minimal or non-minimal length.
+const FlowHeader = 4
+
 // ErrFlowDatagram is returned for a datagram too short to name a flow.
 var ErrFlowDatagram = errors.New("flow datagram: no flow ID")
 
 // AppendFlowDatagram appends the datagram of flow id carrying payload to
 // dst.
 func AppendFlowDatagram(dst []byte, id uint64, payload []byte) []byte {
-	return append(quicvarint.Append(dst, id), payload...)
+	return append(quicvarint.AppendWithLen(dst, id, FlowHeaderLen(id)), payload...)
 }
 
 // FlowHeaderLen is the length of flow id's header.
-func FlowHeaderLen(id uint64) int { return quicvarint.Len(id) }
+func FlowHeaderLen(id uint64) int { return max(FlowHeader, quicvarint.Len(id)) }
 
 // ParseFlowDatagram splits a received datagram into its flow ID and
 // payload; the payload aliases b.
