@@ -41,7 +41,7 @@ type session struct {
 
 	direct    []string
 	endpoints map[epKey]endpointInfo
-	relayAddr string           // relays only
+	relayAddr string // relays only
 
 	// What the session's writer should look at when poked: the endpoint
 	// names whose peers may have changed, or everything (its first view,
