@@ -110,10 +110,12 @@ func applyEndpoints(c *Client, set map[string]flag.Value, over map[string]string
 		if c.Sources == nil {
 			c.Sources = map[string]Source{}
 		}
-		c.Sources[srcName] = Source{Addr: srcAddr, Route: route}
+		s := Source{Addr: srcAddr, Route: route}
+		addrKey := AddrOrURL(&s.Addr, &s.URL)
+		c.Sources[srcName] = s
 		ep := key("client", "sources", srcName)
 		over[ep.String()] = "src-name"
-		over[ep.key("addr").String()] = "src-addr"
+		over[ep.key(addrKey).String()] = "src-addr"
 		if hasRoute {
 			over[ep.key("route").String()] = "route"
 		}
@@ -122,10 +124,12 @@ func applyEndpoints(c *Client, set map[string]flag.Value, over map[string]string
 		if c.Destinations == nil {
 			c.Destinations = map[string]Destination{}
 		}
-		c.Destinations[dstName] = Destination{Addr: dstAddr, Route: route, ProxyProtoVersion: proxy, FileServerRoot: root}
+		d := Destination{Addr: dstAddr, Route: route, ProxyProtoVersion: proxy, FileServerRoot: root}
+		addrKey := AddrOrURL(&d.Addr, &d.URL)
+		c.Destinations[dstName] = d
 		ep := key("client", "destinations", dstName)
 		over[ep.String()] = "dst-name"
-		over[ep.key("addr").String()] = "dst-addr"
+		over[ep.key(addrKey).String()] = "dst-addr"
 		for _, name := range []string{"route", "proxy-proto-version", "file-server-root"} {
 			if _, ok := set[name]; ok {
 				over[ep.key(name).String()] = name

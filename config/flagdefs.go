@@ -72,9 +72,9 @@ var commonFlags = []flagDef{
 // can define; they are applied together by applyEndpoints.
 var endpointFlags = []flagDef{
 	{name: "src-name", usage: "name of a source to define (needs --src-addr)"},
-	{name: "src-addr", usage: "address the source listens on for connections to forward"},
+	{name: "src-addr", usage: "address the source listens on for connections to forward: host:port, or a tcp:// or udp:// URL"},
 	{name: "dst-name", usage: "name of a destination to define (needs --dst-addr)"},
-	{name: "dst-addr", usage: "address the destination forwards connections to"},
+	{name: "dst-addr", usage: "address the destination forwards connections to: host:port, or a tcp:// or udp:// URL"},
 	{name: "route", usage: "route of the flag source/destination: any, direct or relay (default any)"},
 	{name: "proxy-proto-version", usage: "PROXY protocol version sent by the flag destination: v1 or v2"},
 	{name: "file-server-root", usage: "directory the flag destination serves files from"},

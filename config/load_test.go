@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // doc joins lines, so that a test's line numbers can be read off the list:
@@ -47,6 +48,16 @@ func TestLoadErrors(t *testing.T) {
 		{"bad proxy-proto-version", with(clientHead, `[client.destinations.web]`, `addr = ":80"`, `proxy-proto-version = "v3"`), 5, "client.destinations.web.proxy-proto-version", `"v3" is not one of v1, v2`},
 		{"missing destination addr", with(clientHead, ``, `[client.destinations.web]`, `route = "any"`), 4, "client.destinations.web.addr", "required but not set"},
 		{"missing source addr", with(clientHead, `[client.sources.web]`), 3, "client.sources.web.addr", "required but not set"},
+		{"url and addr both", with(clientHead, `[client.sources.dns]`, `addr = ":53"`, `url = "udp://:53"`), 5, "client.sources.dns.url", "set addr or url, not both"},
+		{"url with unknown scheme", with(clientHead, `[client.destinations.web]`, `url = "sctp://:80"`), 4, "client.destinations.web.url", `scheme "sctp" is not one of tcp, udp`},
+		{"url without port", with(clientHead, `[client.destinations.dns]`, `url = "udp://localhost"`), 4, "client.destinations.dns.url", "missing port"},
+		{"url with a path", with(clientHead, `[client.sources.dns]`, `url = "udp://:53/x"`), 4, "client.sources.dns.url", "takes only a host and a port"},
+		{"url without scheme", with(clientHead, `[client.sources.dns]`, `url = "127.0.0.1:53"`), 4, "client.sources.dns.url", "SCHEME://HOST:PORT"},
+		{"proxy protocol on udp", with(clientHead, `[client.destinations.dns]`, `url = "udp://127.0.0.1:53"`, `proxy-proto-version = "v2"`), 5, "client.destinations.dns.proxy-proto-version", "PROXY protocol does not apply to udp"},
+		{"file server on udp", with(clientHead, `[client.destinations.dns]`, `url = "udp://127.0.0.1:53"`, `file-server-root = "/srv"`), 5, "client.destinations.dns.file-server-root", "for tcp destinations"},
+		{"udp key on tcp", with(clientHead, `[client.sources.web]`, `url = "tcp://:80"`, `udp-idle-timeout = "10s"`), 5, "client.sources.web.udp-idle-timeout", "applies only to udp:// endpoints"},
+		{"bad udp idle timeout", with(clientHead, `[client.sources.dns]`, `url = "udp://:53"`, `udp-idle-timeout = "ten"`), 5, "client.sources.dns.udp-idle-timeout", "not a positive duration"},
+		{"negative udp max flows", with(clientHead, `[client.destinations.dns]`, `url = "udp://:53"`, `udp-max-flows = -1`), 5, "client.destinations.dns.udp-max-flows", "not a positive number"},
 		{"missing token", doc(`# a client`, `[client]`, `server-addr = "localhost:19190"`), 2, "client.token", "one of token or token-file is required"},
 		{"missing cert-file", doc(`[server]`, `key-file = "key.pem"`, `tokens = ["a"]`), 1, "server.cert-file", "required but not set"},
 		{"missing tokens", doc(`[server]`, `cert-file = "cert.pem"`, `key-file = "key.pem"`), 1, "server.tokens", "one of tokens or tokens-file is required"},
@@ -118,9 +129,40 @@ func TestLoadReportsAllProblems(t *testing.T) {
 	want := []string{
 		`bad.toml:3: client.direct-addr: "nope" is not a host:port address (missing port in address)`,
 		`bad.toml:6: client.sources.a.route: "x" is not one of any, direct, relay`,
-		`bad.toml:7: client.sources.b.addr: required but not set`,
+		`bad.toml:7: client.sources.b.addr: required but not set (set addr, or url)`,
 	}
 	if err == nil || err.Error() != strings.Join(want, "\n") {
 		t.Fatalf("got\n%v\nwant\n%s", err, strings.Join(want, "\n"))
+	}
+}
+
+// The url form resolves to the address and its protocol; validating the
+// result again changes nothing (run-time endpoints are validated, stored
+// and compared in that form).
+func TestLoadEndpointURLs(t *testing.T) {
+	inTempDir(t, stdFiles)
+	write(t, "c.toml", with(clientHead,
+		`[client.destinations.dns]`, `url = "udp://127.0.0.1:53"`, `udp-idle-timeout = "90s"`, `udp-max-flows = 100`,
+		`[client.destinations.web]`, `url = "tcp://localhost:80"`,
+		`[client.sources.dns]`, `url = "udp://:5353"`, `route = "relay"`))
+	f, err := Load("c.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Destination{Addr: "127.0.0.1:53", Route: "any", Proto: "udp",
+		UDPFlows: UDPFlows{UDPIdleTimeout: "90s", UDPMaxFlows: 100, UDPIdle: 90 * time.Second}}
+	if got := f.Client.Destinations["dns"]; got != want {
+		t.Fatalf("dns destination %+v, want %+v", got, want)
+	}
+	if got := f.Client.Destinations["web"]; got != (Destination{Addr: "localhost:80", Route: "any"}) {
+		t.Fatalf("web destination %+v: tcp:// is the same as addr", got)
+	}
+	src := f.Client.Sources["dns"]
+	if src != (Source{Addr: ":5353", Route: "relay", Proto: "udp"}) {
+		t.Fatalf("dns source %+v", src)
+	}
+	again := src
+	if err := CheckSource("dns", &again); err != nil || again != src {
+		t.Fatalf("validated again: %+v, %v; want it unchanged", again, err)
 	}
 }

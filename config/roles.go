@@ -33,20 +33,26 @@ func (v *validator) client(c *Client) {
 
 func (v *validator) destination(ep keyPath, name string, d *Destination) {
 	v.endpointName(ep, name)
-	if v.required(ep.key("addr"), d.Addr) {
-		d.Addr = v.addr(ep.key("addr"), d.Addr, "")
-	}
+	v.endpointAddr(ep, &d.Addr, &d.URL, &d.Proto)
 	d.Route = v.oneOf(ep.key("route"), d.Route, "any", routes...)
 	d.ProxyProtoVersion = v.oneOf(ep.key("proxy-proto-version"), d.ProxyProtoVersion, "", "v1", "v2")
 	d.FileServerRoot = expandPath(d.FileServerRoot)
+	if d.Proto == "udp" {
+		if d.ProxyProtoVersion != "" {
+			v.fail(ep.key("proxy-proto-version"), nil, "PROXY protocol does not apply to udp:// destinations")
+		}
+		if d.FileServerRoot != "" {
+			v.fail(ep.key("file-server-root"), nil, "the file server is for tcp destinations, not udp://")
+		}
+	}
+	v.udpFlows(ep, d.Proto, &d.UDPFlows)
 }
 
 func (v *validator) source(ep keyPath, name string, s *Source) {
 	v.endpointName(ep, name)
-	if v.required(ep.key("addr"), s.Addr) {
-		s.Addr = v.addr(ep.key("addr"), s.Addr, "")
-	}
+	v.endpointAddr(ep, &s.Addr, &s.URL, &s.Proto)
 	s.Route = v.oneOf(ep.key("route"), s.Route, "any", routes...)
+	v.udpFlows(ep, s.Proto, &s.UDPFlows)
 }
 
 // CheckSource validates a source defined outside a file (over D-Bus) as the

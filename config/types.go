@@ -2,7 +2,11 @@
 // documented format, and the command-line flags that override it.
 package config
 
-import "github.com/connetd/connetd/restrict"
+import (
+	"time"
+
+	"github.com/connetd/connetd/restrict"
+)
 
 // File is one configuration file. Exactly one of the role tables is set.
 type File struct {
@@ -52,16 +56,39 @@ type Client struct {
 
 // Destination is one [client.destinations.NAME] table.
 type Destination struct {
-	Addr              string `toml:"addr"`
+	Addr string `toml:"addr"`
+	// URL is the address with its protocol, "tcp://host:port" or
+	// "udp://host:port" (connet's current form); set addr or url.
+	URL               string `toml:"url"`
 	Route             string `toml:"route"`
 	ProxyProtoVersion string `toml:"proxy-proto-version"`
 	FileServerRoot    string `toml:"file-server-root"`
+	UDPFlows
+
+	// Resolved by validation: the protocol, "" (tcp) or "udp"; Addr
+	// holds the URL's host:port and URL is cleared.
+	Proto string `toml:"-"`
 }
 
 // Source is one [client.sources.NAME] table.
 type Source struct {
 	Addr  string `toml:"addr"`
+	URL   string `toml:"url"` // as Destination.URL
 	Route string `toml:"route"`
+	UDPFlows
+
+	Proto string `toml:"-"` // as Destination.Proto
+}
+
+// UDPFlows are the keys of a udp:// source or destination.
+type UDPFlows struct {
+	// UDPIdleTimeout ends a flow idle this long ("60s" when unset).
+	UDPIdleTimeout string `toml:"udp-idle-timeout"`
+	// UDPMaxFlows caps the endpoint's open flows (4096 when unset).
+	UDPMaxFlows int `toml:"udp-max-flows"`
+
+	// Resolved by validation (0: the default).
+	UDPIdle time.Duration `toml:"-"`
 }
 
 // Server is the [server] table: control and relay in one process.

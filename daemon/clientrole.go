@@ -3,12 +3,14 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"slices"
 
 	"github.com/connetd/connetd/client"
 	"github.com/connetd/connetd/config"
+	"github.com/connetd/connetd/wire"
 )
 
 // clientRole is a client with the sources and destinations of its
@@ -61,12 +63,23 @@ func newClient(d *Daemon, cfg *config.Client) (_ role, err error) {
 }
 
 func (r *clientRole) addSource(name string, s config.Source) error {
-	ln, err := r.d.lst.tcp(fdSource(name), s.Addr)
+	cfg := client.SourceConfig{Addr: s.Addr, Route: s.Route, Proto: s.Proto, UDP: udpConfig(s.UDPFlows)}
+	var sock io.Closer
+	var err error
+	// A udp source's socket from systemd is a datagram socket of the same
+	// name (ListenDatagram= in the socket unit).
+	if s.Proto == wire.ProtoUDP {
+		cfg.PacketConn, err = r.d.lst.udp(fdSource(name), s.Addr)
+		sock = cfg.PacketConn
+	} else {
+		cfg.Listener, err = r.d.lst.tcp(fdSource(name), s.Addr)
+		sock = cfg.Listener
+	}
 	if err != nil {
 		return fmt.Errorf("source %q: %w", name, err)
 	}
-	if err := r.c.AddSource(name, client.SourceConfig{Addr: s.Addr, Route: s.Route, Listener: ln}); err != nil {
-		ln.Close()
+	if err := r.c.AddSource(name, cfg); err != nil {
+		sock.Close()
 		return err
 	}
 	return nil
@@ -75,7 +88,12 @@ func (r *clientRole) addSource(name string, s config.Source) error {
 func (r *clientRole) addDestination(name string, d config.Destination) error {
 	return r.c.AddDestination(name, client.DestinationConfig{
 		Addr: d.Addr, Route: d.Route, ProxyProto: d.ProxyProtoVersion, FileServerRoot: d.FileServerRoot,
+		Proto: d.Proto, UDP: udpConfig(d.UDPFlows),
 	})
+}
+
+func udpConfig(u config.UDPFlows) client.UDPConfig {
+	return client.UDPConfig{IdleTimeout: u.UDPIdle, MaxFlows: u.UDPMaxFlows}
 }
 
 func (r *clientRole) name() string                    { return "client" }

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/connetd/connetd/config"
+	"github.com/connetd/connetd/wire"
 )
 
 // Errors of run-time operations, for the management API to map.
@@ -23,6 +24,7 @@ type Endpoint struct {
 	Name       string
 	Addr       string
 	Route      string
+	Proto      string // tcp or udp
 	ProxyProto string
 	Origin     string // OriginConfig or OriginRuntime
 }
@@ -156,12 +158,13 @@ func (d *Daemon) Endpoints() []Endpoint {
 	var out []Endpoint
 	for name, s := range e.Sources {
 		_, rt := d.overlay.Sources[name]
-		out = append(out, Endpoint{Kind: "source", Name: name, Addr: s.Addr, Route: s.Route, Origin: origin(rt)})
+		out = append(out, Endpoint{Kind: "source", Name: name, Addr: showAddr(s.Proto, s.Addr), Route: s.Route,
+			Proto: wire.ProtoOf(s.Proto), Origin: origin(rt)})
 	}
 	for name, dst := range e.Destinations {
 		_, rt := d.overlay.Destinations[name]
-		out = append(out, Endpoint{Kind: "destination", Name: name, Addr: dst.Addr, Route: dst.Route,
-			ProxyProto: dst.ProxyProtoVersion, Origin: origin(rt)})
+		out = append(out, Endpoint{Kind: "destination", Name: name, Addr: showAddr(dst.Proto, dst.Addr), Route: dst.Route,
+			Proto: wire.ProtoOf(dst.Proto), ProxyProto: dst.ProxyProtoVersion, Origin: origin(rt)})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Kind != out[j].Kind {
@@ -235,4 +238,13 @@ func (d *Daemon) TokenCounts() (fromConfig, fromRuntime, revoked int, err error)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.clientTokens(d.file)) - len(d.overlay.Revoked), len(d.overlay.Tokens), len(d.overlay.Revoked), nil
+}
+
+// showAddr is an endpoint's address as connetctl and D-Bus show it: a
+// udp endpoint as its URL, so the protocol is never lost in a listing.
+func showAddr(proto, addr string) string {
+	if proto == wire.ProtoUDP {
+		return "udp://" + addr
+	}
+	return addr
 }

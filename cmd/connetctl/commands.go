@@ -28,9 +28,9 @@ var commands = []command{
 	{name: "status", args: "", summary: "show the instance: endpoints, peers and the path each uses (direct or relay)", run: cmdStatus},
 	{name: "list", args: "", summary: "list sources and destinations and where each comes from (config or runtime)", run: cmdList},
 	{name: "peers", args: "", summary: "list the peers of every endpoint with path, RTT and bytes", run: cmdPeers},
-	{name: "add-source", args: "NAME ADDR [--route any|direct|relay]", summary: "add a source listening on ADDR (kept across restarts)", run: cmdAddSource},
+	{name: "add-source", args: "NAME ADDR|URL [--route any|direct|relay] [--udp-idle-timeout D] [--udp-max-flows N]", summary: "add a source listening on ADDR, or a tcp:// or udp:// URL (kept across restarts)", run: cmdAddSource},
 	{name: "remove-source", args: "NAME", summary: "remove a source and close its listener", run: cmdRemove("RemoveSource")},
-	{name: "add-destination", args: "NAME ADDR [--route R] [--proxy-proto-version v1|v2] [--file-server-root DIR]", summary: "add a destination forwarding to ADDR (kept across restarts)", run: cmdAddDestination},
+	{name: "add-destination", args: "NAME ADDR|URL [--route R] [--proxy-proto-version v1|v2] [--file-server-root DIR] [--udp-idle-timeout D] [--udp-max-flows N]", summary: "add a destination forwarding to ADDR, or a tcp:// or udp:// URL (kept across restarts)", run: cmdAddDestination},
 	{name: "remove-destination", args: "NAME", summary: "remove a destination", run: cmdRemove("RemoveDestination")},
 	{name: "reload", args: "", summary: "re-read the configuration file (as systemctl reload does)", run: cmdReload},
 	{name: "clients", args: "", summary: "list the clients connected to a server or control instance", run: cmdClients},
@@ -118,8 +118,9 @@ func cmdAdd(kind, method string, options ...string) func(*env, []string) error {
 }
 
 var (
-	cmdAddSource      = cmdAdd("source", "AddSource", "route")
-	cmdAddDestination = cmdAdd("destination", "AddDestination", "route", "proxy-proto-version", "file-server-root")
+	cmdAddSource      = cmdAdd("source", "AddSource", "route", "udp-idle-timeout", "udp-max-flows")
+	cmdAddDestination = cmdAdd("destination", "AddDestination", "route", "proxy-proto-version", "file-server-root",
+		"udp-idle-timeout", "udp-max-flows")
 )
 
 func cmdRemove(method string) func(*env, []string) error {

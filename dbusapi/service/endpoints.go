@@ -42,7 +42,7 @@ func endpointValues(ep daemon.Endpoint, st *clientEndpoint) map[string]any {
 		peers, in, out = peerInfos(*st), uint64(st.BytesIn), uint64(st.BytesOut)
 	}
 	return map[string]any{
-		"Name": ep.Name, "Kind": ep.Kind, "Address": ep.Addr, "Route": ep.Route, "Origin": ep.Origin,
+		"Name": ep.Name, "Kind": ep.Kind, "Address": ep.Addr, "Route": ep.Route, "Origin": ep.Origin, "Protocol": ep.Proto,
 		"ProxyProtoVersion": ep.ProxyProto, "State": state, "Peers": peers,
 		"BytesIn": in, "BytesOut": out,
 	}
