@@ -1,55 +1,16 @@
 package client_test
 
 import (
-	"bytes"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/connetd/connetd/client"
+	"github.com/connetd/connetd/internal/udptest"
 	"github.com/connetd/connetd/wire"
 )
-
-// udpEchoServer answers every datagram with itself, from one socket, and
-// records each client address it saw.
-type udpEchoServer struct {
-	pc    *net.UDPConn
-	mu    sync.Mutex
-	peers map[string]int
-}
-
-func newUDPEcho(t *testing.T) *udpEchoServer {
-	t.Helper()
-	s := &udpEchoServer{pc: udp(t), peers: map[string]int{}}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { s.pc.Close(); wg.Wait() })
-	wg.Go(func() {
-		buf := make([]byte, 1<<16)
-		for {
-			n, from, err := s.pc.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.peers[from.String()]++
-			s.mu.Unlock()
-			_, _ = s.pc.WriteToUDPAddrPort(buf[:n], from)
-		}
-	})
-	return s
-}
-
-func (s *udpEchoServer) addr() string { return s.pc.LocalAddr().String() }
-
-func (s *udpEchoServer) clients() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.peers)
-}
 
 func sourceStatus(t *testing.T, c *client.Client, name string) client.EndpointStatus {
 	t.Helper()
@@ -85,66 +46,11 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func dialUDP(t *testing.T, addr string) *net.UDPConn {
+func udpPair(t *testing.T, l *lab, route string, dcfg, scfg client.UDPConfig) (src, dst *client.Client, echo *udptest.Echo, srcAddr string) {
 	t.Helper()
-	ra, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.DialUDP("udp", nil, ra)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// exchange sends n datagrams of random sizes in [1, maxSize] with at most
-// window outstanding, and checks that each comes back with its content.
-func exchange(t *testing.T, c *net.UDPConn, n, maxSize, window int, tag string) {
-	t.Helper()
-	sent := map[uint32][]byte{}
-	buf := make([]byte, 1<<16)
-	next, got := 0, 0
-	for got < n {
-		for next < n && next-got < window {
-			size := max(8, 1+rand.IntN(maxSize))
-			b := make([]byte, size)
-			for i := range b {
-				b[i] = byte(rand.Uint32())
-			}
-			copy(b, fmt.Sprintf("%08x", next))
-			copy(b[8:], tag)
-			b = b[:size]
-			sent[uint32(next)] = b
-			if _, err := c.Write(b); err != nil {
-				t.Fatal(err)
-			}
-			next++
-		}
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		m, err := c.Read(buf)
-		if err != nil {
-			t.Fatalf("%s: after %d of %d datagrams came back: %v", tag, got, n, err)
-		}
-		var seq uint32
-		if _, err := fmt.Sscanf(string(buf[:8]), "%08x", &seq); err != nil {
-			t.Fatalf("%s: reply without a sequence number: %q", tag, buf[:min(m, 16)])
-		}
-		want, ok := sent[seq]
-		if !ok || !bytes.Equal(buf[:m], want) {
-			t.Fatalf("%s: datagram %d came back other than sent (%d bytes, sent %d)", tag, seq, m, len(want))
-		}
-		delete(sent, seq)
-		got++
-	}
-}
-
-func udpPair(t *testing.T, l *lab, route string, dcfg, scfg client.UDPConfig) (src, dst *client.Client, echo *udpEchoServer, srcAddr string) {
-	t.Helper()
-	echo = newUDPEcho(t)
+	echo = udptest.ListenEcho(t, "127.0.0.1:0")
 	dst = l.client("dst", client.Config{}, func(c *client.Client) {
-		must(t, c.AddDestination("dns", client.DestinationConfig{Addr: echo.addr(), Route: route, Proto: wire.ProtoUDP, UDP: dcfg}))
+		must(t, c.AddDestination("dns", client.DestinationConfig{Addr: echo.Addr(), Route: route, Proto: wire.ProtoUDP, UDP: dcfg}))
 	})
 	src = l.client("src", client.Config{}, func(c *client.Client) {
 		must(t, c.AddSource("dns", client.SourceConfig{Addr: "127.0.0.1:0", Route: route, Proto: wire.ProtoUDP, UDP: scfg}))
@@ -166,17 +72,24 @@ func TestUDPFlowsDirectAndRelayed(t *testing.T) {
 			if maxPayload < 1100 || maxPayload > 1452 {
 				t.Fatalf("max payload %d: not what a QUIC packet on loopback carries", maxPayload)
 			}
-			c := dialUDP(t, addr)
-			exchange(t, c, 2000, maxPayload, 16, "one")
+			c := udptest.Dial(t, addr)
+			must(t, udptest.Exchange(c, 2000, maxPayload, 16, "one"))
 
 			// Many flows at once: each gets only its own replies.
 			var wg sync.WaitGroup
 			for i := range 20 {
-				fc := dialUDP(t, addr)
-				wg.Go(func() { exchange(t, fc, 50, 200, 4, fmt.Sprintf("flow%02d", i)) })
+				fc := udptest.Dial(t, addr)
+				wg.Go(func() {
+					if err := udptest.Exchange(fc, 50, 200, 4, fmt.Sprintf("flow%02d", i)); err != nil {
+						t.Error(err)
+					}
+				})
 			}
 			wg.Wait()
-			if n := echo.clients(); n != 21 {
+			if t.Failed() {
+				return
+			}
+			if n := echo.Clients(); n != 21 {
 				t.Fatalf("the service saw %d client addresses, want one per flow (21)", n)
 			}
 			st, ds := sourceStatus(t, src, "dns"), destinationStatus(t, dst, "dns")
@@ -198,7 +111,7 @@ func TestUDPFlowsDirectAndRelayed(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitUntil(t, 5*time.Second, "oversize count", func() bool { return sourceStatus(t, src, "dns").UDP.DroppedOversize == 1 })
-			exchange(t, c, 10, 100, 1, "after")
+			must(t, udptest.Exchange(c, 10, 100, 1, "after"))
 		})
 	}
 }
@@ -207,9 +120,9 @@ func TestUDPFlowIdleTimeoutAndCap(t *testing.T) {
 	l := newLab(t)
 	src, dst, echo, addr := udpPair(t, l, wire.RouteAny,
 		client.UDPConfig{IdleTimeout: 400 * time.Millisecond, MaxFlows: 2}, client.UDPConfig{IdleTimeout: time.Hour})
-	a, b, c := dialUDP(t, addr), dialUDP(t, addr), dialUDP(t, addr)
-	exchange(t, a, 5, 100, 1, "a")
-	exchange(t, b, 5, 100, 1, "b")
+	a, b, c := udptest.Dial(t, addr), udptest.Dial(t, addr), udptest.Dial(t, addr)
+	must(t, udptest.Exchange(a, 5, 100, 1, "a"))
+	must(t, udptest.Exchange(b, 5, 100, 1, "b"))
 	// A third flow is over the destination's cap: refused and counted.
 	if _, err := c.Write([]byte("refused-flow")); err != nil {
 		t.Fatal(err)
@@ -227,10 +140,10 @@ func TestUDPFlowIdleTimeoutAndCap(t *testing.T) {
 	waitUntil(t, 5*time.Second, "flows to idle out", func() bool {
 		return destinationStatus(t, dst, "dns").UDP.Flows == 0 && sourceStatus(t, src, "dns").UDP.Flows == 0
 	})
-	before := echo.clients()
-	exchange(t, a, 5, 100, 1, "a-again")
-	if echo.clients() != before+1 {
-		t.Fatalf("after the idle timeout the service saw %d client addresses, want %d (a new socket)", echo.clients(), before+1)
+	before := echo.Clients()
+	must(t, udptest.Exchange(a, 5, 100, 1, "a-again"))
+	if echo.Clients() != before+1 {
+		t.Fatalf("after the idle timeout the service saw %d client addresses, want %d (a new socket)", echo.Clients(), before+1)
 	}
 }
 
