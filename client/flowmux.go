@@ -24,7 +24,14 @@ type flowMux struct {
 type muxDrops struct {
 	unknownFlow atomic.Int64 // no flow of that ID (ended, or never set up)
 	malformed   atomic.Int64 // too short to name a flow
+	queueFull   atomic.Int64 // arrived faster than they could be delivered
 }
+
+// muxQueue is how many received datagrams wait for delivery beyond
+// quic-go's own receive queue (128, which drops the rest): a burst of
+// replies from a hundred flows at once must not be lost while the
+// dispatcher writes to sockets.
+const muxQueue = 2048
 
 // flowMux returns conn's mux, starting its receive loop on first use;
 // nil if the peer is closing.
@@ -42,32 +49,47 @@ func (p *peer) flowMux(conn *quic.Conn) *flowMux {
 		p.muxes = map[*quic.Conn]*flowMux{}
 	}
 	p.muxes[conn] = m
+	queue := make(chan []byte, muxQueue)
 	p.wg.Go(func() {
-		m.receive(p)
+		m.receive(p, queue)
 		p.mu.Lock()
 		delete(p.muxes, conn)
 		p.mu.Unlock()
 	})
+	p.wg.Go(func() { m.dispatch(p.c, queue) })
 	return m
 }
 
-// receive delivers datagrams until the connection or the peer ends.
-func (m *flowMux) receive(p *peer) {
+// receive moves datagrams from quic-go's queue to ours until the
+// connection or the peer ends, then closes ours.
+func (m *flowMux) receive(p *peer, queue chan<- []byte) {
+	defer close(queue)
 	for {
 		b, err := m.conn.ReceiveDatagram(p.ctx)
 		if err != nil {
 			return
 		}
+		select {
+		case queue <- b:
+		default:
+			p.c.muxDrops.queueFull.Add(1)
+		}
+	}
+}
+
+// dispatch hands each datagram to its flow.
+func (m *flowMux) dispatch(c *Client, queue <-chan []byte) {
+	for b := range queue {
 		id, payload, err := wire.ParseFlowDatagram(b)
 		if err != nil {
-			p.c.muxDrops.malformed.Add(1)
+			c.muxDrops.malformed.Add(1)
 			continue
 		}
 		m.mu.Lock()
 		deliver := m.flows[quic.StreamID(id)]
 		m.mu.Unlock()
 		if deliver == nil {
-			p.c.muxDrops.unknownFlow.Add(1)
+			c.muxDrops.unknownFlow.Add(1)
 			continue
 		}
 		deliver(payload)

@@ -44,6 +44,8 @@ func udp(t *testing.T) *net.UDPConn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	_ = c.SetReadBuffer(4 << 20) // as the daemon tunes its QUIC sockets
+	_ = c.SetWriteBuffer(4 << 20)
 	return c
 }
 

@@ -105,6 +105,11 @@ func (c *Client) AddSource(name string, cfg SourceConfig) error {
 			if s.pc, err = net.ListenUDP("udp", ua); err != nil {
 				return fmt.Errorf("source %q: listen udp %s: %w", name, cfg.Addr, err)
 			}
+			// One socket takes every flow's datagrams: a burst from many
+			// clients at once overflows the default buffer (as far as
+			// net.core.rmem_max allows; the daemon tunes its sockets).
+			_ = s.pc.SetReadBuffer(udpSourceBuffer)
+			_ = s.pc.SetWriteBuffer(udpSourceBuffer)
 		}
 	case wire.ProtoTCP:
 		s.ln = cfg.Listener

@@ -34,6 +34,12 @@ type Status struct {
 	// PathChanges counts the paths this client dialed to peers coming up
 	// and going down since start, by reason (every reason, zeros too).
 	PathChanges map[string]int64 `json:"path_changes,omitempty"`
+	// UDPDrops counts datagrams from peers that no flow took, by reason:
+	// unknown_flow (the flow had ended), malformed (too short to name a
+	// flow), queue_full (a burst faster than delivery). Datagrams
+	// quic-go itself drops when its receive queue of 128 is full are not
+	// seen here.
+	UDPDrops map[string]int64 `json:"udp_drops,omitempty"`
 	// TimeToDirect is the distribution of the peers' times to their
 	// first direct path, from when the client first wanted one (soon
 	// after it learned of the peer, for a route that allows direct).
@@ -103,6 +109,9 @@ func (c *Client) Status() Status {
 	}
 	st.PunchOutcomes = c.trav.PunchOutcomes()
 	st.PathChanges = c.paths.status()
+	if d := &c.muxDrops; d.unknownFlow.Load()+d.malformed.Load()+d.queueFull.Load() > 0 {
+		st.UDPDrops = map[string]int64{"unknown_flow": d.unknownFlow.Load(), "malformed": d.malformed.Load(), "queue_full": d.queueFull.Load()}
+	}
 	ttd := c.timeToDirect.status()
 	st.TimeToDirect = &ttd
 	c.mu.Lock()

@@ -229,7 +229,7 @@ func (p *peer) serveFlow(conn *quic.Conn, st *quic.Stream, pa path, m *wire.Conn
 	f, err := c.udpFlows.attach(flowKey{p.id, m.Endpoint, m.From}, d, p, a)
 	if err != nil {
 		if errors.Is(err, errFlowLimit) {
-			if d.udp.refused.Load() == 1 {
+			if d.udp.warned.allow(udpWarnEvery) {
 				log.Warn("udp flow refused: the destination holds its maximum of flows", "max_flows", d.udpCfg.MaxFlows)
 			}
 			abort(st, wire.StreamFlowLimit)

@@ -20,6 +20,8 @@ const (
 	flowPending = 64
 	// flowSetup bounds the wait for the destination's flow_ready.
 	flowSetup = 10 * time.Second
+	// udpSourceBuffer is the socket buffer a udp source asks for.
+	udpSourceBuffer = 4 << 20
 )
 
 // UDPConfig is how an endpoint carries UDP; the zero value takes the
@@ -45,7 +47,24 @@ type udpCounters struct {
 	refused  atomic.Int64 // flows refused: the endpoint's cap was reached
 	oversize atomic.Int64 // datagrams larger than the path carries
 	dropped  atomic.Int64 // datagrams with no path, or while a flow's queue was full
+	// warned limits the warnings of refused and uncarried flows, which a
+	// busy client would otherwise repeat for every datagram.
+	warned rateLimit
 }
+
+// rateLimit lets one event through per interval.
+type rateLimit struct{ last atomic.Int64 }
+
+// allow reports whether an event may happen now, at most once per every.
+func (r *rateLimit) allow(every time.Duration) bool {
+	now := time.Now().UnixNano()
+	last := r.last.Load()
+	return (last == 0 || now-last >= int64(every)) && r.last.CompareAndSwap(last, now)
+}
+
+// udpWarnEvery is how often, at most, an endpoint warns of flows it
+// refuses or cannot carry.
+const udpWarnEvery = 10 * time.Second
 
 // UDPStatus is a UDP endpoint's flows and drops.
 type UDPStatus struct {

@@ -88,7 +88,7 @@ func (u *udpSource) flow(ctx context.Context, from netip.AddrPort, flows *sync.W
 		return f
 	}
 	if len(u.flows) >= u.cfg.MaxFlows {
-		if u.s.udp.refused.Add(1) == 1 {
+		if u.s.udp.refused.Add(1); u.s.udp.warned.allow(udpWarnEvery) {
 			u.c.log.Warn("udp flow refused: the source holds its maximum of flows", "endpoint", u.s.name,
 				"from", from.String(), "max_flows", u.cfg.MaxFlows)
 		}
@@ -180,7 +180,7 @@ func (f *srcFlow) run(ctx context.Context) {
 		if cur == nil {
 			a, err := f.attach(ctx, &streams)
 			if err != nil {
-				if ctx.Err() == nil {
+				if ctx.Err() == nil && u.s.udp.warned.allow(udpWarnEvery) {
 					log.Warn("udp flow not carried", "err", err)
 				}
 				return

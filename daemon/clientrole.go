@@ -71,6 +71,11 @@ func (r *clientRole) addSource(name string, s config.Source) error {
 	if s.Proto == wire.ProtoUDP {
 		cfg.PacketConn, err = r.d.lst.udp(fdSource(name), s.Addr)
 		sock = cfg.PacketConn
+		if err == nil {
+			// One socket takes every flow's datagrams: a burst from many
+			// clients at once overflows the default buffer.
+			tuneUDP(cfg.PacketConn, r.d.tune, r.d.log)
+		}
 	} else {
 		cfg.Listener, err = r.d.lst.tcp(fdSource(name), s.Addr)
 		sock = cfg.Listener

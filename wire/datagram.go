@@ -16,7 +16,8 @@ import (
 const MaxFlowHeader = 8
 
 // FlowHeader is the length of a flow header as a sender writes it: a
-// 4-byte varint for every stream ID below 2^30 (a billion streams), so
+// 4-byte varint for every stream ID below 2^30 (the first 268 million
+// streams a source opens: bidirectional IDs go up in steps of 4), so
 // that the largest payload a flow carries is one number, the
 // connection's datagram limit less 4, whatever its stream's ID. A
 // receiver takes any minimal or non-minimal length.

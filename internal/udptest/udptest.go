@@ -33,6 +33,8 @@ func ListenEcho(t testing.TB, addr string) *Echo {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every flow's datagrams arrive on this one socket, in bursts.
+	_ = pc.SetReadBuffer(4 << 20)
 	s := &Echo{pc: pc, peers: map[string]int{}}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { pc.Close(); wg.Wait() })
