@@ -40,10 +40,7 @@ type labDiagnosis struct {
 func TestDiagnoseNATKinds(t *testing.T) {
 	needRoot(t)
 	busAddr := testbus.Start(t, "..", "")
-	dir := t.TempDir()
-	l := buildLab(t, binDir)
-	writeCert(t, dir)
-	l.startServer(t, dir, "")
+	l, dir := labWithServer(t, "")
 
 	// Each client is an instance named after its site, on the one bus.
 	client := func(site, endpoint string) {

@@ -115,19 +115,35 @@ func httpIn(ns string, timeout time.Duration) *http.Client {
 	}}
 }
 
-// peerStatus is the part of a client's status the lab reads.
+// clientStatus is the part of a client's status the lab reads.
 type clientStatus struct {
-	NAT         string `json:"nat"`
-	PortMapping string `json:"port_mapping"`
-	Sources     []struct {
-		Peers []struct {
-			Path           string `json:"path"`
-			NAT            string `json:"nat"`
-			PunchAttempts  int    `json:"punch_attempts"`
-			PairsTried     int    `json:"pairs_tried"`
-			TimeToDirectMs int64  `json:"time_to_direct_ms"`
-		} `json:"peers"`
-	} `json:"sources"`
+	NAT          string           `json:"nat"`
+	PortMapping  string           `json:"port_mapping"`
+	Sources      []endpointStatus `json:"sources"`
+	Destinations []endpointStatus `json:"destinations"`
+}
+
+type endpointStatus struct {
+	Proto string `json:"proto"`
+	UDP   *struct {
+		Flows           int64 `json:"flows"`
+		FlowsRefused    int64 `json:"flows_refused"`
+		DroppedOversize int64 `json:"dropped_oversize"`
+		DroppedOther    int64 `json:"dropped_other"`
+		MaxPayload      int   `json:"max_payload"`
+	} `json:"udp"`
+	Peers []struct {
+		Path           string `json:"path"`
+		NAT            string `json:"nat"`
+		PunchAttempts  int    `json:"punch_attempts"`
+		PairsTried     int    `json:"pairs_tried"`
+		TimeToDirectMs int64  `json:"time_to_direct_ms"`
+		ByPath         []struct {
+			Path     string `json:"path"`
+			BytesIn  int64  `json:"bytes_in"`
+			BytesOut int64  `json:"bytes_out"`
+		} `json:"bytes_by_path"`
+	} `json:"peers"`
 }
 
 func status(ns string) (clientStatus, error) {

@@ -43,16 +43,10 @@ type result struct {
 // TestNATMatrix builds the lab once and runs every pairing of site kinds
 // through the real daemon, judging the path from router packet counters.
 func TestNATMatrix(t *testing.T) {
-	needRoot(t)
 	start := time.Now()
-	dir := t.TempDir()
-	l := buildLab(t, binDir)
-	writeCert(t, dir)
+	l, dir := labWithServer(t, `log-level = "debug"`)
 	sum := payload(t, dir, "payload.bin", payloadSize)
 	l.bigSum = payload(t, dir, "big.bin", 32<<20)
-	t.Logf("lab built in %v", time.Since(start).Round(time.Millisecond))
-
-	l.startServer(t, dir, `log-level = "debug"`)
 	for name, st := range l.sites {
 		if st.mapProto != "" {
 			protos := st.mapProto
@@ -125,6 +119,54 @@ func TestNATMatrix(t *testing.T) {
 	fmt.Fprintf(os.Stdout, "natlab: %d passed, %d failed\n", pass, fail)
 }
 
+// clientConf is a client's config (token, server, status address) with
+// extra (its endpoints) after it.
+func clientConf(dir, extra string) string {
+	return fmt.Sprintf(`log-level = "debug"
+[client]
+token = "tok"
+server-addr = "%s:19190"
+server-cas = %q
+status-addr = "127.0.0.1:19182"
+%s`, serverAddr, filepath.Join(dir, "cert.pem"), extra)
+}
+
+// waitDirect waits for the source in ns, started at started, to report a
+// direct path to its first peer, or for bound. The source's word
+// only sets the time to direct (-1: never); router counters decide a
+// route.
+func waitDirect(t *testing.T, ns string, started time.Time, bound time.Duration) (clientStatus, time.Duration) {
+	t.Helper()
+	var st clientStatus
+	for time.Since(started) < bound {
+		s, err := status(ns)
+		if err == nil && len(s.Sources) > 0 && len(s.Sources[0].Peers) > 0 {
+			st = s
+			if s.Sources[0].Peers[0].Path == "direct" {
+				return st, time.Since(started)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(st.Sources) == 0 || len(st.Sources[0].Peers) == 0 {
+		t.Fatalf("the source never saw its destination")
+	}
+	return st, -1
+}
+
+// judgeRoute names the route of moved bytes of payload from the
+// counters: direct or relay when at least that much crossed that way and
+// less than a tenth of it the other, else mixed.
+func judgeRoute(direct, server, moved int64) string {
+	switch {
+	case direct >= moved && server < moved/10:
+		return "direct"
+	case server >= moved && direct < moved/10:
+		return "relay"
+	}
+	return "mixed"
+}
+
 func waitLog(t *testing.T, p *proc, s string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -167,15 +209,7 @@ func (l *lab) runPairing(t *testing.T, dir string, p pairing, sum string) result
 	if err := os.MkdirAll(pdir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	client := func(extra string) string {
-		return fmt.Sprintf(`log-level = "debug"
-[client]
-token = "tok"
-server-addr = "%s:19190"
-server-cas = %q
-status-addr = "127.0.0.1:19182"
-%s`, serverAddr, filepath.Join(dir, "cert.pem"), extra)
-	}
+	client := func(extra string) string { return clientConf(dir, extra) }
 	write(t, pdir, "dst.toml", client(fmt.Sprintf("[client.destinations.lab]\naddr = \"127.0.0.1:3000\"\nfile-server-root = %q\n", filepath.Join(dir, "www"))))
 	write(t, pdir, "src.toml", client("[client.sources.lab]\naddr = \"127.0.0.1:8000\"\n"))
 	if p.mtu > 0 {
@@ -189,23 +223,8 @@ status-addr = "127.0.0.1:19182"
 	started := time.Now()
 	src := l.start(t, srcNS, "connetd-src", pdir, bin, "--config", filepath.Join(pdir, "src.toml"))
 
-	// Wait for the source to report a direct path (its word only sets the
-	// time; the counters below decide the route), or for the bound.
 	var st clientStatus
-	for time.Since(started) < directWait {
-		s, err := status(srcNS)
-		if err == nil && len(s.Sources) > 0 && len(s.Sources[0].Peers) > 0 {
-			st = s
-			if s.Sources[0].Peers[0].Path == "direct" {
-				res.timeToDirect = time.Since(started)
-				break
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if len(st.Sources) == 0 || len(st.Sources[0].Peers) == 0 {
-		t.Fatalf("the source never saw its destination")
-	}
+	st, res.timeToDirect = waitDirect(t, srcNS, started, directWait)
 	if res.timeToDirect < 0 && p.expect == "direct" {
 		l.dumpConntrack(t, p)
 	}
@@ -221,14 +240,7 @@ status-addr = "127.0.0.1:19182"
 	res.shaOK = err == nil && got == sum
 	c := l.counters(countNS, "filter", "ACCT")
 	res.directBytes, res.serverBytes = c["direct"], c["server"]
-	switch {
-	case res.directBytes >= payloadSize && res.serverBytes < payloadSize/10:
-		res.route = "direct"
-	case res.serverBytes >= payloadSize && res.directBytes < payloadSize/10:
-		res.route = "relay"
-	default:
-		res.route = "mixed"
-	}
+	res.route = judgeRoute(res.directBytes, res.serverBytes, payloadSize)
 	if s, err := status(srcNS); err == nil {
 		st = s
 	}
@@ -367,6 +379,20 @@ func (l *lab) setWANMTU(t *testing.T, st *site, mtu int) {
 	}
 	l.w.in(ns, "ip", "link", "set", "dev", "wan", "mtu", fmt.Sprint(mtu))
 	l.w.in(l.core, "ip", "link", "set", "dev", fmt.Sprintf("s%d", st.n), "mtu", fmt.Sprint(mtu))
+}
+
+// labWithServer builds a lab in a new directory, which it returns, and
+// starts its server with head (see startServer).
+func labWithServer(t *testing.T, head string) (*lab, string) {
+	t.Helper()
+	needRoot(t)
+	start := time.Now()
+	dir := t.TempDir()
+	l := buildLab(t, binDir)
+	writeCert(t, dir)
+	t.Logf("lab built in %v", time.Since(start).Round(time.Millisecond))
+	l.startServer(t, dir, head)
+	return l, dir
 }
 
 // startServer runs connetd server (control and relay, token "tok") on the

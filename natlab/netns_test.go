@@ -132,27 +132,58 @@ func (w *world) sysctl(ns, kv string) {
 	w.in(ns, "sysctl", "-q", "-w", kv)
 }
 
-// dialIn opens a TCP connection from inside namespace ns.
-func dialIn(ns, addr string, timeout time.Duration) (net.Conn, error) {
+// inNS runs f on a thread inside namespace ns; sockets f makes stay in
+// ns.
+func inNS(ns string, f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer orig.Close()
 	target, err := netns.GetFromName(ns)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer target.Close()
 	if err := netns.Set(target); err != nil {
-		return nil, err
+		return err
 	}
-	// The socket is made on this thread, in ns, and stays there.
-	c, derr := net.DialTimeout("tcp", addr, timeout)
+	ferr := f()
 	if err := netns.Set(orig); err != nil {
 		panic(fmt.Sprintf("cannot return to the test's network namespace: %v", err))
 	}
-	return c, derr
+	return ferr
+}
+
+// dialIn opens a TCP connection from inside namespace ns.
+func dialIn(ns, addr string, timeout time.Duration) (c net.Conn, err error) {
+	err = inNS(ns, func() error {
+		c, err = net.DialTimeout("tcp", addr, timeout)
+		return err
+	})
+	return c, err
+}
+
+// udpIn opens a UDP socket inside namespace ns: bound to laddr when raddr
+// is "", else connected to raddr from an ephemeral port.
+func udpIn(ns, laddr, raddr string) (c *net.UDPConn, err error) {
+	err = inNS(ns, func() error {
+		var nc net.Conn
+		if raddr == "" {
+			var pc net.PacketConn
+			pc, err = net.ListenPacket("udp4", laddr)
+			if err == nil {
+				c = pc.(*net.UDPConn)
+			}
+			return err
+		}
+		nc, err = net.Dial("udp4", raddr)
+		if err == nil {
+			c = nc.(*net.UDPConn)
+		}
+		return err
+	})
+	return c, err
 }
