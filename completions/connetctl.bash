@@ -23,6 +23,13 @@ _connetctl() {
 		_filedir -d
 		return
 		;;
+	--udp-idle-timeout)
+		COMPREPLY=($(compgen -W "30s 60s 2m 5m" -- "$cur"))
+		return
+		;;
+	--udp-max-flows)
+		return # a number
+		;;
 	--file)
 		_filedir
 		return
@@ -41,8 +48,8 @@ _connetctl() {
 		return
 	fi
 	case $cmd in
-	add-source) COMPREPLY=($(compgen -W "--route --json" -- "$cur")) ;;
-	add-destination) COMPREPLY=($(compgen -W "--route --proxy-proto-version --file-server-root --json" -- "$cur")) ;;
+	add-source) COMPREPLY=($(compgen -W "--route --udp-idle-timeout --udp-max-flows --json" -- "$cur")) ;;
+	add-destination) COMPREPLY=($(compgen -W "--route --proxy-proto-version --file-server-root --udp-idle-timeout --udp-max-flows --json" -- "$cur")) ;;
 	tokens)
 		case $prev in
 		add | revoke) COMPREPLY=($(compgen -W "- --file" -- "$cur")) ;;

@@ -47,10 +47,23 @@ var (
 		"1 for the port-mapping protocol (pcp, nat-pmp, upnp) that maps the direct socket now, else 0.", []string{"protocol"}, nil)
 	clientPeerRTT = prometheus.NewDesc("connetd_client_peer_rtt_seconds",
 		"Smoothed round-trip time of the path an endpoint uses to a peer now.", []string{"endpoint", "kind", "peer", "path"}, nil)
+	// UDP endpoints only (url = "udp://..."): a TCP endpoint has none of
+	// these series.
+	clientUDPFlows = prometheus.NewDesc("connetd_client_udp_flows",
+		"UDP flows (client addresses) of an endpoint open now.", []string{"endpoint", "kind"}, nil)
+	clientUDPFlowsRefused = prometheus.NewDesc("connetd_client_udp_flows_refused_total",
+		"UDP flows an endpoint refused because it held udp-max-flows; a source counts each datagram of a refused client address.",
+		[]string{"endpoint", "kind"}, nil)
+	clientUDPDropped = prometheus.NewDesc("connetd_client_udp_datagrams_dropped_total",
+		"UDP datagrams of an endpoint dropped, by reason: oversize (larger than the path carries) or other (no path, or a full queue).",
+		[]string{"endpoint", "kind", "reason"}, nil)
+	clientUDPMaxPayload = prometheus.NewDesc("connetd_client_udp_max_payload_bytes",
+		"Largest UDP payload the best path of an endpoint carries now; larger datagrams are dropped.", []string{"endpoint", "kind"}, nil)
 )
 
 var clientDescs = []*prometheus.Desc{clientControlConnected, clientRelaysConnected, clientEndpointBytes, clientBytes,
-	clientActive, clientRefused, clientPeerPath, clientPeers, clientPunches, clientPunchPairs, clientPunchOutcomes, clientPathChanges, clientPeerRTT, clientTimeToDirect, clientPortMapping}
+	clientActive, clientRefused, clientPeerPath, clientPeers, clientPunches, clientPunchPairs, clientPunchOutcomes, clientPathChanges, clientPeerRTT, clientTimeToDirect, clientPortMapping,
+	clientUDPFlows, clientUDPFlowsRefused, clientUDPDropped, clientUDPMaxPayload}
 
 func collectClient(ch chan<- prometheus.Metric, st *client.Status) {
 	gauge(ch, clientControlConnected, boolean(st.Control == "connected"))
@@ -93,6 +106,15 @@ func collectClient(ch chan<- prometheus.Metric, st *client.Status) {
 			counter(ch, clientEndpointBytes, e.BytesOut, e.Name, kind, "out")
 			gauge(ch, clientActive, float64(e.Active), e.Name, kind)
 			gauge(ch, clientRefused, boolean(e.Refused != ""), e.Name, kind)
+			if u := e.UDP; u != nil {
+				gauge(ch, clientUDPFlows, float64(u.Flows), e.Name, kind)
+				counter(ch, clientUDPFlowsRefused, u.FlowsRefused, e.Name, kind)
+				counter(ch, clientUDPDropped, u.DroppedOversize, e.Name, kind, "oversize")
+				counter(ch, clientUDPDropped, u.DroppedOther, e.Name, kind, "other")
+				if u.MaxPayload > 0 { // no path now
+					gauge(ch, clientUDPMaxPayload, float64(u.MaxPayload), e.Name, kind)
+				}
+			}
 			for _, p := range e.Peers {
 				peer := shortID(p.ID)
 				gauge(ch, clientPeerPath, 1, e.Name, kind, peer, p.Path)

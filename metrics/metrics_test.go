@@ -23,7 +23,9 @@ func fullState() State {
 				ID: peerID, Path: "relay", PunchAttempts: 3, PairsTried: 9, RTTMicro: 25000,
 				ByPath: []client.PathBytes{{Path: "direct", BytesIn: 1, BytesOut: 2}, {Path: "relay", BytesIn: 9, BytesOut: 18}},
 			}}}},
-			Destinations: []client.EndpointStatus{{Name: "web", Refused: "over the limit", Peers: []client.PeerStatus{{ID: peerID, Path: "direct", PunchAttempts: 3}}}},
+			Destinations: []client.EndpointStatus{{Name: "web", Refused: "over the limit", Peers: []client.PeerStatus{{ID: peerID, Path: "direct", PunchAttempts: 3}}},
+				{Name: "dns", Proto: "udp", UDP: &client.UDPStatus{Flows: 3, MaxFlows: 4096, FlowsRefused: 2, DroppedOversize: 5, DroppedOther: 1, MaxPayload: 1180}},
+				{Name: "ntp", Proto: "udp", UDP: &client.UDPStatus{MaxFlows: 4096}}},
 			PunchOutcomes: []traversal.PunchOutcome{{Outcome: "direct", LocalNAT: "easy", PeerNAT: "hard", Count: 2},
 				{Outcome: "failed", LocalNAT: "hard", PeerNAT: "hard", Count: 5}},
 			PathChanges:  map[string]int64{"direct_up": 4, "network_change": 1, "relay_lost": 0},
@@ -93,8 +95,27 @@ connetd_udp_buffer_bytes{direction="send",socket="direct"} 425984
 connetd_client_control_connected 1
 # HELP connetd_client_endpoint_refused 1 while control refuses the endpoint (e.g. over a limit), else 0.
 # TYPE connetd_client_endpoint_refused gauge
+connetd_client_endpoint_refused{endpoint="dns",kind="destination"} 0
+connetd_client_endpoint_refused{endpoint="ntp",kind="destination"} 0
 connetd_client_endpoint_refused{endpoint="web",kind="destination"} 1
 connetd_client_endpoint_refused{endpoint="web",kind="source"} 0
+# HELP connetd_client_udp_flows UDP flows (client addresses) of an endpoint open now.
+# TYPE connetd_client_udp_flows gauge
+connetd_client_udp_flows{endpoint="dns",kind="destination"} 3
+connetd_client_udp_flows{endpoint="ntp",kind="destination"} 0
+# HELP connetd_client_udp_flows_refused_total UDP flows an endpoint refused because it held udp-max-flows; a source counts each datagram of a refused client address.
+# TYPE connetd_client_udp_flows_refused_total counter
+connetd_client_udp_flows_refused_total{endpoint="dns",kind="destination"} 2
+connetd_client_udp_flows_refused_total{endpoint="ntp",kind="destination"} 0
+# HELP connetd_client_udp_datagrams_dropped_total UDP datagrams of an endpoint dropped, by reason: oversize (larger than the path carries) or other (no path, or a full queue).
+# TYPE connetd_client_udp_datagrams_dropped_total counter
+connetd_client_udp_datagrams_dropped_total{endpoint="dns",kind="destination",reason="oversize"} 5
+connetd_client_udp_datagrams_dropped_total{endpoint="dns",kind="destination",reason="other"} 1
+connetd_client_udp_datagrams_dropped_total{endpoint="ntp",kind="destination",reason="oversize"} 0
+connetd_client_udp_datagrams_dropped_total{endpoint="ntp",kind="destination",reason="other"} 0
+# HELP connetd_client_udp_max_payload_bytes Largest UDP payload the best path of an endpoint carries now; larger datagrams are dropped.
+# TYPE connetd_client_udp_max_payload_bytes gauge
+connetd_client_udp_max_payload_bytes{endpoint="dns",kind="destination"} 1180
 # HELP connetd_client_peers Distinct peers by the best path any endpoint has to them (direct, relay, none).
 # TYPE connetd_client_peers gauge
 connetd_client_peers{path="direct"} 1
@@ -142,7 +163,8 @@ connetd_relay_bytes_total{endpoint="web"} 7
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
 		"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_punch_outcomes_total", "connetd_client_path_changes_total", "connetd_client_peer_rtt_seconds", "connetd_client_time_to_direct_seconds", "connetd_client_port_mapping", "connetd_udp_buffer_bytes", "connetd_client_control_connected",
-		"connetd_client_endpoint_refused", "connetd_client_peers", "connetd_control_refusals_total", "connetd_control_token_clients", "connetd_control_token_endpoints", "connetd_control_clients",
+		"connetd_client_endpoint_refused", "connetd_client_udp_flows", "connetd_client_udp_flows_refused_total",
+		"connetd_client_udp_datagrams_dropped_total", "connetd_client_udp_max_payload_bytes", "connetd_client_peers", "connetd_control_refusals_total", "connetd_control_token_clients", "connetd_control_token_endpoints", "connetd_control_clients",
 		"connetd_relay_packets_dropped_total", "connetd_relay_read_batch_datagrams", "connetd_relay_bytes_total"); err != nil {
 		t.Fatal(err)
 	}
