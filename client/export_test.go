@@ -1,6 +1,10 @@
 package client
 
-import "github.com/quic-go/quic-go"
+import (
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
 
 // AdmitPeer hands conn to admitPeer as the accept loops do once TLS
 // pinning has let its peer in. Pinning and admitPeer ask the same
@@ -8,3 +12,23 @@ import "github.com/quic-go/quic-go"
 // accept: admitPeer refuses a peer that stopped being a source in between.
 // Tests reach that case by accepting the connection themselves.
 func (c *Client) AdmitPeer(conn *quic.Conn) { c.admitPeer(conn, pathDirect) }
+
+// DropDirectPaths closes the direct connections the client dialed, as a
+// dead path would end them, and dials none for hold, so tests can watch
+// flows move to the relay (on loopback a new path is punched at once).
+func (c *Client) DropDirectPaths(hold time.Duration) {
+	c.mu.Lock()
+	var conns []*quic.Conn
+	for _, p := range c.peers {
+		p.mu.Lock()
+		p.nextDirect = time.Now().Add(hold)
+		if p.directConn != nil {
+			conns = append(conns, p.directConn)
+		}
+		p.mu.Unlock()
+	}
+	c.mu.Unlock()
+	for _, conn := range conns {
+		_ = conn.CloseWithError(0, "test: path dropped")
+	}
+}

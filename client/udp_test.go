@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -162,4 +163,43 @@ func TestUDPSourceFindingOnlyATCPDestination(t *testing.T) {
 	if ps := sourceStatus(t, src, "svc").Peers; len(ps) != 0 {
 		t.Fatalf("a tcp destination is a peer of a udp source: %+v", ps)
 	}
+}
+
+// A flow outlives its path: when the direct path dies it goes on through
+// the relay, and back to direct when a path is punched again, with the
+// same socket at the destination throughout (the service sees one client
+// address) and no datagram lost between exchanges.
+func TestUDPFlowMovesBetweenPathsKeepingItsSocket(t *testing.T) {
+	l := newLab(t)
+	src, _, echo, addr := udpPair(t, l, wire.RouteAny, client.UDPConfig{}, client.UDPConfig{})
+	c := udptest.Dial(t, addr)
+	must(t, udptest.Exchange(c, 20, 500, 1, "direct"))
+	byPath := func() map[string]int64 {
+		out := map[string]int64{}
+		for _, p := range sourceStatus(t, src, "dns").Peers {
+			for _, b := range p.ByPath {
+				out[b.Path] += b.BytesOut
+			}
+		}
+		return out
+	}
+	// The relay path is dialed alongside the direct one; the flow needs
+	// it up to have somewhere to go.
+	relayUp := regexp.MustCompile(`msg="peer path up" role=src .*path=relay`)
+	waitUntil(t, 10*time.Second, "the relay path", func() bool { return relayUp.MatchString(l.logs.String()) })
+	src.DropDirectPaths(time.Second)
+	must(t, udptest.Exchange(c, 20, 500, 1, "relayed"))
+	if got := byPath(); got["relay"] == 0 {
+		t.Fatalf("after the direct path died no bytes went through the relay: %v", got)
+	}
+	waitPath(t, src, "dns", "direct")
+	waitUntil(t, 10*time.Second, "the flow to move back to direct", func() bool {
+		relayed := byPath()["relay"]
+		must(t, udptest.Exchange(c, 5, 500, 1, "back"))
+		return byPath()["relay"] == relayed
+	})
+	if n := echo.Clients(); n != 1 {
+		t.Fatalf("the service saw %d client addresses across the moves, want 1", n)
+	}
+	l.logs.WaitFor(t, "udp flow moved", time.Second)
 }

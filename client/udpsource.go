@@ -162,6 +162,7 @@ func (f *srcFlow) run(ctx context.Context) {
 		delete(u.flows, f.from)
 		u.mu.Unlock()
 		f.mu.Lock()
+		u.s.udp.dropped.Add(int64(len(f.pending))) // held for a flow that never got a path
 		f.ended, f.pending = true, nil
 		a := f.att
 		f.att = nil
@@ -215,8 +216,10 @@ func (f *srcFlow) run(ctx context.Context) {
 				cur = nil
 			}
 		case <-changed:
-			if _, pa, conn := u.c.pick(u.s.name); conn != nil && conn != cur.conn && pa < cur.pa {
-				if next, err := f.attach(ctx, &streams); err == nil {
+			// A better path to the same destination: another one would
+			// give the service a new client address mid-flow.
+			if conn, pa, _ := cur.p.pathFor(u.s.name); conn != nil && conn != cur.conn && pa < cur.pa {
+				if next, err := f.open(cur.p, pa, conn, &streams); err == nil {
 					old := cur
 					cur = next
 					f.use(next)
@@ -278,20 +281,11 @@ func (f *srcFlow) attach(ctx context.Context, streams *sync.WaitGroup) (*flowAtt
 		select {
 		case <-changed:
 		case <-deadline.C:
-			u.s.udp.dropped.Add(int64(f.dropPending()))
 			return nil, errNoPath
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
-}
-
-func (f *srcFlow) dropPending() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := len(f.pending)
-	f.pending = nil
-	return n
 }
 
 // open sets up the flow on conn: a stream carrying the Connect, whose ID

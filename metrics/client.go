@@ -22,7 +22,7 @@ var (
 		"Bytes carried for an endpoint to or from one peer over one path; in is from the peer.",
 		[]string{"endpoint", "kind", "peer", "path", "direction"}, nil)
 	clientActive = prometheus.NewDesc("connetd_client_active_connections",
-		"TCP connections of an endpoint being carried now.", []string{"endpoint", "kind"}, nil)
+		"TCP connections (or UDP flows) of an endpoint being carried now.", []string{"endpoint", "kind"}, nil)
 	clientRefused = prometheus.NewDesc("connetd_client_endpoint_refused",
 		"1 while control refuses the endpoint (e.g. over a limit), else 0.", []string{"endpoint", "kind"}, nil)
 	clientPeerPath = prometheus.NewDesc("connetd_client_peer_path",

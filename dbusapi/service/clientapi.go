@@ -107,7 +107,7 @@ func (c *clientAPI) RemoveSource(sender dbus.Sender, name string) *dbus.Error {
 
 // AddDestination adds a destination forwarding to addr (host:port, or a
 // tcp:// or udp:// URL); options: route (s), proxy-proto-version (s),
-// file-server-root (s), udp-idle-timeout (s), udp-max-flows (u).
+// file-server-root (s), udp-idle-timeout (s), udp-max-flows (u, i or s).
 func (c *clientAPI) AddDestination(sender dbus.Sender, name, addr string, options map[string]dbus.Variant) (dbus.ObjectPath, *dbus.Error) {
 	if err := c.s.authorize(sender); err != nil {
 		return "", err
