@@ -14,11 +14,14 @@ import (
 // cluster is one connetd server and two clients on loopback: the
 // destination client points both its endpoints at the bench server, and the
 // source client exposes them as srcDirect (route direct) and srcRelay
-// (route relay), so each measurement runs on a known path.
+// (route relay), so each measurement runs on a known path. The UDP
+// endpoints do the same for the bench's UDP server.
 type cluster struct {
 	server, dst, src *proc
 	srcDirect        string // TCP address of the direct-route source
 	srcRelay         string // TCP address of the relay-route source
+	udpDirect        string // UDP address of the direct-route udp source
+	udpRelay         string // UDP address of the relay-route udp source
 	srcStatus        string // HTTP status address of the source client
 }
 
@@ -43,14 +46,14 @@ func (c *cluster) stop() {
 
 // startCluster writes the configs into dir and starts the three processes.
 // On error the caller still calls stop on the returned cluster.
-func startCluster(bin, dir, cert, key, target string) (*cluster, error) {
-	ports, err := freePorts(8)
+func startCluster(bin, dir, cert, key, target, udpTarget string) (*cluster, error) {
+	ports, err := freePorts(10)
 	if err != nil {
 		return nil, err
 	}
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
 	serverAddr, relayAddr := addr(0), addr(1)
-	c := &cluster{srcDirect: addr(6), srcRelay: addr(7), srcStatus: addr(5)}
+	c := &cluster{srcDirect: addr(6), srcRelay: addr(7), udpDirect: addr(8), udpRelay: addr(9), srcStatus: addr(5)}
 
 	server := fmt.Sprintf(`[server]
 tokens = ["client-d-token", "client-s-token"]
@@ -78,7 +81,15 @@ route = "direct"
 [client.destinations.relay]
 addr = %q
 route = "relay"
-`, target, target)
+
+[client.destinations.udp-direct]
+url = "udp://%s"
+route = "direct"
+
+[client.destinations.udp-relay]
+url = "udp://%s"
+route = "relay"
+`, target, target, udpTarget, udpTarget)
 	src := client("client-s-token", addr(3), c.srcStatus) + fmt.Sprintf(`
 [client.sources.direct]
 addr = %q
@@ -87,7 +98,15 @@ route = "direct"
 [client.sources.relay]
 addr = %q
 route = "relay"
-`, c.srcDirect, c.srcRelay)
+
+[client.sources.udp-direct]
+url = "udp://%s"
+route = "direct"
+
+[client.sources.udp-relay]
+url = "udp://%s"
+route = "relay"
+`, c.srcDirect, c.srcRelay, c.udpDirect, c.udpRelay)
 
 	for name, body := range map[string]string{"server.toml": server, "dst.toml": dst, "src.toml": src} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
@@ -116,11 +135,19 @@ type statusJSON struct {
 		Peers []struct {
 			Path string `json:"path"`
 		} `json:"peers"`
+		UDP *udpStatusJSON `json:"udp"`
 	} `json:"sources"`
 }
 
-// waitReady polls the source client's status until the direct source has a
-// direct path and the relay source a relay path, or timeout passes.
+// udpStatusJSON is a udp source's flows and drops.
+type udpStatusJSON struct {
+	MaxPayload      int   `json:"max_payload"`
+	DroppedOversize int64 `json:"dropped_oversize"`
+	DroppedOther    int64 `json:"dropped_other"`
+}
+
+// waitReady polls the source client's status until the direct sources have
+// a direct path and the relay sources a relay path, or timeout passes.
 func (c *cluster) waitReady(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -137,7 +164,8 @@ func (c *cluster) waitReady(ctx context.Context, timeout time.Duration) error {
 			last = err.Error()
 		} else {
 			last = fmt.Sprintf("paths %v", paths)
-			if paths["direct"] == "direct" && paths["relay"] == "relay" {
+			if paths["direct"] == "direct" && paths["relay"] == "relay" &&
+				paths["udp-direct"] == "direct" && paths["udp-relay"] == "relay" {
 				return nil
 			}
 		}
@@ -149,8 +177,8 @@ func (c *cluster) waitReady(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-// fetchPaths maps source name to the path of its first peer ("" if none).
-func fetchPaths(ctx context.Context, hc *http.Client, url string) (map[string]string, error) {
+// fetchStatus gets and decodes the status at url.
+func fetchStatus(ctx context.Context, hc *http.Client, url string) (*statusJSON, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("status request: %w", err)
@@ -167,6 +195,15 @@ func fetchPaths(ctx context.Context, hc *http.Client, url string) (map[string]st
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		return nil, fmt.Errorf("decode status: %w", err)
 	}
+	return &st, nil
+}
+
+// fetchPaths maps source name to the path of its first peer ("" if none).
+func fetchPaths(ctx context.Context, hc *http.Client, url string) (map[string]string, error) {
+	st, err := fetchStatus(ctx, hc, url)
+	if err != nil {
+		return nil, err
+	}
 	paths := map[string]string{}
 	for _, s := range st.Sources {
 		paths[s.Name] = ""
@@ -175,6 +212,20 @@ func fetchPaths(ctx context.Context, hc *http.Client, url string) (map[string]st
 		}
 	}
 	return paths, nil
+}
+
+// udpSourceStatus is the udp part of the named source's status.
+func (c *cluster) udpSourceStatus(ctx context.Context, name string) (udpStatusJSON, error) {
+	st, err := fetchStatus(ctx, &http.Client{Timeout: time.Second}, "http://"+c.srcStatus+"/")
+	if err != nil {
+		return udpStatusJSON{}, err
+	}
+	for _, s := range st.Sources {
+		if s.Name == name && s.UDP != nil {
+			return *s.UDP, nil
+		}
+	}
+	return udpStatusJSON{}, fmt.Errorf("status has no udp source %q", name)
 }
 
 // logFailureTails prints each process's recent log to stderr.

@@ -22,6 +22,7 @@ type opts struct {
 	repeat   int           // throughput runs per route; the best counts
 	rounds   int           // echo round trips per route
 	conns    int           // new-connection iterations per route
+	udpTrial time.Duration // UDP throughput: length of one trial
 	connetd  string        // prebuilt connetd binary; empty builds one
 	keep     bool          // keep the temp dir for inspection
 }
@@ -51,11 +52,12 @@ func main() {
 	flag.IntVar(&o.repeat, "repeat", 3, "throughput runs per route, interleaved; the best is reported")
 	flag.IntVar(&o.rounds, "rounds", 2000, "echo round trips per route (after warm-up)")
 	flag.IntVar(&o.conns, "conns", 300, "new-connection+echo iterations per route")
+	flag.DurationVar(&o.udpTrial, "udp-trial", time.Second, "UDP throughput: length of one trial of the loss search")
 	flag.StringVar(&o.connetd, "connetd", "", "use this connetd binary instead of building ./cmd/connetd")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, logs) after the run")
 	flag.Parse()
-	if o.size <= 0 || o.duration <= 0 || o.rounds <= 0 || o.repeat <= 0 || o.conns <= 0 {
-		log.Fatal("-size, -duration, -repeat, -rounds and -conns must be positive")
+	if o.size <= 0 || o.duration <= 0 || o.rounds <= 0 || o.repeat <= 0 || o.conns <= 0 || o.udpTrial <= 0 {
+		log.Fatal("-size, -duration, -repeat, -rounds, -conns and -udp-trial must be positive")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

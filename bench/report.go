@@ -13,7 +13,14 @@ var routeLabel = map[string]string{
 	rFwd:    "quic-go via forwarder",
 	rDirect: "connetd direct",
 	rRelay:  "connetd relay",
+	// UDP
+	rUDPRaw:    "raw UDP",
+	rUDPDirect: "connetd direct UDP",
+	rUDPRelay:  "connetd relay UDP",
 }
+
+// udpTCPRoute is the TCP route a UDP route's latency is compared with.
+var udpTCPRoute = map[string]string{rUDPRaw: rTCP, rUDPDirect: rDirect, rUDPRelay: rRelay}
 
 func us(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/float64(time.Microsecond)) }
 
@@ -44,6 +51,8 @@ func printReport(out io.Writer, o opts, res *results) {
 	fmt.Fprintln(out)
 	t.print(out)
 
+	printUDP(out, o, res)
+
 	t = table{}
 	t.add("RSS (MiB)", "idle", "load direct", "load relay", "load max")
 	for _, p := range res.rss {
@@ -58,7 +67,7 @@ func printReport(out io.Writer, o opts, res *results) {
 		cols = append(cols, p.name)
 	}
 	t.add(append(append([]string{"CPU (s per GB)"}, cols...), "total")...)
-	for _, r := range []string{rTCP, rQUIC, rFwd, rDirect, rRelay} {
+	for _, r := range []string{rTCP, rQUIC, rFwd, rDirect, rRelay, rUDPRaw, rUDPDirect, rUDPRelay} {
 		row := []string{routeLabel[r]}
 		gb := float64(res.cpuBytes[r]) / 1e9
 		total := 0.0
@@ -81,7 +90,8 @@ func printReport(out io.Writer, o opts, res *results) {
 	fmt.Fprintln(out)
 	t.print(out)
 	fmt.Fprintln(out, "(bench = this process: TCP sender and sink; for bare quic-go, the QUIC sender only;")
-	fmt.Fprintln(out, " forwarder = a TURN-like relay: a port per peer pair, packets unframed, GRO in and GSO out)")
+	fmt.Fprintln(out, " forwarder = a TURN-like relay: a port per peer pair, packets unframed, GRO in and GSO out;")
+	fmt.Fprintln(out, " UDP rows: the reported ≤1%-loss trial, per GB delivered; bench = UDP sender and sink)")
 
 	direct, relay, bare := res.tput[rDirect].mbps(), res.tput[rRelay].mbps(), res.tput[rQUIC].mbps()
 	p50 := percentile(res.echo[rDirect], 50)
@@ -102,8 +112,51 @@ func printReport(out io.Writer, o opts, res *results) {
 	t.add("relay / direct conn+echo p50", fmt.Sprintf("%.2f×", connRatio), "≤ 1.30×", verdict(connRatio <= 1.3))
 	t.add("relay server CPU", fmt.Sprintf("%.2f s/GB", relayCPU), "≤ 1.00 s/GB", verdict(relayCPU >= 0 && relayCPU <= 1.0))
 	t.add("direct echo p50", us(p50)+" µs", "≤ 110 µs", verdict(p50 <= 110*time.Microsecond))
+	udpDirect := res.udp[rUDPDirect].best.mbps()
+	t.add("direct UDP ≤1% loss / bare quic-go throughput", fmt.Sprintf("%.2f×", ratio(udpDirect, bare)), "≥ 0.70×",
+		verdict(ratio(udpDirect, bare) >= 0.7))
+	for _, r := range []string{rUDPDirect, rUDPRelay} {
+		v := udpEchoRatio(res, r)
+		t.add(fmt.Sprintf("%s rr p50 / TCP echo p50", routeLabel[r]), fmt.Sprintf("%.2f×", v), "≤ 1.20×", verdict(v > 0 && v <= 1.2))
+	}
 	fmt.Fprintln(out)
 	t.print(out)
+}
+
+// printUDP prints the UDP throughput and request/response tables.
+func printUDP(out io.Writer, o opts, res *results) {
+	udpRoutes := []string{rUDPRaw, rUDPDirect, rUDPRelay}
+	fmt.Fprintln(out)
+	fmt.Fprintf(out, "UDP: highest rate with ≤ %.0f%% loss (by sequence number at the sink), %v trials, up to %d per route;\n",
+		100*udpMaxLoss, o.udpTrial, udpTrials)
+	fmt.Fprintf(out, "request/response: %d × %d B, one outstanding; TCP echo p50 of the same route for comparison\n",
+		o.rounds, echoSize)
+	var t table
+	t.add("UDP THROUGHPUT", "MB/s", "offered MB/s", "loss %", "payload B", "trials")
+	t.add(routeLabel[rQUIC]+" (stream)", fmt.Sprintf("%.1f", res.tput[rQUIC].mbps()), "-", "-", "-", "-")
+	for _, r := range udpRoutes {
+		u := res.udp[r]
+		t.add(routeLabel[r], fmt.Sprintf("%.1f", u.best.mbps()), fmt.Sprintf("%.1f", u.best.offered),
+			fmt.Sprintf("%.2f", 100*u.best.loss()), fmt.Sprint(u.size), fmt.Sprint(u.trials))
+	}
+	fmt.Fprintln(out)
+	t.print(out)
+
+	t = table{}
+	t.add("UDP REQ/RESP (µs)", "p50", "p99", "lost", "TCP echo p50", "p50 / TCP")
+	for _, r := range udpRoutes {
+		u := res.udp[r]
+		t.add(routeLabel[r], us(percentile(u.echo, 50)), us(percentile(u.echo, 99)), fmt.Sprint(u.lost),
+			us(percentile(res.echo[udpTCPRoute[r]], 50)), fmt.Sprintf("%.2f×", udpEchoRatio(res, r)))
+	}
+	fmt.Fprintln(out)
+	t.print(out)
+}
+
+// udpEchoRatio is UDP route r's request/response p50 over the TCP echo
+// p50 of the same route.
+func udpEchoRatio(res *results, r string) float64 {
+	return ratio(float64(percentile(res.udp[r].echo, 50)), float64(percentile(res.echo[udpTCPRoute[r]], 50)))
 }
 
 func ratio(a, b float64) float64 {

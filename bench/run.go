@@ -17,6 +17,10 @@ const (
 	rFwd    = "quicfwd" // bare quic-go through the TURN-like forwarder
 	rDirect = "direct"
 	rRelay  = "relay"
+	// UDP routes: the bench's UDP socket directly, and through connetd.
+	rUDPRaw    = "udp"
+	rUDPDirect = "udp-direct"
+	rUDPRelay  = "udp-relay"
 )
 
 // procRSS is one connetd process's memory, in kB.
@@ -29,6 +33,7 @@ type results struct {
 	tput map[string]throughput
 	echo map[string][]time.Duration
 	conn map[string][]time.Duration
+	udp  map[string]udpResult
 	rss  []procRSS
 	// CPU seconds per process name, summed over a route's runs, and the
 	// bytes those runs moved: CPU cost per byte explains throughput gaps on
@@ -85,8 +90,14 @@ func run(ctx context.Context, o opts) (res *results, err error) {
 	}
 	defer srv.close()
 
+	usrv, err := startUDPServer()
+	if err != nil {
+		return nil, err
+	}
+	defer usrv.close()
+
 	log.Printf("starting connetd server and clients (dir %s)", dir)
-	cl, err := startCluster(bin, dir, certFile, keyFile, srv.addr())
+	cl, err := startCluster(bin, dir, certFile, keyFile, srv.addr(), usrv.addr())
 	defer func() {
 		if err != nil && cl != nil && ctx.Err() == nil {
 			cl.logFailureTails()
@@ -103,5 +114,5 @@ func run(ctx context.Context, o opts) (res *results, err error) {
 		return nil, err
 	}
 	log.Printf("both paths up")
-	return measureAll(ctx, o, cl, srv.addr(), certFile, keyFile)
+	return measureAll(ctx, o, cl, srv.addr(), usrv, certFile, keyFile)
 }

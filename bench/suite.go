@@ -10,9 +10,9 @@ import (
 )
 
 // measureAll runs every measurement; any error means something broke.
-func measureAll(ctx context.Context, o opts, cl *cluster, target, certFile, keyFile string) (*results, error) {
+func measureAll(ctx context.Context, o opts, cl *cluster, target string, usrv *udpServer, certFile, keyFile string) (*results, error) {
 	res := &results{tput: map[string]throughput{}, echo: map[string][]time.Duration{}, conn: map[string][]time.Duration{},
-		loadBefore: loadAvg(), cpu: map[string]map[string]float64{}, cpuBytes: map[string]int64{}}
+		udp: map[string]udpResult{}, loadBefore: loadAvg(), cpu: map[string]map[string]float64{}, cpuBytes: map[string]int64{}}
 	addrs := map[string]string{rTCP: target, rDirect: cl.srcDirect, rRelay: cl.srcRelay}
 	procs := cl.procs()
 
@@ -73,6 +73,15 @@ func measureAll(ctx context.Context, o opts, cl *cluster, target, certFile, keyF
 		res.conn[r] = lat
 	}
 
+	for _, r := range []string{rUDPRaw, rUDPDirect, rUDPRelay} {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("interrupted: %w", err)
+		}
+		if err := measureUDP(ctx, o, cl, usrv, r, procs, res); err != nil {
+			return nil, fmt.Errorf("udp via %s: %w", r, err)
+		}
+	}
+
 	for _, p := range procs {
 		if p.exited() {
 			return nil, fmt.Errorf("%s exited during the run: %v", p.name, p.err)
@@ -88,16 +97,15 @@ func measureThroughput(ctx context.Context, o opts, r, addr, certFile, keyFile s
 	if r == rQUIC || r == rFwd {
 		return quicThroughput(ctx, certFile, keyFile, o.size, o.duration, r == rFwd, cpu)
 	}
-	pids := map[string]int{cpuBench: os.Getpid()}
 	if r == rTCP {
-		m := startCPU(pids)
+		m := startCPU(cpuPIDs(nil))
 		defer m.stop(cpu)
 		return tcpThroughput(addr, o.size, o.duration)
 	}
+	pids := cpuPIDs(procs)
 	list := make([]int, len(procs))
 	for i, p := range procs {
 		list[i] = p.pid()
-		pids[p.name] = p.pid()
 	}
 	s := sampleRSS(list)
 	m := startCPU(pids)
@@ -112,6 +120,59 @@ func measureThroughput(ctx context.Context, o opts, r, addr, certFile, keyFile s
 		*peak = max(*peak, peaks[list[i]])
 	}
 	return t, err
+}
+
+// cpuPIDs names this process and procs for a cpuMeter.
+func cpuPIDs(procs []*proc) map[string]int {
+	pids := map[string]int{cpuBench: os.Getpid()}
+	for _, p := range procs {
+		pids[p.name] = p.pid()
+	}
+	return pids
+}
+
+// measureUDP finds route r's UDP throughput at ≤1% loss, keeping the CPU
+// time of the trial it reports, and times its request/response exchanges.
+func measureUDP(ctx context.Context, o opts, cl *cluster, usrv *udpServer, r string, procs []*proc, res *results) error {
+	addr := map[string]string{rUDPRaw: usrv.addr(), rUDPDirect: cl.udpDirect, rUDPRelay: cl.udpRelay}[r]
+	u := udpResult{size: udpPayloadMax}
+	if r == rUDPRaw {
+		procs = nil
+	} else {
+		st, err := cl.udpSourceStatus(ctx, r)
+		if err != nil {
+			return err
+		}
+		if st.MaxPayload <= udpHeader {
+			return fmt.Errorf("source %s carries datagrams of at most %d bytes", r, st.MaxPayload)
+		}
+		u.size = min(u.size, st.MaxPayload)
+	}
+	trial := func(rate float64) (udpTrial, error) {
+		if err := ctx.Err(); err != nil {
+			return udpTrial{}, err
+		}
+		m := startCPU(cpuPIDs(procs))
+		t, err := runUDPTrial(usrv, addr, u.size, rate, o.udpTrial)
+		t.cpu = map[string]float64{}
+		m.stop(t.cpu)
+		log.Printf("udp via %s: offered %.1f MB/s, delivered %.1f MB/s, loss %.2f%% (%d of %d datagrams of %d B)",
+			r, t.offered, t.mbps(), 100*t.loss(), t.sent-t.received, t.sent, u.size)
+		return t, err
+	}
+	var err error
+	if u.best, u.trials, err = udpThroughput(trial); err != nil {
+		return err
+	}
+	res.cpu[r] = u.best.cpu
+	res.cpuBytes[r] = u.best.bytes
+
+	log.Printf("udp request/response via %s (%d rounds)", r, o.rounds)
+	if u.echo, u.lost, err = udpEchoLatency(addr, echoWarmup, o.rounds); err != nil {
+		return err
+	}
+	res.udp[r] = u
+	return nil
 }
 
 // loadAvg is the 1-minute load average, or "?" where /proc has none.
