@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"github.com/connetd/connetd/wire"
 )
@@ -59,10 +61,17 @@ func (u *udpSource) serve(ctx context.Context) {
 	defer flows.Wait()
 	stop := context.AfterFunc(ctx, func() { _ = u.pc.Close() })
 	defer stop()
-	buf := make([]byte, maxUDPPayload+1)
+	// Datagrams are read in batches (recvmmsg): one system call for up
+	// to sourceBatch of them, handed to quic-go back to back so that it
+	// packs and sends them in batches too.
+	rd := batchReader(u.pc)
+	ms := make([]ipv4.Message, sourceBatch)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, maxUDPPayload+1)}
+	}
 	scratch := make([]byte, 0, wire.MaxFlowHeader+maxUDPPayload)
 	for {
-		n, from, err := u.pc.ReadFromUDPAddrPort(buf)
+		n, err := rd.ReadBatch(ms, 0)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -71,13 +80,34 @@ func (u *udpSource) serve(ctx context.Context) {
 			time.Sleep(10 * time.Millisecond) // an error that repeats must not spin
 			continue
 		}
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		f := u.flow(ctx, from, &flows)
-		if f == nil {
-			continue
+		for _, m := range ms[:n] {
+			ua, ok := m.Addr.(*net.UDPAddr)
+			if !ok {
+				continue
+			}
+			ap := ua.AddrPort()
+			from := netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			f := u.flow(ctx, from, &flows)
+			if f == nil {
+				continue
+			}
+			scratch = f.send(scratch, m.Buffers[0][:m.N])
 		}
-		scratch = f.send(scratch, buf[:n])
 	}
+}
+
+// sourceBatch is how many datagrams a udp source reads per system call.
+const sourceBatch = 16
+
+// batchReader reads pc with recvmmsg, through the x/net package of its
+// address family.
+func batchReader(pc *net.UDPConn) interface {
+	ReadBatch([]ipv4.Message, int) (int, error)
+} {
+	if ua, ok := pc.LocalAddr().(*net.UDPAddr); ok && ua.IP.To4() == nil {
+		return ipv6.NewPacketConn(pc)
+	}
+	return ipv4.NewPacketConn(pc)
 }
 
 // flow finds or starts from's flow; nil if the cap refuses a new one.
