@@ -180,3 +180,48 @@ func TestUDPSourceFromASocketActivatedDatagramSocket(t *testing.T) {
 		t.Fatalf("source listens on %s, want the passed socket's %s", st.Addr, addr(port))
 	}
 }
+
+// connetctl adds udp endpoints by URL, over D-Bus, and shows them as URLs;
+// a udp-only setting on a tcp endpoint, or PROXY protocol on a udp one,
+// is refused naming the key.
+func TestConnetctlAddsUDPEndpoints(t *testing.T) {
+	b := startBus(t)
+	tp := dbusTopology(t, b)
+	echo := udptest.ListenEcho(t, "127.0.0.1:0")
+	port := freePort(t)
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--instance", "dst", "add-destination", "dns", "udp://" + echo.Addr(), "--proxy-proto-version", "v2"}, "client.destinations.dns.proxy-proto-version: PROXY protocol does not apply to udp"},
+		{[]string{"--instance", "src", "add-source", "web", addr(port), "--udp-max-flows", "5"}, "client.sources.web.udp-max-flows: applies only to udp:// endpoints"},
+		{[]string{"--instance", "src", "add-source", "dns", "sctp://" + addr(port)}, `scheme "sctp" is not one of tcp, udp`},
+	} {
+		if out, errOut, code := connetctl(t, b, "", tc.args...); code != 1 || !strings.Contains(errOut, tc.msg) {
+			t.Errorf("connetctl %v: exit %d, stderr %q; want exit 1 mentioning %q (stdout %q)", tc.args, code, errOut, tc.msg, out)
+		}
+	}
+	if out, errOut, code := connetctl(t, b, "", "--instance", "dst", "add-destination", "dns", "udp://"+echo.Addr()); code != 0 {
+		t.Fatalf("add-destination: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, errOut, code := connetctl(t, b, "", "--instance", "src", "add-source", "dns", "udp://"+addr(port),
+		"--udp-idle-timeout", "30s", "--udp-max-flows", "10"); code != 0 {
+		t.Fatalf("add-source: exit %d\n%s%s", code, out, errOut)
+	}
+	waitPath(t, addr(tp.srcStatus), "dns", "direct", 10*time.Second)
+	if err := udptest.Exchange(udptest.Dial(t, addr(port)), 100, 1000, 4, "ctl"); err != nil {
+		t.Fatal(err)
+	}
+	st := udpStatus(t, addr(tp.srcStatus), "source", "dns")
+	if st.UDP.MaxFlows != 10 || st.UDP.IdleTimeoutS != 30 || st.UDP.Flows != 1 {
+		t.Fatalf("source udp status %+v: want the options connetctl passed", st.UDP)
+	}
+	out, errOut, code := connetctl(t, b, "", "--instance", "src", "status")
+	if code != 0 || !strings.Contains(out, "udp://"+addr(port)) {
+		t.Fatalf("status does not show the udp source as a URL: exit %d\n%s%s", code, out, errOut)
+	}
+	out, _, code = connetctl(t, b, "", "--instance", "dst", "--json", "list")
+	if code != 0 || !strings.Contains(out, "udp://"+echo.Addr()) {
+		t.Fatalf("list does not show the udp destination as a URL: exit %d\n%s", code, out)
+	}
+}
