@@ -96,6 +96,30 @@ func TestRelayNeverSeesPlaintext(t *testing.T) {
 		t.Fatalf("echo through the relay: %d of %d bytes, %v", len(echoed), len(pattern), err)
 	}
 
+	// UDP flows' datagrams travel in the same connection, as DATAGRAM
+	// frames: send pieces of the pattern that way too, and wait until
+	// the relay has forwarded at least their bytes.
+	mu.Lock()
+	before := seenBytes
+	mu.Unlock()
+	const datagrams, piece = 300, 1000
+	for i := range datagrams {
+		if err := conn.SendDatagram(pattern[i*piece : (i+1)*piece]); err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := seenBytes - before
+		mu.Unlock()
+		if n >= datagrams*piece {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay forwarded %d bytes after %d datagrams of %d bytes", n, datagrams, piece)
+		}
+	}
+
 	if find.find(pattern[1000:3000]) < 0 {
 		t.Fatal("the finder misses plaintext; the check below would prove nothing")
 	}
