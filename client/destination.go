@@ -265,6 +265,11 @@ func (p *peer) serveStream(conn *quic.Conn, st *quic.Stream, pa path) {
 			return
 		}
 	}
+	if m.Ack && wire.Write(st, &wire.FlowReady{}) != nil {
+		abort(st, wire.StreamAborted)
+		_ = tc.Close()
+		return
+	}
 	log.Debug("connection routed", "from", m.From)
 	proxy(tc.(*net.TCPConn), st, &c.traffic, &d.traffic, &p.traffic, p.byPath.get(pathKey{name, false, pa}))
 }

@@ -26,6 +26,8 @@ type SourceConfig struct {
 	// activation); nil to bind Addr.
 	PacketConn *net.UDPConn
 	UDP        UDPConfig
+	// LB is a tcp source's load balancing over its destinations.
+	LB LBConfig
 }
 
 // source is guarded by Client.mu, except traffic.
@@ -44,6 +46,7 @@ type source struct {
 	mismatch string
 	traffic  traffic
 	udp      udpCounters
+	lb       *lbState // tcp
 }
 
 func (s *source) announce() wire.Message {
@@ -93,7 +96,13 @@ func (c *Client) AddSource(name string, cfg SourceConfig) error {
 	if c.sources[name] != nil {
 		return fmt.Errorf("source %q: %w", name, ErrExists)
 	}
-	s := &source{name: name, addr: cfg.Addr, route: cfg.Route, proto: cfg.Proto, udpCfg: cfg.UDP.withDefaults()}
+	if err := cfg.LB.check(); err != nil {
+		return fmt.Errorf("source %q: %w", name, err)
+	}
+	if cfg.Proto == wire.ProtoUDP && cfg.LB != (LBConfig{}) {
+		return fmt.Errorf("source %q: load balancing is for tcp sources (a UDP flow keeps its destination)", name)
+	}
+	s := &source{name: name, addr: cfg.Addr, route: cfg.Route, proto: cfg.Proto, udpCfg: cfg.UDP.withDefaults(), lb: newLBState(cfg.LB)}
 	switch cfg.Proto {
 	case wire.ProtoUDP:
 		s.pc = cfg.PacketConn
@@ -212,6 +221,10 @@ func (c *Client) pickLocked(name string) (*peer, path, *quic.Conn) {
 // forward carries one TCP connection to a destination, waiting briefly
 // for a path if none is up yet.
 func (s *source) forward(ctx context.Context, c *Client, tc *net.TCPConn) {
+	if s.lb.enabled() {
+		s.forwardLB(ctx, c, tc)
+		return
+	}
 	log := c.log.With("endpoint", s.name, "from", tc.RemoteAddr().String())
 	deadline := time.NewTimer(connectWait)
 	defer deadline.Stop()

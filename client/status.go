@@ -79,6 +79,8 @@ type PeerStatus struct {
 	TimeToDirectMs int64 `json:"time_to_direct_ms,omitempty"` // from wanting a direct path to having one
 	BytesIn        int64 `json:"bytes_in"`
 	BytesOut       int64 `json:"bytes_out"`
+	// Active is the endpoint's connections with this peer open now.
+	Active int64 `json:"active_connections"`
 	// ByPath splits this endpoint's share of the bytes by path.
 	ByPath []PathBytes `json:"bytes_by_path,omitempty"`
 }
@@ -166,7 +168,8 @@ func (p *peer) status(name string, weAreSource bool) (PeerStatus, bool) {
 	}
 	ps := PeerStatus{ID: p.id.String(), Route: r.theirs, Path: "none",
 		BytesIn: p.traffic.in.Load(), BytesOut: p.traffic.out.Load(), NAT: p.nat,
-		PunchAttempts: punched.Attempts, PairsTried: punched.Pairs, ByPath: p.byPath.status(name, weAreSource)}
+		PunchAttempts: punched.Attempts, PairsTried: punched.Pairs, ByPath: p.byPath.status(name, weAreSource),
+		Active: p.byPath.active(name, weAreSource)}
 	var conn *quic.Conn
 	if weAreSource {
 		ps.Error, ps.TimeToDirectMs = p.lastDirectErr, p.timeToDirect.Milliseconds()

@@ -235,6 +235,11 @@ type Connect struct {
 	// DATAGRAM frames tagged with the stream's ID (FlowDatagram). The
 	// destination answers with FlowReady before the source sends any.
 	Proto string `json:"proto,omitempty"`
+	// Ack asks a TCP stream's destination to answer FlowReady once it
+	// has dialed its service, before any of the service's bytes: a source
+	// that may try another destination learns of a refusal before it
+	// sends the client's bytes. Destinations before it ignore the field.
+	Ack bool `json:"ack,omitempty"`
 }
 
 // FlowReady is the destination's answer on a UDP flow's stream: the flow
