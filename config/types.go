@@ -76,6 +76,7 @@ type Source struct {
 	URL   string `toml:"url"` // as Destination.URL
 	Route string `toml:"route"`
 	UDPFlows
+	LB
 
 	Proto string `toml:"-"` // as Destination.Proto
 }

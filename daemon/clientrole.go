@@ -63,7 +63,8 @@ func newClient(d *Daemon, cfg *config.Client) (_ role, err error) {
 }
 
 func (r *clientRole) addSource(name string, s config.Source) error {
-	cfg := client.SourceConfig{Addr: s.Addr, Route: s.Route, Proto: s.Proto, UDP: udpConfig(s.UDPFlows)}
+	cfg := client.SourceConfig{Addr: s.Addr, Route: s.Route, Proto: s.Proto, UDP: udpConfig(s.UDPFlows),
+		LB: client.LBConfig{Policy: s.LBPolicy, Retry: s.LBRetry, RetryMax: s.LBRetryMax}}
 	var sock io.Closer
 	var err error
 	// A udp source's socket from systemd is a datagram socket of the same
