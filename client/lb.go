@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -199,14 +200,23 @@ func (l *lbState) tries(n int) int {
 // before the first byte, paid only then.
 func (s *source) forwardLB(ctx context.Context, c *Client, tc *net.TCPConn) {
 	log := c.log.With("endpoint", s.name, "from", tc.RemoteAddr().String())
-	l := s.lb
-	var cs []candidate
 	deadline := time.NewTimer(connectWait)
 	defer deadline.Stop()
 	for {
 		changed := c.changed.C()
-		if cs = c.candidates(s.name, l.cfg.Policy == LBNone); len(cs) > 0 {
-			break
+		if cs := c.candidates(s.name, s.lb.cfg.Policy == LBNone); len(cs) > 0 {
+			done, dead := s.try(c, tc, cs, log)
+			if done {
+				return
+			}
+			if !dead {
+				log.Warn("refusing connection: no destination accepted it", "destinations", len(cs),
+					"policy", s.lb.cfg.Policy, "retry", s.lb.cfg.Retry)
+				_ = tc.Close()
+				return
+			}
+			// Every connection tried died under us: wait for a path to be
+			// redone, as forward does.
 		}
 		select {
 		case <-changed:
@@ -218,10 +228,19 @@ func (s *source) forwardLB(ctx context.Context, c *Client, tc *net.TCPConn) {
 		_ = tc.Close()
 		return
 	}
+}
+
+// try tries the candidates in the policy's order, as far as the retry
+// policy allows, and carries the connection over the first that takes it
+// (done). dead reports that every try failed on a connection that had
+// died, none refused by a live destination.
+func (s *source) try(c *Client, tc *net.TCPConn, cs []candidate, log *slog.Logger) (done, dead bool) {
+	l := s.lb
 	n := l.tries(len(cs))
 	ack := n > 1
 	start := time.Now()
 	l.order(cs)
+	dead = true
 	for i, cd := range cs[:n] {
 		if i > 0 {
 			if l.cfg.Retry == LBRetryTimed && time.Since(start) >= time.Duration(l.cfg.RetryMax)*time.Millisecond {
@@ -232,6 +251,7 @@ func (s *source) forwardLB(ctx context.Context, c *Client, tc *net.TCPConn) {
 		st, err := s.open(cd, tc, ack)
 		if err != nil {
 			l.release(cd.p.id)
+			dead = dead && cd.conn.Context().Err() != nil
 			log.Debug("destination refused the connection", "peer", cd.p.id.Short(), "route", cd.pa.String(), "try", i+1, "err", err)
 			continue
 		}
@@ -239,10 +259,9 @@ func (s *source) forwardLB(ctx context.Context, c *Client, tc *net.TCPConn) {
 		p := cd.p
 		proxy(tc, st, &c.traffic, &s.traffic, &p.traffic, p.byPath.get(pathKey{s.name, true, cd.pa}))
 		l.release(p.id)
-		return
+		return true, false
 	}
-	log.Warn("refusing connection: no destination accepted it", "destinations", len(cs), "policy", l.cfg.Policy, "retry", l.cfg.Retry)
-	_ = tc.Close()
+	return false, dead
 }
 
 // errRefused wraps a destination's refusal of a stream.
