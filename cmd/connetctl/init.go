@@ -236,12 +236,11 @@ tokens-file = %[8]s
 		dir := filepath.Join(out, "clients", name)
 		bundles = append(bundles, dir)
 		clientTOML := fmt.Sprintf(`# connetd client bundle %[1]s for the server %[2]s (connetctl init server, %[3]s).
-# Install it on the client with: connetctl init client --from DIR [--name NAME]
-[client]
+%[7]s[client]
 token = %[4]s
 server-addr = %[5]s
 server-cas = %[6]s
-`, name, serverAddr, now, tomlString(tok), tomlString(serverAddr), tomlString(bundleCA))
+`, name, serverAddr, now, tomlString(tok), tomlString(serverAddr), tomlString(bundleCA), installHint)
 		// A bundle is copied to another machine by whoever runs this:
 		// private to them, whatever the daemon's group.
 		files = append(files,
@@ -326,6 +325,8 @@ func initClient(e *env, args []string) error {
 	if err != nil {
 		return fail(exitFailed, "bundle %s: %v", bundleFile, err)
 	}
+	installed = strings.Replace(installed, installHint,
+		"# Installed by connetctl init client from "+filepath.Dir(bundleFile)+" ("+time.Now().UTC().Format(time.DateOnly)+").\n", 1)
 	// Check it before installing anything: the same text, in a scratch
 	// directory, pointing at the bundle's certificate.
 	if err := checkClient(name, string(text), caSrc); err != nil {
@@ -350,6 +351,9 @@ func initClient(e *env, args []string) error {
 	}
 	return report(e, files, owner, nil, next)
 }
+
+// installHint is the bundle's line that init client replaces.
+const installHint = "# Install it on the client with: connetctl init client --from DIR [--name NAME]\n"
 
 var serverCAsLine = regexp.MustCompile(`(?m)^[ \t]*server-cas[ \t]*=.*$`)
 
