@@ -557,6 +557,34 @@ socket_activation_tcp() {
 }
 step "socket activation: a source's socket unit starts connetd@src2 and its first connection is served" socket_activation_tcp
 
+# --- 9b. connetctl init: a second server and two clients from nothing
+
+# Ports and names of their own (19290/19291, direct 19292/19293, source
+# 8010), so that the instances above are untouched; the step's instances
+# are stopped and disabled again by the step after it.
+init_instances() {
+	ct connetctl init server --public-addr 127.0.0.1 --out /etc/connet/init --port 19290 --relay-port 19291
+	ct install -m 0640 -g connetd /etc/connet/init/server.toml /etc/connet/initsrv.toml
+	ct connetctl init client --from /etc/connet/init/clients/client-1 --name initdst
+	ct connetctl init client --from /etc/connet/init/clients/client-2 --name initsrc
+	local modes
+	modes=$(ct stat -c '%n %U:%G %a' /etc/connet/init/server.key /etc/connet/init/server.tokens /etc/connet/initdst.toml /etc/connet/initsrc.toml)
+	printf '%s\n' "$modes"
+	[ "$(awk '{ print $2, $3 }' <<<"$modes" | sort -u)" = "root:connetd 640" ]
+	# The installed files end inside [client]: appended keys land there.
+	ct sh -c "printf 'direct-addr = \"127.0.0.1:19292\"\n\n[client.destinations.initecho]\naddr = \"127.0.0.1:3000\"\n' >>/etc/connet/initdst.toml"
+	ct sh -c "printf 'direct-addr = \"127.0.0.1:19293\"\n\n[client.sources.initecho]\naddr = \"127.0.0.1:8010\"\n' >>/etc/connet/initsrc.toml"
+	ct systemctl enable --now connetd@initsrv connetd@initdst connetd@initsrc
+	wait_for 30 ct "$inbox/echo.sh" 8010 "hello through connetctl init"
+}
+ctl_step "connetctl init server ... && init client ... && systemctl enable --now connetd@initsrv connetd@initdst connetd@initsrc carries traffic (:8010)" init_instances
+init_instances_off() {
+	ct systemctl disable --now connetd@initsrv connetd@initdst connetd@initsrc
+	ct rm -rf /etc/connet/init /etc/connet/initsrv.toml /etc/connet/initdst.toml /etc/connet/initdst-ca.pem \
+		/etc/connet/initsrc.toml /etc/connet/initsrc-ca.pem
+}
+step "the connetctl init instances stopped, disabled and removed again" init_instances_off
+
 # --- 10. upgrade
 
 upgrade() {

@@ -3,7 +3,7 @@
 _connetctl() {
 	local cur prev words cword
 	_init_completion || return
-	local commands="status list peers add-source remove-source add-destination remove-destination reload clients relays tokens diagnose help"
+	local commands="status list peers add-source remove-source add-destination remove-destination reload clients relays tokens diagnose init help"
 	case $prev in
 	--instance | -i)
 		local names
@@ -34,6 +34,17 @@ _connetctl() {
 		_filedir
 		return
 		;;
+	--out)
+		_filedir -d
+		return
+		;;
+	--from)
+		_filedir
+		return
+		;;
+	--public-addr | --port | --relay-port | --clients | --name)
+		return # a host, a number or a name
+		;;
 	esac
 	local cmd="" i
 	for ((i = 1; i < cword; i++)); do
@@ -54,6 +65,21 @@ _connetctl() {
 		case $prev in
 		add | revoke) COMPREPLY=($(compgen -W "- --file" -- "$cur")) ;;
 		tokens) COMPREPLY=($(compgen -W "add revoke" -- "$cur")) ;;
+		esac
+		;;
+	init)
+		case $prev in
+		init) COMPREPLY=($(compgen -W "server client" -- "$cur")) ;;
+		*)
+			local sub="" j
+			for ((j = i + 1; j < cword; j++)); do
+				case ${words[j]} in server | client) sub=${words[j]}; break ;; esac
+			done
+			case $sub in
+			server) COMPREPLY=($(compgen -W "--public-addr --out --port --relay-port --clients --force --json" -- "$cur")) ;;
+			client) COMPREPLY=($(compgen -W "--from --name --out --force --json" -- "$cur")) ;;
+			esac
+			;;
 		esac
 		;;
 	help) COMPREPLY=($(compgen -W "$commands" -- "$cur")) ;;

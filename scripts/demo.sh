@@ -16,32 +16,20 @@ cleanup() {
 }
 trap cleanup EXIT
 bin=$PWD/bin/connetd
+ctl=$PWD/bin/connetctl
 cd "$work"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "self-signed certificate for the server (openssl)"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-	-keyout key.pem -out cert.pem -subj /CN=localhost \
-	-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+say "connetctl init server: certificate, key, tokens and a bundle per client"
+"$ctl" init server --public-addr 127.0.0.1 --out "$work" --port 19190 --relay-port 19191 2>&1
+say "connetctl init client: install the bundles as client-d.toml and client-s.toml"
+"$ctl" init client --from "$work/clients/client-1" --out "$work" --name client-d 2>&1
+"$ctl" init client --from "$work/clients/client-2" --out "$work" --name client-s 2>&1
 mkdir -p www && echo "hello from behind the destination, $(date -u +%H:%M:%S)" > www/index.html
 
-cat > server.toml <<'TOML'
-[server]
-tokens = ["client-d-token", "client-s-token"]
-cert-file = "cert.pem"
-key-file = "key.pem"
-addr = "127.0.0.1:19190"
-relay-addr = "127.0.0.1:19191"
-relay-hostname = "127.0.0.1"
-status-addr = "127.0.0.1:19180"
-store-dir = "server-store"
-TOML
-cat > client-d.toml <<'TOML'
-[client]
-token = "client-d-token"
-server-addr = "127.0.0.1:19190"
-server-cas = "cert.pem"
+# The installed files end inside [client]: what follows lands there.
+cat >> client-d.toml <<'TOML'
 direct-addr = "127.0.0.1:19192"
 status-addr = "127.0.0.1:19181"
 
@@ -53,11 +41,7 @@ file-server-root = "www"
 addr = "127.0.0.1:13000"
 route = "relay"
 TOML
-cat > client-s.toml <<'TOML'
-[client]
-token = "client-s-token"
-server-addr = "127.0.0.1:19190"
-server-cas = "cert.pem"
+cat >> client-s.toml <<'TOML'
 direct-addr = "127.0.0.1:19193"
 status-addr = "127.0.0.1:19182"
 
@@ -70,7 +54,9 @@ TOML
 for f in server.toml client-d.toml client-s.toml; do say "$f"; cat "$f"; done
 
 say "starting connetd server, destination and source"
-"$bin" server --config server.toml >server.log 2>&1 & pids+=($!)
+# Flags override the file: keep the server on loopback, with a status page.
+"$bin" server --config server.toml --addr 127.0.0.1:19190 --relay-addr 127.0.0.1:19191 \
+	--status-addr 127.0.0.1:19180 --store-dir server-store >server.log 2>&1 & pids+=($!)
 "$bin" --config client-d.toml >client-d.log 2>&1 & pids+=($!)
 "$bin" --config client-s.toml >client-s.log 2>&1 & pids+=($!)
 
