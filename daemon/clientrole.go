@@ -55,8 +55,8 @@ func newClient(d *Daemon, cfg *config.Client) (_ role, err error) {
 	r.c, err = client.New(client.Config{
 		Token: cfg.TokenValue, ServerAddr: cfg.ServerAddr, ServerTLS: srvTLS,
 		DirectConn: r.direct, RelayConn: r.relay, PortMapping: cfg.PortMapping == "auto",
-		DirectStatelessResetKey: (*quic.StatelessResetKey)(cfg.DirectResetKey),
 		Version: d.opts.Version, Logger: d.log,
+		DirectStatelessResetKey: (*quic.StatelessResetKey)(cfg.DirectResetKey),
 	})
 	if err != nil {
 		return nil, err
