@@ -147,7 +147,8 @@ func Usage(role string) string {
 			fmt.Fprintf(&b, "  %-8s %s\n", r, roleSummary[r])
 		}
 		b.WriteString("\nWithout a role, the role is the one table of the --config file,\n" +
-			"or client when there is no file. Run connetd ROLE --help for its flags.\n")
+			"or client when there is no file. Run connetd ROLE --help for its flags.\n" +
+			"\n  connetd check --config FILE...  validate (and merge) files without starting\n")
 		return b.String()
 	}
 	fmt.Fprintf(&b, "usage: connetd %s [--config FILE] [flags...]\n\n%s\n", role, roleSummary[role])
