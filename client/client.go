@@ -52,6 +52,12 @@ type Config struct {
 	// port, when true.
 	PortMapping bool
 
+	// DirectStatelessResetKey, when set, makes the direct socket answer
+	// packets of connections it no longer knows with a stateless reset, so
+	// that peers of a restarted client give up at once (connet's
+	// direct-stateless-reset-key).
+	DirectStatelessResetKey *quic.StatelessResetKey
+
 	// MaxStreams caps concurrent connections from one source peer; 0 means
 	// quicconf.MaxPeerStreams.
 	MaxStreams int64
@@ -122,7 +128,7 @@ func New(cfg Config) (*Client, error) {
 	// which quic-go does not ask for itself (bench: direct ~0.8× → ~1.0×
 	// a bare quic-go stream). The direct socket names no relays, so no
 	// frame is accepted on it.
-	c.direct = &quic.Transport{Conn: relayconn.New(cfg.DirectConn)}
+	c.direct = &quic.Transport{Conn: relayconn.New(cfg.DirectConn), StatelessResetKey: cfg.DirectStatelessResetKey}
 	c.relayNet = relayconn.New(cfg.RelayConn)
 	c.relayTr = &quic.Transport{Conn: c.relayNet}
 	c.ctl = &controlLink{c: c, log: log}

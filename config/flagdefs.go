@@ -61,7 +61,7 @@ func (l *listFlag) Set(s string) error {
 var roleNames = []string{"client", "server", "control", "relay"}
 
 var commonFlags = []flagDef{
-	{name: "config", usage: "configuration file (TOML); flags override its values"},
+	{name: "config", usage: "configuration file (TOML); repeat to merge several in order, later files overriding earlier keys; flags override them all"},
 	str("log-level", "one of debug, info, warn, error (default info)", func(f *File, s string) { f.LogLevel = s }),
 	str("log-format", "one of text, json (default text)", func(f *File, s string) { f.LogFormat = s }),
 	str("instance", "instance name on D-Bus (default: the config file's base name, else the role)", func(f *File, s string) { f.Instance = s }),
@@ -147,7 +147,8 @@ func Usage(role string) string {
 			fmt.Fprintf(&b, "  %-8s %s\n", r, roleSummary[r])
 		}
 		b.WriteString("\nWithout a role, the role is the one table of the --config file,\n" +
-			"or client when there is no file. Run connetd ROLE --help for its flags.\n")
+			"or client when there is no file. Run connetd ROLE --help for its flags.\n" +
+			"\n  connetd check --config FILE...  validate (and merge) files without starting\n")
 		return b.String()
 	}
 	fmt.Fprintf(&b, "usage: connetd %s [--config FILE] [flags...]\n\n%s\n", role, roleSummary[role])

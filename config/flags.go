@@ -22,16 +22,14 @@ func ParseCommandLine(args []string) (*File, error) {
 	}
 	bare := role == ""
 
-	path := configFlag(args)
-	f, lines := &File{}, (*node)(nil)
-	if path != "" {
-		var err error
-		if f, lines, err = decodeFile(path); err != nil {
-			return nil, err
-		}
+	paths := configFlag(args)
+	f, lines, err := decodeFiles(paths)
+	if err != nil {
+		return nil, err
 	}
+	path := f.Path
 	o := origin{file: path, lines: lines, cli: true}
-	role, err := pickRole(f, role, o)
+	role, err = pickRole(f, role, o)
 	if err != nil {
 		return nil, err
 	}
@@ -84,6 +82,8 @@ func newFlagSet(name string, roles ...string) *flag.FlagSet {
 			}
 			seen[d.name] = true
 			switch {
+			case d.name == "config":
+				fs.Var(&pathsFlag{}, d.name, d.usage)
 			case d.list:
 				fs.Var(&listFlag{}, d.name, d.usage)
 			case d.bool:
@@ -106,10 +106,26 @@ func rolesFlags(roles []string) [][]flagDef {
 
 // configFlag finds --config before the role is known, because without a role
 // on the command line the file decides which flags exist.
-func configFlag(args []string) string {
+func configFlag(args []string) []string {
 	fs := newFlagSet("connetd", roleNames...)
 	_ = fs.Parse(args) // real errors are reported by the role's own parse
-	return fs.Lookup("config").Value.String()
+	return fs.Lookup("config").Value.(*pathsFlag).paths
+}
+
+// pathsFlag collects repeated --config FILE, in order; unlike listFlag it
+// does not split at commas, which may be part of a file name.
+type pathsFlag struct{ paths []string }
+
+func (p *pathsFlag) String() string {
+	if p == nil || len(p.paths) == 0 {
+		return ""
+	}
+	return p.paths[len(p.paths)-1]
+}
+
+func (p *pathsFlag) Set(s string) error {
+	p.paths = append(p.paths, s)
+	return nil
 }
 
 func pickRole(f *File, role string, o origin) (string, error) {

@@ -15,6 +15,7 @@ type node struct {
 	line  int
 	keys  map[string]*node
 	elems []*node // entries of an array of tables, or of an array of inline tables
+	file  string  // set when several files were merged: the one this came from
 }
 
 func (n *node) child(name string, line int) *node {
@@ -32,7 +33,13 @@ func (n *node) child(name string, line int) *node {
 // lineOf returns the line of the deepest part of p that exists, so a missing
 // key is reported at its table's header. 0 means not even the table exists.
 func (n *node) lineOf(p keyPath) int {
-	line := 0
+	_, line := n.fileLineOf(p)
+	return line
+}
+
+// fileLineOf is lineOf with the file of that line, "" when the layout is of
+// one file only.
+func (n *node) fileLineOf(p keyPath) (file string, line int) {
 	for _, s := range p {
 		if n == nil {
 			break
@@ -46,10 +53,10 @@ func (n *node) lineOf(p keyPath) int {
 			n = n.keys[s.name]
 		}
 		if n != nil && n.line > 0 {
-			line = n.line
+			file, line = n.file, n.line
 		}
 	}
-	return line
+	return file, line
 }
 
 // lineOfKey is lineOf for keys reported by the toml package, which carry no

@@ -29,6 +29,9 @@ type File struct {
 	// Warnings are what loads but is likely not what was meant, or unsafe
 	// (a token on the command line); the daemon logs them.
 	Warnings []*Error `toml:"-"`
+	// Notices are worth saying once at info level: connet keys accepted
+	// whose request connetd always meets (relay-encryptions).
+	Notices []*Error `toml:"-"`
 }
 
 // Client is the [client] table.
@@ -50,6 +53,8 @@ type Client struct {
 	Destinations map[string]Destination `toml:"destinations"`
 	Sources      map[string]Source      `toml:"sources"`
 
+	Connet015Client // connet v0.15's keys (connet015.go)
+
 	// Resolved by validation.
 	TokenValue string `toml:"-"` // from token or token-file
 }
@@ -63,6 +68,8 @@ type Destination struct {
 	Route             string `toml:"route"`
 	ProxyProtoVersion string `toml:"proxy-proto-version"`
 	FileServerRoot    string `toml:"file-server-root"`
+	// RelayEncryptions is connet v0.15's; see Connet015Client.
+	RelayEncryptions EncryptionList `toml:"relay-encryptions"`
 	UDPFlows
 
 	// Resolved by validation: the protocol, "" (tcp) or "udp"; Addr
@@ -75,6 +82,8 @@ type Source struct {
 	Addr  string `toml:"addr"`
 	URL   string `toml:"url"` // as Destination.URL
 	Route string `toml:"route"`
+	// RelayEncryptions is connet v0.15's; see Connet015Client.
+	RelayEncryptions EncryptionList `toml:"relay-encryptions"`
 	UDPFlows
 	LB
 
@@ -113,6 +122,7 @@ type Server struct {
 	TokenRestrictions []TokenRestriction `toml:"token-restriction"`
 
 	Limits
+	Connet015Server // connet v0.15's keys (connet015.go)
 
 	// Resolved by validation.
 	TokenValues    []string         `toml:"-"` // tokens plus tokens-file
@@ -144,6 +154,7 @@ type Control struct {
 	RelaysTokenRestrictions  []TokenRestriction `toml:"relays-token-ip-restriction"`
 
 	Limits
+	Connet015Control // connet v0.15's keys (connet015.go)
 
 	// Resolved by validation.
 	ClientsTokenValues    []string         `toml:"-"`
@@ -178,6 +189,8 @@ type Relay struct {
 	// MetricsAddr serves Prometheus metrics on /metrics; off when empty.
 	MetricsAddr string `toml:"metrics-addr"`
 	StoreDir    string `toml:"store-dir"`
+
+	Connet015Relay // connet v0.15's keys (connet015.go)
 
 	// Resolved by validation.
 	TokenValue string `toml:"-"`

@@ -25,6 +25,11 @@ type origin struct {
 	lines *node             // nil when the text of the file is not known
 	flags map[string]string // keyPath.String() -> name of the flag that set it
 	cli   bool              // on the command line, keys nobody set are named as flags
+	// alias maps a key set from connet v0.15's form to the key that set
+	// it (server.addr -> server.ingress[0].addr), so errors point there.
+	alias map[string]keyPath
+	// risky adds the warnings that only connetd check gives.
+	risky bool
 }
 
 func (o origin) locate(p keyPath) (file string, line int, key string) {
@@ -35,13 +40,24 @@ func (o origin) locate(p keyPath) (file string, line int, key string) {
 		// Flags carry the names of the role table's keys.
 		return "", 0, "flag --" + p[len(p)-1].name
 	}
-	return o.file, o.lines.lineOf(p), p.String()
+	for i := len(p); i > 0; i-- {
+		if a, ok := o.alias[p[:i].String()]; ok {
+			p = append(a[:len(a):len(a)], p[i:]...)
+			break
+		}
+	}
+	file, line = o.lines.fileLineOf(p)
+	if file == "" {
+		file = o.file
+	}
+	return file, line, p.String()
 }
 
 type validator struct {
 	o     origin
 	errs  []error
 	warns []*Error
+	notes []*Error
 }
 
 func (v *validator) fail(p keyPath, cause error, format string, args ...any) {
@@ -83,6 +99,7 @@ func validate(f *File, o origin) error {
 	f.Instance = v.instance(f)
 	f.LogLevel = v.oneOf(key("log-level"), f.LogLevel, "info", "debug", "info", "warn", "error")
 	f.LogFormat = v.oneOf(key("log-format"), f.LogFormat, "text", "text", "json")
+	v.connet015(f)
 	if f.TuneUDPBuffers == nil {
 		on := true
 		f.TuneUDPBuffers = &on
@@ -98,7 +115,11 @@ func validate(f *File, o origin) error {
 		v.relay(f.Relay)
 	}
 	v.secretsOnCommandLine()
+	if o.risky {
+		v.risks(f)
+	}
 	f.Warnings = v.warns
+	f.Notices = v.notes
 	return errors.Join(v.errs...)
 }
 

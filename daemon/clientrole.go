@@ -2,11 +2,14 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"maps"
 	"net"
 	"slices"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/connetd/connetd/client"
 	"github.com/connetd/connetd/config"
@@ -22,6 +25,14 @@ type clientRole struct {
 	direct, relay *net.UDPConn
 }
 
+// resetKeyText lets changed compare reset keys without logging them.
+func resetKeyText(k *[32]byte) string {
+	if k == nil {
+		return ""
+	}
+	return fmt.Sprintf("%x", sha256.Sum256(k[:]))
+}
+
 func newClient(d *Daemon, cfg *config.Client) (_ role, err error) {
 	r := &clientRole{d: d, cfg: cfg}
 	defer func() {
@@ -29,7 +40,7 @@ func newClient(d *Daemon, cfg *config.Client) (_ role, err error) {
 			r.close()
 		}
 	}()
-	srvTLS, err := serverTLS(cfg.ServerAddr, cfg.ServerCAs)
+	srvTLS, err := serverTLS(cfg.ServerAddr, cfg.ServerCAs, cfg.ServerName)
 	if err != nil {
 		return nil, err
 	}
@@ -45,6 +56,7 @@ func newClient(d *Daemon, cfg *config.Client) (_ role, err error) {
 		Token: cfg.TokenValue, ServerAddr: cfg.ServerAddr, ServerTLS: srvTLS,
 		DirectConn: r.direct, RelayConn: r.relay, PortMapping: cfg.PortMapping == "auto",
 		Version: d.opts.Version, Logger: d.log,
+		DirectStatelessResetKey: (*quic.StatelessResetKey)(cfg.DirectResetKey),
 	})
 	if err != nil {
 		return nil, err
@@ -170,6 +182,7 @@ func (r *clientRole) apply(f *config.File) ([]string, error) {
 		"client.token": {cur.TokenValue, n.TokenValue}, "client.server-addr": {cur.ServerAddr, n.ServerAddr},
 		"client.server-cas": {cur.ServerCAs, n.ServerCAs}, "client.direct-addr": {cur.DirectAddr, n.DirectAddr},
 		"client.status-addr": {cur.StatusAddr, n.StatusAddr}, "client.metrics-addr": {cur.MetricsAddr, n.MetricsAddr}, "client.port-mapping": {cur.PortMapping, n.PortMapping},
+		"client.server-name": {cur.ServerName, n.ServerName}, "client.direct-stateless-reset-key": {resetKeyText(cur.DirectResetKey), resetKeyText(n.DirectResetKey)},
 	})
 	return notes, nil
 }

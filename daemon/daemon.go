@@ -157,6 +157,11 @@ func (d *Daemon) logWarnings(f, prev *config.File) {
 			d.log.Warn("configuration warning", "warning", w.Error())
 		}
 	}
+	if prev == nil {
+		for _, n := range f.Notices {
+			d.log.Info("configuration note", "note", n.Error())
+		}
+	}
 }
 
 // openState opens the role's store: identity, stateless reset key and the
@@ -407,10 +412,15 @@ func loadCAs(path string) (*x509.CertPool, error) {
 }
 
 // serverTLS is how clients and relays verify the control server.
-func serverTLS(addr, casFile string) (*tls.Config, error) {
+// name, when set, is the name its certificate must carry instead of the
+// address's host (connet's server-name, control-name).
+func serverTLS(addr, casFile, name string) (*tls.Config, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("server address %q: %w", addr, err)
+	}
+	if name != "" {
+		host = name
 	}
 	pool, err := loadCAs(casFile)
 	if err != nil {

@@ -282,7 +282,7 @@ func newRelay(d *Daemon, cfg *config.Relay) (_ role, err error) {
 	if r.id, err = storedIdentity(d.store, "relay"); err != nil {
 		return nil, err
 	}
-	if r.ctlTLS, err = serverTLS(cfg.ControlAddr, cfg.ControlCAs); err != nil {
+	if r.ctlTLS, err = serverTLS(cfg.ControlAddr, cfg.ControlCAs, cfg.ControlName); err != nil {
 		return nil, err
 	}
 	if r.udp, err = d.udp(fdRelay, cfg.Addr); err != nil {
@@ -331,7 +331,7 @@ func (r *relayRole) apply(f *config.File) ([]string, error) {
 	defer r.mu.Unlock()
 	notes := changed(map[string][2]string{
 		"relay.addr": {r.cfg.Addr, n.Addr}, "relay.hostname": {r.cfg.Hostname, n.Hostname},
-		"relay.control-addr": {r.cfg.ControlAddr, n.ControlAddr}, "relay.control-cas": {r.cfg.ControlCAs, n.ControlCAs},
+		"relay.control-addr": {r.cfg.ControlAddr, n.ControlAddr}, "relay.control-cas": {r.cfg.ControlCAs, n.ControlCAs}, "relay.control-name": {r.cfg.ControlName, n.ControlName},
 		"relay.status-addr": {r.cfg.StatusAddr, n.StatusAddr}, "relay.metrics-addr": {r.cfg.MetricsAddr, n.MetricsAddr}, "relay.store-dir": {r.cfg.StoreDir, n.StoreDir},
 	})
 	keep := *r.cfg

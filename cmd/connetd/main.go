@@ -28,6 +28,9 @@ func run(args []string) int {
 		fmt.Println("connetd", version.Version)
 		return 0
 	}
+	if len(args) > 0 && args[0] == "check" {
+		return check(args[1:], os.Stdout, os.Stderr)
+	}
 	f, err := config.ParseCommandLine(args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
