@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/quic-go/quic-go"
 
@@ -106,6 +107,31 @@ func (m *flowMux) remove(id quic.StreamID) {
 	m.mu.Lock()
 	delete(m.flows, id)
 	m.mu.Unlock()
+}
+
+// muxGrace is how long a flow's handler outlives its stream. Datagrams
+// sent just before the stream closed travel with its FIN but wait in our
+// queue while the FIN is handled at once: a flow moved to another path
+// must still get them.
+const muxGrace = time.Second
+
+// removeLater removes id's handler after muxGrace, or when the peer ends.
+func (m *flowMux) removeLater(p *peer, id quic.StreamID) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed { // the peer's goroutines are being waited for: add none
+		m.remove(id)
+		return
+	}
+	p.wg.Go(func() {
+		t := time.NewTimer(muxGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-p.ctx.Done():
+		}
+		m.remove(id)
+	})
 }
 
 // oversizeProbe is larger than any datagram a QUIC packet can carry:

@@ -240,7 +240,7 @@ func (p *peer) serveFlow(conn *quic.Conn, st *quic.Stream, pa path, m *wire.Conn
 		return
 	}
 	mux.add(a.id, func(b []byte) { f.deliver(c, a, b) })
-	defer mux.remove(a.id)
+	defer mux.removeLater(p, a.id)
 	if err := wire.Write(st, &wire.FlowReady{}); err != nil {
 		f.detach(a)
 		abort(st, wire.StreamAborted)

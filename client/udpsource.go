@@ -357,7 +357,7 @@ func (f *srcFlow) open(p *peer, pa path, conn *quic.Conn, streams *sync.WaitGrou
 // after FlowReady) and then removes the flow's handler from the mux.
 func (a *flowAttachment) watch() {
 	_, err := io.Copy(io.Discard, a.st)
-	a.mux.remove(a.id)
+	a.mux.removeLater(a.p, a.id)
 	_ = a.st.Close() // our side too, if the destination ended first
 	a.err = err
 	close(a.done)
