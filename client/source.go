@@ -26,6 +26,7 @@ type SourceConfig struct {
 	// activation); nil to bind Addr.
 	PacketConn *net.UDPConn
 	UDP        UDPConfig
+	Kind       Kind // tls, http, https, ws, wss; see Kind
 }
 
 // source is guarded by Client.mu, except traffic.
@@ -44,6 +45,7 @@ type source struct {
 	mismatch string
 	traffic  traffic
 	udp      udpCounters
+	kind     Kind
 }
 
 func (s *source) announce() wire.Message {
@@ -93,7 +95,10 @@ func (c *Client) AddSource(name string, cfg SourceConfig) error {
 	if c.sources[name] != nil {
 		return fmt.Errorf("source %q: %w", name, ErrExists)
 	}
-	s := &source{name: name, addr: cfg.Addr, route: cfg.Route, proto: cfg.Proto, udpCfg: cfg.UDP.withDefaults()}
+	s := &source{name: name, addr: cfg.Addr, route: cfg.Route, proto: cfg.Proto, udpCfg: cfg.UDP.withDefaults(), kind: cfg.Kind}
+	if err := checkSourceKind(cfg.Kind, cfg.Proto); err != nil {
+		return fmt.Errorf("source %q: %w", name, err)
+	}
 	switch cfg.Proto {
 	case wire.ProtoUDP:
 		s.pc = cfg.PacketConn
@@ -161,6 +166,10 @@ func (c *Client) startSourceLocked(s *source) {
 		c.spawnLocked(func(context.Context) { u.serve(ctx) })
 		return
 	}
+	if !s.kind.plain() {
+		c.spawnLocked(func(context.Context) { s.serveKind(ctx, c) })
+		return
+	}
 	c.spawnLocked(func(context.Context) { s.accept(ctx, c) })
 }
 
@@ -213,7 +222,7 @@ func (c *Client) pickLocked(name string) (*peer, path, *quic.Conn) {
 // for a path if none is up yet.
 func (s *source) forward(ctx context.Context, c *Client, tc *net.TCPConn) {
 	log := c.log.With("endpoint", s.name, "from", tc.RemoteAddr().String())
-	deadline := time.NewTimer(connectWait)
+	deadline := time.NewTimer(s.connectWait())
 	defer deadline.Stop()
 	for {
 		changed := c.changed.C()
@@ -244,7 +253,7 @@ func (s *source) forward(ctx context.Context, c *Client, tc *net.TCPConn) {
 		case <-deadline.C:
 		case <-ctx.Done():
 		}
-		log.Warn("refusing connection: no usable path to a destination", "waited", connectWait.String())
+		log.Warn("refusing connection: no usable path to a destination", "waited", s.connectWait().String())
 		_ = tc.Close()
 		return
 	}
