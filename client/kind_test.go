@@ -257,4 +257,3 @@ func TestKindTLSSourceToHTTPDestination(t *testing.T) {
 		t.Fatalf("got %q, want %q", b, want)
 	}
 }
-
