@@ -64,6 +64,10 @@ type Destination struct {
 	ProxyProtoVersion string `toml:"proxy-proto-version"`
 	FileServerRoot    string `toml:"file-server-root"`
 	UDPFlows
+	EndpointKind
+	// ServerName is the name a tls/https destination sends (SNI) and
+	// verifies; by default the url's host.
+	ServerName string `toml:"server-name"`
 
 	// Resolved by validation: the protocol, "" (tcp) or "udp"; Addr
 	// holds the URL's host:port and URL is cleared.
@@ -76,6 +80,7 @@ type Source struct {
 	URL   string `toml:"url"` // as Destination.URL
 	Route string `toml:"route"`
 	UDPFlows
+	EndpointKind
 
 	Proto string `toml:"-"` // as Destination.Proto
 }
