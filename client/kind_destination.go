@@ -50,6 +50,9 @@ func (d *destination) initKind(k Kind, log *slog.Logger) error {
 	switch k.Scheme {
 	case "file":
 		d.handler = http.FileServer(http.Dir(k.Path))
+		if d.addr == "" {
+			d.addr = "file://" + k.Path // what the status shows
+		}
 	case "http", "https":
 		target, err := url.Parse(k.Scheme + "://" + d.addr + k.Path)
 		if err != nil {

@@ -110,6 +110,10 @@ func backend(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/conn" {
+			fmt.Fprint(w, r.RemoteAddr)
+			return
+		}
 		fmt.Fprintf(w, "path=%s host=%s xff=%s proto=%s", r.URL.Path, r.Host, r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"))
 	})}
 	go func() { _ = srv.Serve(ln) }()
@@ -163,6 +167,37 @@ func TestKindHTTPSourceToHTTPDestination(t *testing.T) {
 	}
 }
 
+// An http source reaches a plain tcp destination: the request arrives as
+// the client sent it (prefix stripped), and each client connection is one
+// stream, kept for its keep-alive requests.
+func TestKindHTTPSourceToTCPDestination(t *testing.T) {
+	be := backend(t)
+	src := pair(t, wire.RouteDirect,
+		client.DestinationConfig{Addr: be},
+		client.SourceConfig{Addr: "127.0.0.1:0", Kind: client.Kind{Scheme: "http", Path: "/p/"}})
+	base := "http://" + sourceStatus(t, src, "svc").Addr
+	code, body := get(t, http.DefaultClient, base+"/p/q")
+	// The client's Host; no X-Forwarded-For (only an http destination sets
+	// it), the source's scheme as X-Forwarded-Proto.
+	if want := "path=/q host=" + strings.TrimPrefix(base, "http://") + " xff= proto=http"; code != 200 || body != want {
+		t.Fatalf("got %d %q, want %q", code, body, want)
+	}
+	// One client connection, several requests: one stream, so one
+	// connection to the service; a second client connection, another.
+	conns := map[string]bool{}
+	for range 2 {
+		hc := &http.Client{Transport: &http.Transport{}}
+		for range 3 {
+			_, remote := get(t, hc, base+"/p/conn")
+			conns[remote] = true
+		}
+		hc.CloseIdleConnections()
+	}
+	if len(conns) != 2 {
+		t.Fatalf("2 client connections of 3 requests each reached the service over %d connections: %v", len(conns), conns)
+	}
+}
+
 // An https source that requires client certificates: a client with one
 // signed by its CA gets through to an http destination (which is told the
 // request came over https), one without is refused.
@@ -188,16 +223,23 @@ func TestKindHTTPSSourceClientCert(t *testing.T) {
 }
 
 // A ws source carries each WebSocket connection to a tcp destination as
-// one TCP connection.
+// one TCP connection; a wss one the same, over TLS.
 func TestKindWebSocketSource(t *testing.T) {
-	for _, route := range routes {
+	cert := newCert(t)
+	for _, route := range append(routes, "wss") {
 		t.Run(route, func(t *testing.T) {
+			kind, opts := client.Kind{Scheme: "ws"}, &websocket.DialOptions{}
+			if route == "wss" {
+				route = wire.RouteDirect
+				kind = client.Kind{Scheme: "wss", TLS: &tls.Config{Certificates: []tls.Certificate{cert.TLS}}}
+				opts.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cert.Pool}}}
+			}
 			src := pair(t, route,
 				client.DestinationConfig{Addr: echoServer(t)},
-				client.SourceConfig{Addr: "127.0.0.1:0", Kind: client.Kind{Scheme: "ws"}})
+				client.SourceConfig{Addr: "127.0.0.1:0", Kind: kind})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			wc, _, err := websocket.Dial(ctx, "ws://"+sourceStatus(t, src, "svc").Addr+"/", nil)
+			wc, _, err := websocket.Dial(ctx, kind.Scheme+"://"+sourceStatus(t, src, "svc").Addr+"/", opts)
 			must(t, err)
 			conn := websocket.NetConn(ctx, wc, websocket.MessageBinary)
 			defer conn.Close()
