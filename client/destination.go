@@ -27,6 +27,7 @@ type DestinationConfig struct {
 	FileServerRoot string // when set, serve this directory over HTTP at Addr
 	Proto          string // wire.ProtoTCP (or "") or wire.ProtoUDP
 	UDP            UDPConfig
+	Kind           Kind // tls, http, https, file; see Kind
 }
 
 // destination is guarded by Client.mu, except traffic.
@@ -45,6 +46,7 @@ type destination struct {
 	mismatch string
 	traffic  traffic
 	udp      udpCounters
+	destKind
 }
 
 func (d *destination) announce() wire.Message {
@@ -53,6 +55,7 @@ func (d *destination) announce() wire.Message {
 
 // stop closes the destination's file server, if any.
 func (d *destination) stop() {
+	d.stopKind()
 	if d.fileServer != nil {
 		_ = d.fileServer.Close()
 	}
@@ -79,6 +82,9 @@ func (c *Client) AddDestination(name string, cfg DestinationConfig) error {
 	}
 	if d.proto == wire.ProtoUDP && (cfg.ProxyProto != "" || cfg.FileServerRoot != "") {
 		return fmt.Errorf("destination %q: PROXY protocol and the file server are for tcp only", name)
+	}
+	if err := d.initKind(cfg.Kind, c.log); err != nil {
+		return fmt.Errorf("destination %q: %w", name, err)
 	}
 	if cfg.FileServerRoot != "" {
 		ln, err := net.Listen("tcp", cfg.Addr)
@@ -251,7 +257,10 @@ func (p *peer) serveStream(conn *quic.Conn, st *quic.Stream, pa path) {
 			return
 		}
 	}
-	tc, err := net.DialTimeout("tcp", d.addr, 10*time.Second)
+	if p.serveKind(conn, st, pa, m, d, from) {
+		return
+	}
+	tc, err := net.DialTimeout("tcp", d.addr, d.dialTimeout())
 	if err != nil {
 		log.Warn("destination service unreachable", "addr", d.addr, "err", err)
 		abort(st, wire.StreamDialFailed)

@@ -63,11 +63,11 @@ type traffic struct {
 	active  atomic.Int64 // connections being proxied now
 }
 
-// proxy moves bytes both ways between a TCP connection and a peer stream
+// proxy moves bytes both ways between a TCP (or TLS, WebSocket) connection and a peer stream
 // and carries half-closes across: EOF from TCP becomes FIN on the stream and
 // FIN from the stream becomes shutdown(SHUT_WR) on TCP. A failure on either
 // side aborts both.
-func proxy(tcp *net.TCPConn, st *quic.Stream, note *trafficNote, counters ...*traffic) {
+func proxy(tcp halfConn, st *quic.Stream, note *trafficNote, counters ...*traffic) {
 	var out, in []*atomic.Int64
 	for _, t := range counters {
 		out, in = append(out, &t.out), append(in, &t.in)
@@ -87,7 +87,9 @@ func proxy(tcp *net.TCPConn, st *quic.Stream, note *trafficNote, counters ...*tr
 	if err := copyAdaptive(tcp, st, in, moved); err != nil {
 		st.CancelRead(wire.StreamAborted)
 		st.CancelWrite(wire.StreamAborted)
-		_ = tcp.SetLinger(0)
+		if t, ok := tcp.(*net.TCPConn); ok {
+			_ = t.SetLinger(0)
+		}
 		_ = tcp.Close() // unblocks the other direction's read
 	} else {
 		_ = tcp.CloseWrite()

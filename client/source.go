@@ -27,7 +27,8 @@ type SourceConfig struct {
 	PacketConn *net.UDPConn
 	UDP        UDPConfig
 	// LB is a tcp source's load balancing over its destinations.
-	LB LBConfig
+	LB   LBConfig
+	Kind Kind // tls, http, https, ws, wss; see Kind
 }
 
 // source is guarded by Client.mu, except traffic.
@@ -47,6 +48,7 @@ type source struct {
 	traffic  traffic
 	udp      udpCounters
 	lb       *lbState // tcp
+	kind     Kind
 }
 
 func (s *source) announce() wire.Message {
@@ -102,7 +104,11 @@ func (c *Client) AddSource(name string, cfg SourceConfig) error {
 	if cfg.Proto == wire.ProtoUDP && cfg.LB != (LBConfig{}) {
 		return fmt.Errorf("source %q: load balancing is for tcp sources (a UDP flow keeps its destination)", name)
 	}
-	s := &source{name: name, addr: cfg.Addr, route: cfg.Route, proto: cfg.Proto, udpCfg: cfg.UDP.withDefaults(), lb: newLBState(cfg.LB)}
+	if err := checkSourceKind(cfg.Kind, cfg.Proto); err != nil {
+		return fmt.Errorf("source %q: %w", name, err)
+	}
+	s := &source{name: name, addr: cfg.Addr, route: cfg.Route, proto: cfg.Proto, udpCfg: cfg.UDP.withDefaults(),
+		lb: newLBState(cfg.LB), kind: cfg.Kind}
 	switch cfg.Proto {
 	case wire.ProtoUDP:
 		s.pc = cfg.PacketConn
@@ -170,6 +176,10 @@ func (c *Client) startSourceLocked(s *source) {
 		c.spawnLocked(func(context.Context) { u.serve(ctx) })
 		return
 	}
+	if !s.kind.plain() {
+		c.spawnLocked(func(context.Context) { s.serveKind(ctx, c) })
+		return
+	}
 	c.spawnLocked(func(context.Context) { s.accept(ctx, c) })
 }
 
@@ -226,7 +236,7 @@ func (s *source) forward(ctx context.Context, c *Client, tc *net.TCPConn) {
 		return
 	}
 	log := c.log.With("endpoint", s.name, "from", tc.RemoteAddr().String())
-	deadline := time.NewTimer(connectWait)
+	deadline := time.NewTimer(s.connectWait())
 	defer deadline.Stop()
 	for {
 		changed := c.changed.C()
@@ -257,7 +267,7 @@ func (s *source) forward(ctx context.Context, c *Client, tc *net.TCPConn) {
 		case <-deadline.C:
 		case <-ctx.Done():
 		}
-		log.Warn("refusing connection: no usable path to a destination", "waited", connectWait.String())
+		log.Warn("refusing connection: no usable path to a destination", "waited", s.connectWait().String())
 		_ = tc.Close()
 		return
 	}

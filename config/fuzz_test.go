@@ -30,6 +30,7 @@ func FuzzLoad(f *testing.F) {
 		"x = \"\"\"\n[y]\n\"\"\"\n[[z]]\n[z.w]\nq = {a = [1, {b = 2}]}\n",
 		"[client]\ntoken = 5\n",
 		"a.\"b\".'c' = 1\n",
+		"[client]\ntoken = \"t\"\n[client.destinations.a]\nurl = \"https://h:443/api\"\ncas-file = \"insecure-skip-verify\"\nserver-name = \"x\"\ndial-timeout = 10\n[client.destinations.f]\nurl = \"file:./www\"\n[client.sources.b]\nurl = \"http://:80/p\"\n",
 	} {
 		f.Add([]byte(s))
 	}

@@ -33,7 +33,7 @@ func (v *validator) client(c *Client) {
 
 func (v *validator) destination(ep keyPath, name string, d *Destination) {
 	v.endpointName(ep, name)
-	v.endpointAddr(ep, &d.Addr, &d.URL, &d.Proto)
+	v.endpointKind(ep, true, &d.Addr, &d.URL, &d.Proto, &d.EndpointKind, d.ServerName)
 	d.Route = v.oneOf(ep.key("route"), d.Route, "any", routes...)
 	d.ProxyProtoVersion = v.oneOf(ep.key("proxy-proto-version"), d.ProxyProtoVersion, "", "v1", "v2")
 	d.FileServerRoot = expandPath(d.FileServerRoot)
@@ -45,12 +45,13 @@ func (v *validator) destination(ep keyPath, name string, d *Destination) {
 			v.fail(ep.key("file-server-root"), nil, "the file server is for tcp destinations, not udp://")
 		}
 	}
+	v.destinationKind(ep, d)
 	v.udpFlows(ep, d.Proto, &d.UDPFlows)
 }
 
 func (v *validator) source(ep keyPath, name string, s *Source) {
 	v.endpointName(ep, name)
-	v.endpointAddr(ep, &s.Addr, &s.URL, &s.Proto)
+	v.endpointKind(ep, false, &s.Addr, &s.URL, &s.Proto, &s.EndpointKind, "")
 	s.Route = v.oneOf(ep.key("route"), s.Route, "any", routes...)
 	v.udpFlows(ep, s.Proto, &s.UDPFlows)
 	v.lb(ep, s.Proto, &s.LB)

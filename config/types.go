@@ -71,6 +71,10 @@ type Destination struct {
 	// RelayEncryptions is connet v0.15's; see Connet015Client.
 	RelayEncryptions EncryptionList `toml:"relay-encryptions"`
 	UDPFlows
+	EndpointKind
+	// ServerName is the name a tls/https destination sends (SNI) and
+	// verifies; by default the url's host.
+	ServerName string `toml:"server-name"`
 
 	// Resolved by validation: the protocol, "" (tcp) or "udp"; Addr
 	// holds the URL's host:port and URL is cleared.
@@ -86,6 +90,7 @@ type Source struct {
 	RelayEncryptions EncryptionList `toml:"relay-encryptions"`
 	UDPFlows
 	LB
+	EndpointKind
 
 	Proto string `toml:"-"` // as Destination.Proto
 }

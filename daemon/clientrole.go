@@ -79,6 +79,9 @@ func (r *clientRole) addSource(name string, s config.Source) error {
 		LB: client.LBConfig{Policy: s.LBPolicy, Retry: s.LBRetry, RetryMax: s.LBRetryMax}}
 	var sock io.Closer
 	var err error
+	if cfg.Kind, err = sourceKind(s); err != nil {
+		return fmt.Errorf("source %q: %w", name, err)
+	}
 	// A udp source's socket from systemd is a datagram socket of the same
 	// name (ListenDatagram= in the socket unit).
 	if s.Proto == wire.ProtoUDP {
@@ -104,9 +107,13 @@ func (r *clientRole) addSource(name string, s config.Source) error {
 }
 
 func (r *clientRole) addDestination(name string, d config.Destination) error {
+	kind, err := destinationKind(d)
+	if err != nil {
+		return fmt.Errorf("destination %q: %w", name, err)
+	}
 	return r.c.AddDestination(name, client.DestinationConfig{
 		Addr: d.Addr, Route: d.Route, ProxyProto: d.ProxyProtoVersion, FileServerRoot: d.FileServerRoot,
-		Proto: d.Proto, UDP: udpConfig(d.UDPFlows),
+		Proto: d.Proto, UDP: udpConfig(d.UDPFlows), Kind: kind,
 	})
 }
 

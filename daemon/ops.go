@@ -158,12 +158,12 @@ func (d *Daemon) Endpoints() []Endpoint {
 	var out []Endpoint
 	for name, s := range e.Sources {
 		_, rt := d.overlay.Sources[name]
-		out = append(out, Endpoint{Kind: "source", Name: name, Addr: showAddr(s.Proto, s.Addr), Route: s.Route,
+		out = append(out, Endpoint{Kind: "source", Name: name, Addr: showAddr(s.Proto, config.EndpointURL(s.Addr, s.EndpointKind)), Route: s.Route,
 			Proto: wire.ProtoOf(s.Proto), Origin: origin(rt)})
 	}
 	for name, dst := range e.Destinations {
 		_, rt := d.overlay.Destinations[name]
-		out = append(out, Endpoint{Kind: "destination", Name: name, Addr: showAddr(dst.Proto, dst.Addr), Route: dst.Route,
+		out = append(out, Endpoint{Kind: "destination", Name: name, Addr: showAddr(dst.Proto, config.EndpointURL(dst.Addr, dst.EndpointKind)), Route: dst.Route,
 			Proto: wire.ProtoOf(dst.Proto), ProxyProto: dst.ProxyProtoVersion, Origin: origin(rt)})
 	}
 	sort.Slice(out, func(i, j int) bool {
