@@ -153,8 +153,11 @@ func (f *dstFlow) detach(a *flowAttachment) bool {
 // deliver writes a datagram from the source to the service.
 func (f *dstFlow) deliver(c *Client, a *flowAttachment, payload []byte) {
 	f.idle.touch()
-	if _, err := f.sock.Write(payload); err == nil {
-		c.countIn(len(payload), &f.d.traffic, &a.p.traffic, a.byPath)
+	// Counted before the write: the service's reply may travel all the
+	// way back before Write returns here.
+	c.countIn(len(payload), &f.d.traffic, &a.p.traffic, a.byPath)
+	if _, err := f.sock.Write(payload); err != nil {
+		f.d.udp.dropped.Add(1)
 	}
 }
 

@@ -176,8 +176,10 @@ func (f *srcFlow) transmit(a *flowAttachment, dg []byte, n int) {
 // deliver writes a datagram from the destination to the flow's client.
 func (f *srcFlow) deliver(a *flowAttachment, payload []byte) {
 	f.idle.touch()
-	if _, err := f.u.pc.WriteToUDPAddrPort(payload, f.from); err == nil {
-		f.u.c.countIn(len(payload), &f.u.s.traffic, &a.p.traffic, a.byPath)
+	// Counted before the write, which the client may answer first.
+	f.u.c.countIn(len(payload), &f.u.s.traffic, &a.p.traffic, a.byPath)
+	if _, err := f.u.pc.WriteToUDPAddrPort(payload, f.from); err != nil {
+		f.u.s.udp.dropped.Add(1)
 	}
 }
 
