@@ -10,17 +10,32 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"testing"
 )
 
 // Below the Linux default ephemeral range (32768–60999).
 const lowest, highest = 10000, 32000
 
-// Free returns a port of 127.0.0.1 that is free for both TCP and UDP now.
+// given are the ports this process handed out: a test asks for several
+// before its daemons bind any, so a port that is free twice in a row must
+// not be given twice.
+var (
+	mu    sync.Mutex
+	given = map[int]bool{}
+)
+
+// Free returns a port of 127.0.0.1 that is free for both TCP and UDP now,
+// and that this process has not handed out before.
 func Free(t testing.TB) int {
 	t.Helper()
+	mu.Lock()
+	defer mu.Unlock()
 	for range 200 {
 		port := lowest + rand.IntN(highest-lowest)
+		if given[port] {
+			continue
+		}
 		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 		if err != nil {
 			continue
@@ -31,6 +46,7 @@ func Free(t testing.TB) int {
 			continue
 		}
 		l.Close()
+		given[port] = true
 		return port
 	}
 	t.Fatal("no free port below the ephemeral range")
