@@ -274,13 +274,23 @@ func (p *peer) serveStream(conn *quic.Conn, st *quic.Stream, pa path) {
 			return
 		}
 	}
-	if m.Ack && wire.Write(st, &wire.FlowReady{}) != nil {
-		abort(st, wire.StreamAborted)
+	if !confirm(st, m) {
 		_ = tc.Close()
 		return
 	}
 	log.Debug("connection routed", "from", m.From)
 	proxy(tc.(*net.TCPConn), st, &c.traffic, &d.traffic, &p.traffic, p.byPath.get(pathKey{name, false, pa}))
+}
+
+// confirm tells a source that asked (Connect.Ack, a source that may try
+// another destination) that the service is dialed; false if the stream
+// failed and was aborted.
+func confirm(st *quic.Stream, m *wire.Connect) bool {
+	if m.Ack && wire.Write(st, &wire.FlowReady{}) != nil {
+		abort(st, wire.StreamAborted)
+		return false
+	}
+	return true
 }
 
 func writeProxyHeader(tc net.Conn, version string, src netip.AddrPort) error {

@@ -151,9 +151,18 @@ func (p *peer) serveKind(conn *quic.Conn, st *quic.Stream, pa path, m *wire.Conn
 			_ = tc.Close()
 			return true
 		}
+		if !confirm(st, m) {
+			_ = tc.Close()
+			return true
+		}
 		log.Debug("connection routed", "from", m.From)
 		proxy(tlc, st, &c.traffic, counters...)
 	default: // http, https, file: an HTTP server on the stream
+		// Nothing is dialed before the first request (a proxy's backend
+		// connection comes from its pool): the server is ready now.
+		if !confirm(st, m) {
+			return true
+		}
 		sc := newStreamConn(st, conn.LocalAddr(), addrOf(m.From), &c.traffic, counters...)
 		srv := &http.Server{Handler: d.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, ErrorLog: d.httpErrLog}
 		log.Debug("connection routed", "from", m.From, "kind", d.kind.Scheme)

@@ -299,3 +299,30 @@ func TestKindTLSSourceToHTTPDestination(t *testing.T) {
 		t.Fatalf("got %q, want %q", b, want)
 	}
 }
+
+// A balancing source that may retry asks each destination to confirm its
+// dial (connect.ack); destinations of every kind answer, not only tcp.
+func TestKindDestinationsConfirmABalancingSource(t *testing.T) {
+	cert := newCert(t)
+	svc := tlsEcho(t, cert)
+	l := newLab(t)
+	for _, name := range []string{"dst1", "dst2"} {
+		l.client(name, client.Config{}, func(c *client.Client) {
+			must(t, c.AddDestination("svc", client.DestinationConfig{Addr: svc,
+				Kind: client.Kind{Scheme: "tls", TLS: &tls.Config{RootCAs: cert.Pool}}}))
+		})
+	}
+	src := l.client("src", client.Config{}, func(c *client.Client) {
+		must(t, c.AddSource("svc", client.SourceConfig{Addr: "127.0.0.1:0",
+			LB: client.LBConfig{Policy: client.LBRoundRobin, Retry: client.LBRetryAll}}))
+	})
+	waitPeers(t, src, "svc", 2)
+	addr := sourceStatus(t, src, "svc").Addr
+	for i := range 4 {
+		start := time.Now()
+		echo(t, addr, fmt.Sprintf("balanced over tls %d", i))
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("connection %d took %v: the destination did not confirm", i, d)
+		}
+	}
+}
