@@ -104,6 +104,9 @@ func (c *Client) AddSource(name string, cfg SourceConfig) error {
 	if cfg.Proto == wire.ProtoUDP && cfg.LB != (LBConfig{}) {
 		return fmt.Errorf("source %q: load balancing is for tcp sources (a UDP flow keeps its destination)", name)
 	}
+	if cfg.Kind.Scheme != "" && cfg.Kind.Scheme != "tcp" && cfg.LB != (LBConfig{}) {
+		return fmt.Errorf("source %q: load balancing is for tcp sources, not %s", name, cfg.Kind.Scheme)
+	}
 	if err := checkSourceKind(cfg.Kind, cfg.Proto); err != nil {
 		return fmt.Errorf("source %q: %w", name, err)
 	}

@@ -13,12 +13,21 @@ type LB struct {
 	LBRetryMax int `toml:"lb-retry-max"`
 }
 
-// lb checks the lb-* keys of a source.
-func (v *validator) lb(ep keyPath, proto string, l *LB) {
-	if proto == "udp" {
+// lb checks the lb-* keys of a source: a plain tcp source's (kind is ""
+// or "tcp"). A UDP flow keeps its destination; the tls, http and ws
+// kinds open their streams their own way and do not balance yet.
+func (v *validator) lb(ep keyPath, proto, kind string, l *LB) {
+	why := ""
+	switch {
+	case proto == "udp":
+		why = "applies only to tcp sources: a UDP flow keeps its destination"
+	case kind != "" && kind != "tcp":
+		why = "applies only to tcp:// sources: a " + kind + " source does not balance its connections"
+	}
+	if why != "" {
 		for k, set := range map[string]bool{"lb-policy": l.LBPolicy != "", "lb-retry": l.LBRetry != "", "lb-retry-max": l.LBRetryMax != 0} {
 			if set {
-				v.fail(ep.key(k), nil, "applies only to tcp sources: a UDP flow keeps its destination")
+				v.fail(ep.key(k), nil, "%s", why)
 			}
 		}
 		return

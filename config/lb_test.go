@@ -22,6 +22,7 @@ func TestLoadLBErrors(t *testing.T) {
 		{"count without max", src(`lb-policy = "random"`, `lb-retry = "count"`), 6, "client.sources.web.lb-retry", `"count" needs lb-retry-max, the tries`},
 		{"timed without max", src(`lb-retry = "timed"`, `lb-retry-max = 0`), 5, "client.sources.web.lb-retry", `"timed" needs lb-retry-max, the milliseconds`},
 		{"lb on a udp source", with(clientHead, `[client.sources.dns]`, `url = "udp://:53"`, `lb-policy = "round-robin"`), 5, "client.sources.dns.lb-policy", "applies only to tcp sources"},
+		{"lb on an http source", with(clientHead, `[client.sources.web]`, `url = "http://:8080/"`, `lb-retry = "all"`), 5, "client.sources.web.lb-retry", "applies only to tcp:// sources: a http source does not balance"},
 		{"lb on a destination", with(clientHead, `[client.destinations.web]`, `addr = ":80"`, `lb-policy = "random"`), 5, "client.destinations.web.lb-policy", "unknown key"},
 	}
 	for _, tt := range tests {

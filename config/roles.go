@@ -54,7 +54,7 @@ func (v *validator) source(ep keyPath, name string, s *Source) {
 	v.endpointKind(ep, false, &s.Addr, &s.URL, &s.Proto, &s.EndpointKind, "")
 	s.Route = v.oneOf(ep.key("route"), s.Route, "any", routes...)
 	v.udpFlows(ep, s.Proto, &s.UDPFlows)
-	v.lb(ep, s.Proto, &s.LB)
+	v.lb(ep, s.Proto, s.Kind, &s.LB)
 }
 
 // CheckSource validates a source defined outside a file (over D-Bus) as the
