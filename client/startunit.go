@@ -43,6 +43,9 @@ type onDemand struct {
 	wait  time.Duration // unitStartWait; tests shorten it
 	ctx   context.Context
 	stop  context.CancelFunc
+	// stopped runs after an idle stop: an http(s) destination drops its
+	// pooled connections to the service that went away.
+	stopped func()
 
 	mu       sync.Mutex
 	active   int  // streams being served
@@ -50,6 +53,7 @@ type onDemand struct {
 	gen      int  // invalidates an idle timer that fired meanwhile
 	timer    *time.Timer
 	starting *unitStart    // the start that concurrent connections share
+	started  time.Time     // when the last start that succeeded ended
 	stopping chan struct{} // closed when an idle stop is done
 }
 
@@ -128,6 +132,9 @@ func (o *onDemand) idleStop(gen int) {
 	} else {
 		o.log.Info("stopped the idle destination's unit", msgid.UnitStopped.Attr(), "idle", o.idle.String())
 	}
+	if err == nil && o.stopped != nil {
+		o.stopped()
+	}
 	o.mu.Lock()
 	o.up = err != nil // a unit that did not stop is still up
 	o.stopping = nil
@@ -145,6 +152,7 @@ func (o *onDemand) reached() {
 // dial dials the service; when it refuses, it starts the unit (or waits for
 // the start another connection began) and dials again.
 func (o *onDemand) dial(ctx context.Context, addr string, dial func(context.Context) (net.Conn, error)) (net.Conn, error) {
+	t0 := time.Now()
 	conn, err := dial(ctx)
 	if err == nil {
 		o.reached()
@@ -155,7 +163,10 @@ func (o *onDemand) dial(ctx context.Context, addr string, dial func(context.Cont
 	}
 	o.mu.Lock()
 	op := o.starting
-	first := op == nil
+	// A start that ended after our dial began is the one to wait for:
+	// the refusal came before the service was up.
+	finished := op == nil && o.started.After(t0)
+	first := op == nil && !finished
 	if first {
 		op = &unitStart{done: make(chan struct{})}
 		o.starting = op
@@ -167,19 +178,21 @@ func (o *onDemand) dial(ctx context.Context, addr string, dial func(context.Cont
 		o.mu.Lock()
 		o.starting = nil
 		if err == nil {
-			o.up = true
+			o.up, o.started = true, time.Now()
 		}
 		o.mu.Unlock()
 		close(op.done)
 		return conn, err
 	}
-	select {
-	case <-op.done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	if op.err != nil {
-		return nil, op.err
+	if !finished {
+		select {
+		case <-op.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if op.err != nil {
+			return nil, op.err
+		}
 	}
 	conn, err = dial(ctx)
 	if err == nil {
@@ -231,6 +244,11 @@ func (d *destination) initOnDemand(cfg DestinationConfig, log *slog.Logger) erro
 		return errors.New("start-unit applies only to destinations that dial their service (tcp, tls, http, https)")
 	}
 	d.od = newOnDemand(cfg.StartUnit, cfg.StopIdle, cfg.Units, log.With("endpoint", d.name))
+	d.od.stopped = func() {
+		if d.transport != nil { // set by initKind, before d is served
+			d.transport.CloseIdleConnections()
+		}
+	}
 	return nil
 }
 
