@@ -2,6 +2,7 @@ package config
 
 import (
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -40,6 +41,9 @@ func (v *validator) onDemand(ep keyPath, d *Destination) {
 			v.fail(ep.key("start-unit"), nil, "applies only to destinations connetd dials (tcp, tls, http, https), not udp://")
 		case d.Kind == "file" || d.FileServerRoot != "":
 			v.fail(ep.key("start-unit"), nil, "applies only to destinations connetd dials, not a file server")
+		case !strings.HasPrefix(o.StartUnit, OnDemandPrefix):
+			v.warn(ep.key("start-unit"), "the polkit rule connetd ships (50-connetd.rules) lets user connetd start and stop only "+
+				"%s*.service: %s needs a polkit rule of your own (or connetd running as root)", OnDemandPrefix, o.StartUnit)
 		}
 	}
 	if o.StopIdle == "" {

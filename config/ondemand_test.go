@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -19,6 +20,10 @@ func TestLoadOnDemand(t *testing.T) {
 	}
 	if got := f.Client.Destinations["web"].OnDemand; got != (OnDemand{StartUnit: "web@blue.service"}) {
 		t.Fatalf("web: %+v", got)
+	}
+	// Only web's unit is outside what the shipped polkit rule allows.
+	if len(f.Warnings) != 1 || f.Warnings[0].Key != "client.destinations.web.start-unit" || !strings.Contains(f.Warnings[0].Msg, "polkit rule") {
+		t.Fatalf("warnings %v, want one about web's start-unit and polkit", f.Warnings)
 	}
 }
 
