@@ -585,6 +585,107 @@ init_instances_off() {
 }
 step "the connetctl init instances stopped, disabled and removed again" init_instances_off
 
+# --- 9c. an on-demand destination: its service started by a connection
+
+# A destination client (odst) whose service, echod on 127.0.0.1:3020, is a
+# unit that is not running: the first connection through the source client
+# osrc (port 8020) makes connetd (user connetd, allowed by the polkit rule
+# 50-connetd.rules) start connetd-ondemand-echo.service, and is served;
+# after stop-idle (3s) without connections connetd stops it again. Ports
+# and names of their own; the instances and files are removed afterwards.
+ondemand_files() {
+	local in=$root$inbox
+	cat >"$in/connetd-ondemand-echo.service" <<'EOF'
+[Unit]
+Description=echod started on demand by connetd@odst (appliance test)
+
+[Service]
+ExecStart=/usr/local/bin/echod 127.0.0.1:3020
+EOF
+	cat >"$in/odst.toml" <<'EOF'
+[client]
+token = "dst-token"
+server-addr = "127.0.0.1:19190"
+server-cas = "/etc/connet/cert.pem"
+direct-addr = "127.0.0.1:19195"
+
+[client.destinations.ondemand]
+addr = "127.0.0.1:3020"
+start-unit = "connetd-ondemand-echo.service"
+stop-idle = "3s"
+EOF
+	cat >"$in/osrc.toml" <<'EOF'
+[client]
+token = "src-token"
+server-addr = "127.0.0.1:19190"
+server-cas = "/etc/connet/cert.pem"
+direct-addr = "127.0.0.1:19196"
+
+[client.sources.ondemand]
+addr = "127.0.0.1:8020"
+EOF
+}
+ondemand_path() {
+	local out
+	out=$(ct connetctl --instance osrc status)
+	printf '%s\n' "$out"
+	grep -q 'ondemand' <<<"$out" && grep -qwE 'direct|relay' <<<"$out"
+}
+ondemand_state() { # prints the unit's ActiveState
+	ct systemctl is-active connetd-ondemand-echo.service || true
+}
+ondemand_inactive() { [ "$(ondemand_state)" = inactive ]; }
+ondemand_setup() {
+	ondemand_files
+	ct test -f /usr/share/polkit-1/rules.d/50-connetd.rules
+	ct cp "$inbox/connetd-ondemand-echo.service" /etc/systemd/system/
+	ct install -m 0640 -g connetd "$inbox/odst.toml" /etc/connet/odst.toml
+	ct install -m 0640 -g connetd "$inbox/osrc.toml" /etc/connet/osrc.toml
+	ct systemctl daemon-reload
+	ct systemctl start connetd@odst connetd@osrc
+	wait_for 30 ct systemctl is-active --quiet connetd@odst connetd@osrc
+	# The source has its peer (a path, direct or relay), so that the first
+	# connection waits only for the unit.
+	wait_for 30 ondemand_path
+	echo "connetd-ondemand-echo.service before the first connection: $(ondemand_state)"
+	ondemand_inactive
+}
+ondemand_first() {
+	# One connection, not retried: it starts the unit and is served.
+	CT_TIMEOUT=40 ct "$inbox/echo.sh" 8020 "the first connection starts the unit"
+	echo "connetd-ondemand-echo.service after it: $(ondemand_state)"
+	[ "$(ondemand_state)" = active ]
+	# msgid.UnitStarted, exactly once, with the unit as CONNET_UNIT.
+	local started
+	started=$(ct journalctl -u connetd@odst --no-pager -o export MESSAGE_ID=0742093644ddccf4484b0008157fbae9 | awk -v RS= '
+		/\nCONNET_UNIT=connetd-ondemand-echo\.service(\n|$)/ { n++; last = $0 }
+		END { print last; print "ENTRIES=" n + 0 }' | grep -E '^(MESSAGE|MESSAGE_ID|CONNET_[A-Z_]+|ENTRIES)=')
+	printf '%s\n' "$started"
+	grep -qx 'ENTRIES=1' <<<"$started"
+}
+ondemand_idle() {
+	# stop-idle = "3s": stopped a few seconds after the connection ended,
+	# with msgid.UnitStopped in the journal.
+	wait_for 20 ondemand_inactive
+	ct journalctl -u connetd@odst --no-pager -o cat MESSAGE_ID=9b73fb7ff326897b0e6af82746dc4f8d | grep "stopped the idle destination's unit"
+}
+ondemand_off() {
+	ct systemctl stop connetd@odst connetd@osrc connetd-ondemand-echo.service
+	ct rm -f /etc/connet/odst.toml /etc/connet/osrc.toml /etc/systemd/system/connetd-ondemand-echo.service
+	ct systemctl daemon-reload
+}
+if ct test -x /usr/lib/polkit-1/polkitd; then
+	step "on-demand destination: connetd@odst and connetd@osrc running, connetd-ondemand-echo.service inactive" ondemand_setup
+	if [ "$step_rc" -eq 0 ]; then
+		step "on-demand destination: the first connection through the source starts connetd-ondemand-echo.service (StartUnit over D-Bus, allowed by polkit) and is served" ondemand_first
+		step "on-demand destination: stop-idle stops the unit 3s after the last connection (StopUnit)" ondemand_idle
+		step "on-demand destination: the next connection starts the unit again" wait_for 30 ct "$inbox/echo.sh" 8020 "started again"
+	fi
+	step "the on-demand instances and unit stopped and removed again" ondemand_off
+else
+	skip "on-demand destination (start-unit, stop-idle)" "polkitd is not in the root (appliance/root.sh): without polkit only root may start units"
+fi
+
 # --- 10. upgrade
 
 upgrade() {

@@ -28,6 +28,11 @@ type DestinationConfig struct {
 	Proto          string // wire.ProtoTCP (or "") or wire.ProtoUDP
 	UDP            UDPConfig
 	Kind           Kind // tls, http, https, file; see Kind
+	// StartUnit is started through Units when the service refuses a
+	// dial, and stopped after StopIdle (when > 0) without streams.
+	StartUnit string
+	StopIdle  time.Duration
+	Units     Units
 }
 
 // destination is guarded by Client.mu, except traffic.
@@ -46,6 +51,7 @@ type destination struct {
 	mismatch string
 	traffic  traffic
 	udp      udpCounters
+	od       *onDemand // start-unit, or nil
 	destKind
 }
 
@@ -56,6 +62,9 @@ func (d *destination) announce() wire.Message {
 // stop closes the destination's file server, if any.
 func (d *destination) stop() {
 	d.stopKind()
+	if d.od != nil {
+		d.od.close()
+	}
 	if d.fileServer != nil {
 		_ = d.fileServer.Close()
 	}
@@ -82,6 +91,9 @@ func (c *Client) AddDestination(name string, cfg DestinationConfig) error {
 	}
 	if d.proto == wire.ProtoUDP && (cfg.ProxyProto != "" || cfg.FileServerRoot != "") {
 		return fmt.Errorf("destination %q: PROXY protocol and the file server are for tcp only", name)
+	}
+	if err := d.initOnDemand(cfg, c.log); err != nil {
+		return fmt.Errorf("destination %q: %w", name, err)
 	}
 	if err := d.initKind(cfg.Kind, c.log); err != nil {
 		return fmt.Errorf("destination %q: %w", name, err)
@@ -257,10 +269,11 @@ func (p *peer) serveStream(conn *quic.Conn, st *quic.Stream, pa path) {
 			return
 		}
 	}
+	defer d.openStream()()
 	if p.serveKind(conn, st, pa, m, d, from) {
 		return
 	}
-	tc, err := net.DialTimeout("tcp", d.addr, d.dialTimeout())
+	tc, err := d.dialService(context.Background(), d.addr)
 	if err != nil {
 		log.Warn("destination service unreachable", "addr", d.addr, "err", err)
 		abort(st, wire.StreamDialFailed)

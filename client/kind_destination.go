@@ -59,7 +59,7 @@ func (d *destination) initKind(k Kind, log *slog.Logger) error {
 			return err
 		}
 		tr := &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: d.dialTimeout()}).DialContext,
+			DialContext:         func(ctx context.Context, _, addr string) (net.Conn, error) { return d.dialService(ctx, addr) },
 			TLSClientConfig:     d.tlsConfig(),
 			TLSHandshakeTimeout: d.dialTimeout(),
 			ForceAttemptHTTP2:   k.Scheme == "https",
@@ -127,7 +127,7 @@ func (p *peer) serveKind(conn *quic.Conn, st *quic.Stream, pa path, m *wire.Conn
 	case "", "tcp":
 		return false
 	case "tls":
-		tc, err := net.DialTimeout("tcp", d.addr, d.dialTimeout())
+		tc, err := d.dialService(context.Background(), d.addr)
 		if err != nil {
 			log.Warn("destination service unreachable", "addr", d.addr, "err", err)
 			abort(st, wire.StreamDialFailed)

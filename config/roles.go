@@ -47,6 +47,7 @@ func (v *validator) destination(ep keyPath, name string, d *Destination) {
 	}
 	v.destinationKind(ep, d)
 	v.udpFlows(ep, d.Proto, &d.UDPFlows)
+	v.onDemand(ep, d)
 }
 
 func (v *validator) source(ep keyPath, name string, s *Source) {

@@ -72,6 +72,7 @@ type Destination struct {
 	RelayEncryptions EncryptionList `toml:"relay-encryptions"`
 	UDPFlows
 	EndpointKind
+	OnDemand
 	// ServerName is the name a tls/https destination sends (SNI) and
 	// verifies; by default the url's host.
 	ServerName string `toml:"server-name"`

@@ -111,10 +111,12 @@ func (r *clientRole) addDestination(name string, d config.Destination) error {
 	if err != nil {
 		return fmt.Errorf("destination %q: %w", name, err)
 	}
-	return r.c.AddDestination(name, client.DestinationConfig{
+	cfg := client.DestinationConfig{
 		Addr: d.Addr, Route: d.Route, ProxyProto: d.ProxyProtoVersion, FileServerRoot: d.FileServerRoot,
 		Proto: d.Proto, UDP: udpConfig(d.UDPFlows), Kind: kind,
-	})
+	}
+	onDemand(d, &cfg)
+	return r.c.AddDestination(name, cfg)
 }
 
 func udpConfig(u config.UDPFlows) client.UDPConfig {

@@ -49,6 +49,7 @@ expected=(
 	/usr/lib/systemd/system/connetd-client-direct.socket
 	/usr/lib/sysusers.d/connetd.conf /usr/lib/sysctl.d/60-connetd.conf
 	/usr/lib/systemd/catalog/connetd.catalog
+	/usr/share/polkit-1/rules.d/50-connetd.rules
 	/usr/share/man/man8/connetd.8.gz /usr/share/man/man1/connetctl.1.gz
 	/usr/share/man/man5/connetd.toml.5.gz
 	/usr/share/doc/connetd/copyright /usr/share/doc/connetd/changelog.gz

@@ -34,6 +34,9 @@ file 0644 units/connetd.sysusers /usr/lib/sysusers.d/connetd.conf
 file 0644 units/connetd.sysctl /usr/lib/sysctl.d/60-connetd.conf
 # The journal catalog: journalctl -x explains each event by its MESSAGE_ID.
 file 0644 units/connetd.catalog /usr/lib/systemd/catalog/connetd.catalog
+# polkit: lets user connetd start and stop connetd-ondemand-*.service (a
+# destination's start-unit); inert without polkitd.
+file 0644 units/connetd-ondemand.rules /usr/share/polkit-1/rules.d/50-connetd.rules
 
 if [ -f units/org.connetd.Connetd1.conf ]; then
 	file 0644 units/org.connetd.Connetd1.conf /usr/share/dbus-1/system.d/org.connetd.Connetd1.conf

@@ -54,6 +54,15 @@ const (
 	PortMapped ID = "633f0f0159004e55a5ee9282f7b337e8"
 	// PortMappingLost: a port mapping could not be renewed.
 	PortMappingLost ID = "162c8d00a60b49bfb8da1b9b667fe479"
+	// UnitStarted: a connection found an on-demand destination's service
+	// down (start-unit); connetd started the unit and the service accepts.
+	UnitStarted ID = "0742093644ddccf4484b0008157fbae9"
+	// UnitStartFailed: starting a destination's start-unit failed, or its
+	// address did not accept in time; the connection was refused.
+	UnitStartFailed ID = "0a3f5ac09d9ed0df00cc7e0b82f751c0"
+	// UnitStopped: connetd stopped a destination's start-unit after
+	// stop-idle without connections (or could not).
+	UnitStopped ID = "9b73fb7ff326897b0e6af82746dc4f8d"
 )
 
 // All lists every id with its constant's name, for the catalog test and
@@ -73,4 +82,7 @@ var All = map[string]ID{
 	"ReloadRejected":   ReloadRejected,
 	"PortMapped":       PortMapped,
 	"PortMappingLost":  PortMappingLost,
+	"UnitStarted":      UnitStarted,
+	"UnitStartFailed":  UnitStartFailed,
+	"UnitStopped":      UnitStopped,
 }
