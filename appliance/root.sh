@@ -15,9 +15,10 @@ variant=minbase
 # systemd as PID 1, D-Bus for connetctl, procps for /bin/kill (the unit's
 # ExecReload; the package depends on it), polkitd for the on-demand
 # destination (user connetd starting a unit: systemd asks polkit, and
-# without it only root may); everything else the test needs is in minbase
+# without it only root may; it needs a logind, which debootstrap does not
+# pick for it: libpam-systemd provides one); everything else the test needs is in minbase
 # (bash, coreutils, util-linux, apt, dpkg).
-packages=systemd,systemd-sysv,dbus,procps,polkitd
+packages=systemd,systemd-sysv,dbus,procps,libpam-systemd,polkitd
 mirror=${APPLIANCE_MIRROR:-http://deb.debian.org/debian}
 cache=${APPLIANCE_CACHE:-/var/cache/connetd-appliance}
 format=1 # bump when this script changes what a root holds
