@@ -3,7 +3,7 @@
 _connetctl() {
 	local cur prev words cword
 	_init_completion || return
-	local commands="status list peers add-source remove-source add-destination remove-destination reload clients relays tokens diagnose init help"
+	local commands="status list peers add-source remove-source add-destination remove-destination reload clients relays tokens wait diagnose init help"
 	case $prev in
 	--instance | -i)
 		local names
@@ -29,6 +29,17 @@ _connetctl() {
 		;;
 	--udp-max-flows)
 		return # a number
+		;;
+	--path)
+		COMPREPLY=($(compgen -W "any direct" -- "$cur"))
+		return
+		;;
+	--timeout)
+		COMPREPLY=($(compgen -W "10s 30s 1m 5m infinity" -- "$cur"))
+		return
+		;;
+	--unit-instance)
+		return # INSTANCE:NAME
 		;;
 	--file)
 		_filedir
@@ -82,6 +93,7 @@ _connetctl() {
 			;;
 		esac
 		;;
+	wait) COMPREPLY=($(compgen -W "--path --timeout --unit-instance --json" -- "$cur")) ;;
 	help) COMPREPLY=($(compgen -W "$commands" -- "$cur")) ;;
 	*) COMPREPLY=($(compgen -W "--json --help" -- "$cur")) ;;
 	esac

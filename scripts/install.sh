@@ -23,10 +23,12 @@ file() { install -D -m "$1" "$2" "$(d "$3")"; }
 file 0755 "$bin/connetd" /usr/bin/connetd
 file 0755 "$bin/connetctl" /usr/bin/connetctl
 
-# systemd: the instance template, the socket units, the service user, the
+# systemd: the instance template, the endpoint readiness template
+# (connetd-wait@INSTANCE:ENDPOINT), the socket units, the service user, the
 # UDP buffer limits and the journal catalog.
 unitdir=/usr/lib/systemd/system
 file 0644 units/connetd@.service "$unitdir/connetd@.service"
+file 0644 units/connetd-wait@.service "$unitdir/connetd-wait@.service"
 for s in units/*.socket; do
 	file 0644 "$s" "$unitdir/$(basename "$s")"
 done

@@ -36,6 +36,7 @@ var commands = []command{
 	{name: "clients", args: "", summary: "list the clients connected to a server or control instance", run: cmdClients},
 	{name: "relays", args: "", summary: "list the relays connected to a server or control instance", run: cmdRelays},
 	{name: "tokens", args: "[add|revoke - | --file PATH | TOKEN]", summary: "count client tokens, add one, or revoke one (its clients are disconnected at once); - reads the token from standard input", run: cmdTokens},
+	{name: "wait", args: waitUsage, summary: "wait until the source or destination NAME has a peer path (--path direct: a direct one); exits 1 at --timeout (default 30s) saying what is missing", run: cmdWait},
 	{name: "diagnose", args: "", summary: "check why something does not connect: NAT, port mapping, UDP buffers, control, relays and each peer's path; exits 1 naming the first problem", run: cmdDiagnose},
 	{name: "init", args: "server --public-addr HOST [--out DIR] [--port N] [--relay-port N] [--clients N] [--force] | client --from BUNDLE [--name NAME] [--out DIR] [--force]", summary: "write a server's configuration, certificate, tokens and one bundle per client, or install a client bundle (no daemon needed)", run: cmdInit},
 	{name: "help", args: "[COMMAND]", summary: "show help", run: nil},
