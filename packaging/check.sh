@@ -43,7 +43,7 @@ done
 # Files every package must hold (optional inputs only when they exist).
 expected=(
 	/usr/bin/connetd /usr/bin/connetctl
-	/usr/lib/systemd/system/connetd@.service
+	/usr/lib/systemd/system/connetd@.service /usr/lib/systemd/system/connetd-wait@.service
 	/usr/lib/systemd/system/connetd-server-control.socket
 	/usr/lib/systemd/system/connetd-server-relay.socket
 	/usr/lib/systemd/system/connetd-client-direct.socket
