@@ -66,8 +66,7 @@ func newClient(d *Daemon, cfg *config.Client) (_ role, err error) {
 		resetKey = d.resetKey
 	}
 	r.c, err = client.New(client.Config{
-		Identity: id,
-		Token:    cfg.TokenValue, ServerAddr: cfg.ServerAddr, ServerTLS: srvTLS,
+		Identity: id, Token: cfg.TokenValue, ServerAddr: cfg.ServerAddr, ServerTLS: srvTLS,
 		DirectConn: r.direct, RelayConn: r.relay, PortMapping: cfg.PortMapping == "auto",
 		Version: d.opts.Version, Logger: d.log,
 		DirectStatelessResetKey: resetKey,
