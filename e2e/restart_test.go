@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,7 +136,19 @@ func punchAttempts(t *testing.T, statusAddr, name string) (int, string) {
 // LISTEN_FDS, its identity stays in its state directory. A new connection
 // through the source works within a second, over the direct path, and the
 // source punched nothing new.
+//
+// Stopped with SIGTERM, the old process closes its connections; killed
+// with SIGKILL (a crash, Restart=on-failure), the new process answers the
+// source's packets for the old connection with a stateless reset (same
+// key, from the state directory). Either ends the source's connection at
+// once and makes it re-dial.
 func TestRestartedDestinationTakesBackItsSocketsAndIsDirectAtOnce(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) { restartDestination(t, sig) })
+	}
+}
+
+func restartDestination(t *testing.T, sig syscall.Signal) {
 	tp := newTopology(t, endpoint{name: "svc", srcRoute: "direct", dstRoute: "any"})
 	tp.startEcho(t)
 	tp.startServer(t)
@@ -159,7 +172,12 @@ func TestRestartedDestinationTakesBackItsSocketsAndIsDirectAtOnce(t *testing.T) 
 	}
 	punches, _ := punchAttempts(t, addr(tp.srcStatus), "svc")
 
-	dst.stop(t)
+	if sig == syscall.SIGTERM {
+		dst.stop(t)
+	} else {
+		_ = dst.cmd.Process.Signal(sig)
+		<-dst.done
+	}
 	files, names := store.passed(t)
 	restarted := time.Now()
 	dst2 := activated(t, tp.dir, "dst2", files, names, []string{"NOTIFY_SOCKET=" + store.path, stateEnv}, "--config", "dst.toml")
@@ -175,7 +193,7 @@ func TestRestartedDestinationTakesBackItsSocketsAndIsDirectAtOnce(t *testing.T) 
 		time.Sleep(20 * time.Millisecond)
 	}
 	took := time.Since(restarted)
-	t.Logf("restart (exec) to a new connection over the direct path: %s (%d attempts failed)", took, failed)
+	t.Logf("%s, restart (exec) to a new connection over the direct path: %s (%d attempts failed)", sig, took, failed)
 	if took > time.Second {
 		t.Errorf("a new connection %s after the restart, want within 1s", took)
 	}
@@ -184,6 +202,9 @@ func TestRestartedDestinationTakesBackItsSocketsAndIsDirectAtOnce(t *testing.T) 
 	}
 	if !strings.Contains(tp.src.out.String(), "direct path back at its last address, without punching") {
 		t.Errorf("the source did not log the re-dial")
+	}
+	if sig == syscall.SIGKILL && !strings.Contains(tp.src.out.String(), "received a stateless reset") {
+		t.Errorf("the source's connection did not end with a stateless reset")
 	}
 	for _, name := range []string{"direct", "client-relay", "status"} {
 		if !strings.Contains(dst2.out.String(), "fd_name="+name) {
