@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/connetd/connetd/client"
 	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/internal/udptest"
 	"github.com/connetd/connetd/wire"
 )
 
@@ -127,4 +129,42 @@ func tryEcho(addr, msg string) bool {
 	got := make([]byte, len(msg))
 	_, err = io.ReadFull(c, got)
 	return err == nil && string(got) == msg
+}
+
+// A UDP flow through the source goes on after the destination restarts:
+// the source's next datagram opens the flow again on the new connection.
+func TestUDPFlowResumesAfterTheDestinationRestarts(t *testing.T) {
+	l := newLab(t)
+	echo := udptest.ListenEcho(t, "127.0.0.1:0")
+	dst := l.restartable("dst", func(c *client.Client) {
+		must(t, c.AddDestination("dns", client.DestinationConfig{Addr: echo.Addr(), Proto: wire.ProtoUDP}))
+	})
+	src := l.client("src", client.Config{}, func(c *client.Client) {
+		must(t, c.AddSource("dns", client.SourceConfig{Addr: "127.0.0.1:0", Route: wire.RouteDirect, Proto: wire.ProtoUDP}))
+	})
+	waitPath(t, src, "dns", "direct")
+	c := udptest.Dial(t, sourceStatus(t, src, "dns").Addr)
+	must(t, udptest.Exchange(c, 20, 500, 1, "before"))
+	dst.stop()
+	restarted := time.Now()
+	dst.start()
+	// Datagrams sent before the source has a path again are lost (UDP):
+	// keep sending, on the same socket (the same flow), until one comes
+	// back.
+	buf := make([]byte, 100)
+	for i := 0; ; i++ {
+		if time.Since(restarted) > 5*time.Second {
+			t.Fatalf("the flow did not resume within 5s of the restart")
+		}
+		msg := fmt.Sprintf("after %d", i)
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, err := c.Read(buf); err == nil && string(buf[:n]) == msg {
+			break
+		}
+	}
+	t.Logf("the UDP flow resumed %s after the restart", time.Since(restarted))
+	must(t, udptest.Exchange(c, 20, 500, 1, "resumed"))
 }
