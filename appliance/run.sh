@@ -521,6 +521,46 @@ kill_and_restart() {
 step "kill -9 of connetd@src: systemd restarts it and traffic flows again" kill_and_restart
 ctl_step "the source added with connetctl is back after the restart (:8001)" wait_for 30 ct "$inbox/echo.sh" 8001 "hello second source again"
 
+# --- 8b. a restarted destination keeps its sockets and its direct path
+
+# The source's path toward the destination for source echo:
+# "PATH PUNCH_ATTEMPTS" from `connetctl --json peers`.
+echo_peer() {
+	ct connetctl --instance src --json peers | tr -d ' \n' | grep -o '"Endpoint":"echo"[^}]*' |
+		awk 'NR == 1' | sed -E 's/.*"Path":"([a-z]*)".*"PunchAttempts":([0-9]+).*/\1 \2/'
+}
+echo_peer_direct() { echo_peer | grep '^direct '; }
+restart_keeps_direct() {
+	local before after path punches t0 t1 t2 i since
+	wait_for 30 echo_peer_direct
+	before=$(echo_peer)
+	punches=${before#* }
+	since=$(ct date '+%Y-%m-%d %H:%M:%S')
+	t0=$(date +%s%N)
+	ct systemctl restart connetd@dst
+	t1=$(date +%s%N)
+	# systemctl restart returns once the new process is READY (registered
+	# with control); from then a new connection must work within 1s.
+	for i in $(seq 50); do
+		if CT_TIMEOUT=5 ct "$inbox/echo.sh" 8000 "hello after the restart" >/dev/null 2>&1; then break; fi
+		[ "$i" -lt 50 ] || { echo "no connection through the source within 5s"; return 1; }
+		sleep 0.1
+	done
+	t2=$(date +%s%N)
+	after=$(echo_peer)
+	path=${after% *}
+	echo "systemctl restart connetd@dst took $(((t1 - t0) / 1000000)) ms; a new connection through the source $(((t2 - t1) / 1000000)) ms after it returned ($(((t2 - t0) / 1000000)) ms after it was issued)"
+	echo "source echo toward dst: before '$before', after '$after' (path, punch attempts)"
+	[ $(((t2 - t1) / 1000000)) -le 1000 ]
+	[ "$path" = direct ] && [ "${after#* }" = "$punches" ]
+	# The source re-dialed the last address; the destination took its
+	# sockets back from the file descriptor store.
+	ct journalctl -u connetd@src --no-pager -o cat --since "$since" | grep 'direct path back at its last address, without punching'
+	ct journalctl -u connetd@dst --no-pager -o export --since "$since" | grep -x 'CONNET_FD_NAME=direct' >/dev/null
+	ct journalctl -u connetd@dst --no-pager -o export --since "$since" | grep -x 'CONNET_FD_NAME=client-relay' >/dev/null
+}
+step "systemctl restart connetd@dst: a new connection through the source within 1 s over the direct path without a new punch" restart_keeps_direct
+
 # --- 9. socket activation
 
 socket_activation_udp() {

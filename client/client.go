@@ -58,6 +58,11 @@ type Config struct {
 	// direct-stateless-reset-key).
 	DirectStatelessResetKey *quic.StatelessResetKey
 
+	// Identity is the client's key and certificate; nil makes a new one.
+	// Keeping it across restarts (the daemon stores it) lets peers know a
+	// restarted client as the same peer and dial it again at once.
+	Identity *identity.Identity
+
 	// MaxStreams caps concurrent connections from one source peer; 0 means
 	// quicconf.MaxPeerStreams.
 	MaxStreams int64
@@ -108,9 +113,12 @@ func New(cfg Config) (*Client, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	id, err := identity.New("connetd-client")
-	if err != nil {
-		return nil, fmt.Errorf("client identity: %w", err)
+	id := cfg.Identity
+	if id == nil {
+		var err error
+		if id, err = identity.New("connetd-client"); err != nil {
+			return nil, fmt.Errorf("client identity: %w", err)
+		}
 	}
 	c := &Client{
 		cfg:          cfg,

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"net"
 	"sync"
 	"time"
 
@@ -88,6 +89,8 @@ type peer struct {
 	wantedSince           time.Time     // when a direct path was first wanted and missing
 	timeToDirect          time.Duration // from wanting a direct path to having one
 	hadDirect             bool          // a direct path came up once: the histogram has its time
+	lastDirect            *net.UDPAddr  // where our last direct connection went, from the direct socket
+	directLostAt          time.Time     // when the peer ended it (closed, reset); zero otherwise (redial.go)
 
 	inbound map[*quic.Conn]path // accepted because the peer is a source
 	// muxes hand each connection's datagrams to its UDP flows.

@@ -77,6 +77,9 @@ func minTime(a, b time.Time) time.Time {
 // candidates blindly: a full-TTL packet that reaches the peer's NAT before
 // the peer has opened it spoils that NAT's state (see package punch).
 func (p *peer) holdDirect(peerNAT string, failures int) {
+	if p.tryRedial() {
+		return
+	}
 	o := p.c.trav.Punch(p.ctx, p.id, peerNAT, failures)
 	p.mu.Lock()
 	if o.Err != nil {
@@ -100,8 +103,19 @@ func (p *peer) holdDirect(peerNAT string, failures int) {
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
 	tlsConf := p.c.id.ClientTLS(wire.ALPNPeer, func(id identity.ID) bool { return id == p.id })
-	conn, err := tr.Dial(ctx, net.UDPAddrFromAddrPort(o.Remote), tlsConf, directPeerConfig())
+	remote := net.UDPAddrFromAddrPort(o.Remote)
+	conn, err := tr.Dial(ctx, remote, tlsConf, directPeerConfig())
 	cancel()
+	if err == nil {
+		// A spray socket is gone after this connection: only a path from
+		// the direct socket can be re-dialed (redial.go).
+		p.mu.Lock()
+		p.lastDirect = remote
+		if o.Spray != nil {
+			p.lastDirect = nil
+		}
+		p.mu.Unlock()
+	}
 	p.hold(conn, err, pathDirect)
 }
 
@@ -189,6 +203,7 @@ func (p *peer) hold(conn *quic.Conn, err error, pa path) {
 		p.c.paths.add(lost)
 	}
 	if pa == pathDirect {
+		p.noteDirectLostLocked(context.Cause(conn.Context()))
 		p.directConn, p.dialingDirect, p.changeClosed = nil, false, false
 	} else {
 		p.relayConn, p.dialingRelay = nil, false

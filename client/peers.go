@@ -71,6 +71,7 @@ func (c *Client) updatePeers(m *wire.Peers) {
 		p.update(wp.Direct, wp.NAT)
 		if p.setRole(m.Role, m.Endpoint, routes{ours: ours, theirs: wp.Route}, true) && m.Role == "source" {
 			checkRoutes(c.log, m.Endpoint, ours, wp)
+			p.named()
 		}
 		p.poke()
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"syscall"
 
 	"github.com/coreos/go-systemd/v22/activation"
 )
@@ -31,6 +32,7 @@ type listeners struct {
 	mu    sync.Mutex
 	files map[string][]*os.File
 	log   *slog.Logger
+	kept  []storedSocket // handed out; for the file descriptor store
 }
 
 // takeListeners reads (and consumes) the LISTEN_* environment; call once.
@@ -49,7 +51,17 @@ func (l *listeners) take(name string) *os.File {
 	if len(fs) == 0 {
 		return nil
 	}
-	l.files[name] = fs[1:]
+	// A socket both from a socket unit and from the file descriptor store
+	// comes twice under its name: keep one.
+	rest := fs[:0:0]
+	for _, f := range fs[1:] {
+		if sameSocket(fs[0], f) {
+			f.Close()
+			continue
+		}
+		rest = append(rest, f)
+	}
+	l.files[name] = rest
 	return fs[0]
 }
 
@@ -67,9 +79,14 @@ func (l *listeners) udp(name, addr string) (*net.UDPConn, error) {
 			return nil, fmt.Errorf("socket %q from systemd is not a UDP socket", name)
 		}
 		l.log.Info("using socket from systemd", "fd_name", name, "addr", u.LocalAddr().String())
+		l.keep(name, u)
 		return u, nil
 	}
-	return listenUDP(addr)
+	u, err := listenUDP(addr)
+	if err == nil {
+		l.keep(name, u)
+	}
+	return u, err
 }
 
 // tcp returns the activated listener called name, or listens on addr.
@@ -81,11 +98,17 @@ func (l *listeners) tcp(name, addr string) (net.Listener, error) {
 			return nil, fmt.Errorf("socket %q from systemd: %w", name, err)
 		}
 		l.log.Info("using socket from systemd", "fd_name", name, "addr", ln.Addr().String())
+		if sc, ok := ln.(syscall.Conn); ok {
+			l.keep(name, sc)
+		}
 		return ln, nil
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	if sc, ok := ln.(syscall.Conn); ok {
+		l.keep(name, sc)
 	}
 	return ln, nil
 }

@@ -47,16 +47,29 @@ func newClient(d *Daemon, cfg *config.Client) (_ role, err error) {
 	if r.direct, err = d.udp(fdDirect, cfg.DirectAddr); err != nil {
 		return nil, err
 	}
-	// The relay socket is ephemeral: only the direct port is well known.
-	if r.relay, err = listenUDP(":0"); err != nil {
+	// The relay socket is ephemeral (only the direct port is well known),
+	// but kept across restarts by systemd's file descriptor store.
+	if r.relay, err = r.d.lst.udp(fdClientRelay, ":0"); err != nil {
 		return nil, err
 	}
 	tuneUDP(r.relay, d.tune, d.log)
+	// The identity and the direct socket's stateless reset key are kept in
+	// the store: after a restart peers know the client as the same peer,
+	// and packets of connections the old process had get a stateless reset
+	// (the peer's dead connection ends at once, not after its idle timeout).
+	id, err := storedIdentity(d.store, "client")
+	if err != nil {
+		return nil, err
+	}
+	resetKey := (*quic.StatelessResetKey)(cfg.DirectResetKey)
+	if resetKey == nil {
+		resetKey = d.resetKey
+	}
 	r.c, err = client.New(client.Config{
-		Token: cfg.TokenValue, ServerAddr: cfg.ServerAddr, ServerTLS: srvTLS,
+		Identity: id, Token: cfg.TokenValue, ServerAddr: cfg.ServerAddr, ServerTLS: srvTLS,
 		DirectConn: r.direct, RelayConn: r.relay, PortMapping: cfg.PortMapping == "auto",
 		Version: d.opts.Version, Logger: d.log,
-		DirectStatelessResetKey: (*quic.StatelessResetKey)(cfg.DirectResetKey),
+		DirectStatelessResetKey: resetKey,
 	})
 	if err != nil {
 		return nil, err

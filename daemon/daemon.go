@@ -228,7 +228,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if names := d.lst.unused(); len(names) > 0 {
 		d.log.Warn("sockets passed by systemd match no configured listener", "fd_names", names)
+		d.lst.dropUnused(d.notify, names)
 	}
+	// Before serving: a crash from now on keeps the sockets too.
+	d.lst.storeAll(d.notify)
 	// When the role's serve loop ends, even without an error, the daemon
 	// ends; the other goroutines end with the group's context, and the
 	// last one tells systemd we are stopping as soon as it ends, whether
