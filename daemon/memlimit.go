@@ -96,7 +96,7 @@ const v1Unlimited = 1 << 62
 // returns the smallest limit in name; found reports whether the cgroup's own
 // file exists (a controller that is not there has no limit to report).
 func smallestLimit(base, cg, name string) (limit int64, file string, found bool, err error) {
-	cg = path.Clean("/" + cg)
+	cg = mountedPath(base, path.Clean("/"+cg))
 	for dir := cg; ; dir = path.Dir(dir) {
 		p := filepath.Join(base, filepath.FromSlash(dir), name)
 		b, rerr := os.ReadFile(p)
@@ -128,6 +128,26 @@ func smallestLimit(base, cg, name string) (limit int64, file string, found bool,
 			// No controller file for our own cgroup: do not look further
 			// up (an ancestor in the same tree would not be ours either).
 			return 0, "", false, nil
+		}
+	}
+}
+
+// mountedPath is cg as found below base. Without a cgroup namespace (a
+// container on a v1 hierarchy, for one) /proc/self/cgroup shows the host's
+// full path while only the container's subtree is mounted: then the longest
+// suffix of cg (at least one component) that exists below base is ours.
+func mountedPath(base, cg string) string {
+	if _, err := os.Stat(filepath.Join(base, filepath.FromSlash(cg))); err == nil || cg == "/" {
+		return cg
+	}
+	for rest := strings.TrimPrefix(cg, "/"); ; {
+		i := strings.IndexByte(rest, '/')
+		if i < 0 {
+			return cg
+		}
+		rest = rest[i+1:]
+		if _, err := os.Stat(filepath.Join(base, filepath.FromSlash(rest))); err == nil {
+			return "/" + rest
 		}
 	}
 }

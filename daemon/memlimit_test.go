@@ -63,6 +63,11 @@ func TestCgroupMemoryMax(t *testing.T) {
 			"sys/fs/cgroup/memory" + unit + "/memory.limit_in_bytes": "33554432\n",
 			"sys/fs/cgroup/memory/memory.limit_in_bytes":             "9223372036854771712\n",
 		}, 32 << 20, "sys/fs/cgroup/memory" + unit + "/memory.limit_in_bytes"},
+		{"v1 container without a cgroup namespace", map[string]string{
+			"proc/self/cgroup": "4:memory:/machine.slice/machine-x.scope/payload" + unit + "\n",
+			"sys/fs/cgroup/memory" + unit + "/memory.limit_in_bytes":  "33554432\n",
+			"sys/fs/cgroup/memory/system.slice/memory.limit_in_bytes": "9223372036854771712\n",
+		}, 32 << 20, "sys/fs/cgroup/memory" + unit + "/memory.limit_in_bytes"},
 		{"v1 unlimited", map[string]string{
 			"proc/self/cgroup": "4:memory:" + unit + "\n",
 			"sys/fs/cgroup/memory" + unit + "/memory.limit_in_bytes": "9223372036854771712\n",
