@@ -760,6 +760,62 @@ upgrade() {
 }
 step "upgrade: running instances restarted, conffile edit kept, nothing newly enabled, traffic flows" upgrade
 
+# --- 10b. MemoryMax= sets the Go memory limit
+
+# The unit's cgroup, and the file of its memory limit: cgroup v2's
+# memory.max, or the v1 memory controller's memory.limit_in_bytes when the
+# container runs with a hybrid hierarchy. Prints the file; fails when there
+# is no memory controller (MemoryMax= would then limit nothing).
+memory_file() {
+	local cg
+	cg=$(ct systemctl show -p ControlGroup --value connetd@src)
+	[ -n "$cg" ] || return 1
+	if ct test -f "/sys/fs/cgroup$cg/memory.max"; then
+		echo "/sys/fs/cgroup$cg/memory.max"
+	elif ct test -f "/sys/fs/cgroup/memory$cg/memory.limit_in_bytes"; then
+		echo "/sys/fs/cgroup/memory$cg/memory.limit_in_bytes"
+	else
+		echo "connetd@src's cgroup $cg has no memory controller"
+		return 1
+	fi
+}
+memory_max() {
+	ct mkdir -p /etc/systemd/system/connetd@src.service.d
+	ct sh -c 'printf "[Service]\nMemoryMax=64M\n" >/etc/systemd/system/connetd@src.service.d/memory.conf'
+	ct systemctl daemon-reload
+	ct systemctl restart connetd@src
+	wait_for 30 ct systemctl is-active --quiet connetd@src
+	local file inv entry
+	file=$(memory_file)
+	echo "$file: $(ct cat "$file")"
+	[ "$(ct cat "$file")" = 67108864 ]
+	# This run's journal only: the line logged at start, with the cgroup's
+	# limit and the Go limit (64 MiB less the 8 MiB minimum headroom).
+	inv=$(ct systemctl show -p InvocationID --value connetd@src)
+	journal_limit() {
+		ct journalctl --no-pager -o export "_SYSTEMD_INVOCATION_ID=$inv" | awk -v RS= '
+			/\nMESSAGE=Go memory limit set below the cgroup.s memory limit(\n|$)/ { last = $0 }
+			END { if (last == "") exit 1; print last }' | grep -E '^(MESSAGE|CONNET_[A-Z_]+)='
+	}
+	entry=$(wait_for 10 journal_limit)
+	printf '%s\n' "$entry"
+	grep -qx 'CONNET_MEMORY_MAX=67108864' <<<"$entry"
+	grep -qx 'CONNET_GO_MEMORY_LIMIT=58720256' <<<"$entry"
+	wait_for 30 ct "$inbox/echo.sh" 8000 "hello with MemoryMax=64M"
+}
+memory_max_off() {
+	ct rm -rf /etc/systemd/system/connetd@src.service.d
+	ct systemctl daemon-reload
+	ct systemctl restart connetd@src
+	wait_for 30 ct systemctl is-active --quiet connetd@src
+}
+if memory_file >/dev/null 2>&1; then
+	step "a drop-in with MemoryMax=64M: connetd@src logs its Go memory limit below it (56 MiB) and carries traffic" memory_max
+	step "the MemoryMax= drop-in removed again" memory_max_off
+else
+	skip "MemoryMax= sets the Go memory limit" "$(memory_file 2>&1 || true)"
+fi
+
 # --- 11. purge
 
 purge() {

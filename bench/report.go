@@ -54,9 +54,12 @@ func printReport(out io.Writer, o opts, res *results) {
 	printUDP(out, o, res)
 
 	t = table{}
-	t.add("RSS (MiB)", "idle", "load direct", "load relay", "load max")
+	// "anon" is the process's own memory (heap, stacks, the runtime's,
+	// relocated data); the rest of RSS is file pages, mostly the binary's,
+	// which the connetd processes share.
+	t.add("RSS (MiB)", "idle", "load direct", "load relay", "load max", "idle anon", "load anon")
 	for _, p := range res.rss {
-		t.add(p.name, mib(p.idle), mib(p.direct), mib(p.relay), mib(max(p.direct, p.relay)))
+		t.add(p.name, mib(p.idle), mib(p.direct), mib(p.relay), mib(max(p.direct, p.relay)), mib(p.idleAnon), mib(p.loadAnon))
 	}
 	fmt.Fprintln(out)
 	t.print(out)

@@ -27,6 +27,8 @@ const (
 type procRSS struct {
 	name                string
 	idle, direct, relay int64 // idle, and peaks under the direct/relay transfers
+	// The anonymous part (RssAnon): idle, and its peak under either load.
+	idleAnon, loadAnon int64
 }
 
 type results struct {

@@ -23,7 +23,7 @@ func measureAll(ctx context.Context, o opts, cl *cluster, target string, usrv *u
 		if err != nil {
 			return nil, err
 		}
-		res.rss = append(res.rss, procRSS{name: p.name, idle: kb})
+		res.rss = append(res.rss, procRSS{name: p.name, idle: kb.rss, idleAnon: kb.anon})
 	}
 
 	// Rounds interleave the routes so that a burst of load from elsewhere on
@@ -117,7 +117,8 @@ func measureThroughput(ctx context.Context, o opts, r, addr, certFile, keyFile s
 		if r == rRelay {
 			peak = &rss[i].relay
 		}
-		*peak = max(*peak, peaks[list[i]])
+		*peak = max(*peak, peaks[list[i]].rss)
+		rss[i].loadAnon = max(rss[i].loadAnon, peaks[list[i]].anon)
 	}
 	return t, err
 }

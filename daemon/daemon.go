@@ -257,6 +257,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.notify.stopping()
 		return nil
 	})
+	setGCPercent(d.log)
+	setMemoryLimit(d.log, "/")
 	d.log.Info("connetd started", "version", d.opts.Version)
 	if err := g.Wait(); err != nil {
 		return err

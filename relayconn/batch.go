@@ -49,7 +49,10 @@ func (c *Conn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 // unframed, anything else but a frame as it is.
 func (c *Conn) takeDatagram(d datagram) {
 	if !wire.IsRelayFrame(d.b) {
-		c.pending = append(c.pending, packet{slot: d.slot, b: d.b, from: net.UDPAddrFromAddrPort(d.from)})
+		if c.lastAddr == nil || d.from != c.lastFrom {
+			c.lastFrom, c.lastAddr = d.from, net.UDPAddrFromAddrPort(d.from)
+		}
+		c.pending = append(c.pending, packet{slot: d.slot, b: d.b, from: c.lastAddr})
 		return
 	}
 	if !c.isRelay(d.from) {

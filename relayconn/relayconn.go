@@ -58,7 +58,14 @@ type Conn struct {
 	rx      *reader
 	pending []packet         // read but not yet returned to quic-go
 	take    func(d datagram) // c.takeDatagram, bound once
-	bufs    sync.Pool        // *writeBuf: frames and control messages of writes
+	// The sender of the last datagram not from a relay, as quic-go gets
+	// it: a bulk transfer's packets all come from one peer, and an
+	// address each would be most of the read path's garbage. Read side
+	// only; quic-go keeps the addresses it is given, so a new sender gets
+	// a new one rather than a change to this.
+	lastFrom netip.AddrPort
+	lastAddr *net.UDPAddr
+	bufs     sync.Pool // *writeBuf: frames and control messages of writes
 }
 
 type virtualAddrs struct {

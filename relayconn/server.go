@@ -43,8 +43,9 @@ const (
 	// so slots are bigger and fewer.
 	groBatch = 32
 	// clientGROBatch is a client's: it reads one relay's or peer's bursts,
-	// and holds 512 KiB per socket rather than 2 MiB.
-	clientGROBatch = 8
+	// and holds 256 KiB per socket rather than 2 MiB. Four slots are up
+	// to 256 datagrams a read, still 32 of quic-go's batches of 8.
+	clientGROBatch = 4
 	groSlotSize    = 1 << 16
 	groSegments    = 64
 	// oobSize matches quic-go's own control-message buffer, so that what
