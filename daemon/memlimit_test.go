@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -149,49 +148,4 @@ func TestSetMemoryLimit(t *testing.T) {
 	if !strings.Contains(buf.String(), "gomemlimit=100MiB") {
 		t.Errorf("log: %s", buf.String())
 	}
-}
-
-// TestMemoryLimitSystemdScope runs this test binary again in a transient
-// scope with MemoryMax=64M, where systemd is the init system (not in most
-// containers; the appliance test covers a real unit's MemoryMax=).
-func TestMemoryLimitSystemdScope(t *testing.T) {
-	if os.Getenv("CONNETD_TEST_IN_SCOPE") == "1" {
-		got, file, err := cgroupMemoryMax("/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got != 64<<20 {
-			t.Fatalf("cgroup memory limit %d (from %q), want %d", got, file, 64<<20)
-		}
-		return
-	}
-	if testing.Short() {
-		t.Skip("-short")
-	}
-	if fi, err := os.Stat("/run/systemd/system"); err != nil || !fi.IsDir() {
-		t.Skip("systemd is not the init system here")
-	}
-	run, err := exec.LookPath("systemd-run")
-	if err != nil {
-		t.Skip("no systemd-run")
-	}
-	args := []string{"--scope", "--quiet", "-p", "MemoryMax=64M"}
-	if os.Geteuid() != 0 {
-		args = append([]string{"--user"}, args...)
-	}
-	// A scope runs the command as systemd-run's own child, with its
-	// environment.
-	args = append(args, os.Args[0], "-test.run=^TestMemoryLimitSystemdScope$", "-test.count=1")
-	cmd := exec.Command(run, args...)
-	cmd.Env = append(os.Environ(), "CONNETD_TEST_IN_SCOPE=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if !strings.Contains(string(out), "--- FAIL") {
-			// systemd-run itself failed (no bus, no user manager,
-			// no delegated memory controller).
-			t.Skipf("systemd-run cannot start a scope here: %s", out)
-		}
-		t.Fatalf("%v: %s", err, out)
-	}
-	t.Logf("%s", out)
 }
