@@ -106,12 +106,13 @@ for deb in "$dist"/connetd_"${version}"_*.deb; do
 done
 
 # --- A tunnel carried by foreign binaries
-# ports N: N loopback ports no socket uses now, at random.
+# ports N: N loopback ports no socket uses now, at random, below the
+# ephemeral range (outgoing connections take no port from under us).
 ports() {
 	local used n=0 p picked=" "
 	used=" $(ss -Htanu | awk '{ n = split($5, a, ":"); print a[n] }' | sort -u | tr '\n' ' ') "
 	while [ "$n" -lt "$1" ]; do
-		p=$((20000 + RANDOM % 40000))
+		p=$((20000 + RANDOM % 12000)) # below the ephemeral range
 		case "$used$picked" in *" $p "*) continue ;; esac
 		picked+="$p "
 		n=$((n + 1))
