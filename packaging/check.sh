@@ -203,26 +203,27 @@ binaries_for() {
 		done
 	done
 }
+# (pkg, not p: has_all's loop variable is not local.)
 other_deb() {
-	local p=$1 arch=$2 d=$work/other-$2
-	lintian --pedantic --fail-on error,warning "$p"
-	dpkg-deb -c "$p" | awk '{ print substr($6, 2) }' | sed 's|/$||' | grep -v '^$' | sort >"$d.files"
+	local pkg=$1 arch=$2 d=$work/other-$2
+	lintian --pedantic --fail-on error,warning "$pkg"
+	dpkg-deb -c "$pkg" | awk '{ print substr($6, 2) }' | sed 's|/$||' | grep -v '^$' | sort >"$d.files"
 	has_all "$d.files"
 	rm -rf "$d"
-	dpkg-deb -x "$p" "$d"
+	dpkg-deb -x "$pkg" "$d"
 	binaries_for "$d" "$arch"
 }
 other_rpm() {
-	local p=$1 arch=$2 d=$work/otherrpm-$2 want
+	local pkg=$1 arch=$2 d=$work/otherrpm-$2 want
 	want=$(packaging/arch.sh rpm "$arch")
-	[ "$(rpm -qp --qf '%{ARCH}' "$p" 2>/dev/null)" = "$want" ] || { echo "$p: rpm architecture is not $want"; return 1; }
-	rpm -qpl "$p" 2>/dev/null | sort >"$d.files"
+	[ "$(rpm -qp --qf '%{ARCH}' "$pkg" 2>/dev/null)" = "$want" ] || { echo "$pkg: rpm architecture is not $want"; return 1; }
+	rpm -qpl "$pkg" 2>/dev/null | sort >"$d.files"
 	has_all "$d.files"
 	rm -rf "$d"
 	mkdir -p "$d"
 	# Payload only, as into the empty root above; another CPU's.
 	rpm --root "$d" --initdb
-	rpm --root "$d" -i --nodeps --noscripts --ignorearch "$p"
+	rpm --root "$d" -i --nodeps --noscripts --ignorearch "$pkg"
 	binaries_for "$d" "$arch"
 	# One staging tree per architecture: the .deb's binaries, byte for byte.
 	[ -d "$work/other-$arch" ] || { echo "no .deb for $arch given before the .rpm"; return 1; }
