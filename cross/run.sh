@@ -69,8 +69,15 @@ else
 fi
 
 # emulator DEBARCH: sets the array qemu to the command that runs DEBARCH's
-# binaries; fails when they cannot run here (a PIE without its sysroot).
+# binaries (empty: natively); fails when they cannot run here (a PIE
+# without its sysroot). i386 runs natively on an amd64 kernel (IA32
+# emulation): qemu-i386 (7.2) cannot run Go's 386 runtime, which dies at
+# its first thread ("bad g in signal handler").
 emulator() {
+	if [ "$1" = "$host" ] || { [ "$1" = i386 ] && [ "$host" = amd64 ]; }; then
+		qemu=()
+		return 0
+	fi
 	qemu=("$(packaging/arch.sh qemu "$1")")
 	[ "$(packaging/arch.sh buildmode "$1")" = pie ] || return 0
 	[ "$1" != "$host" ] || return 0
@@ -102,7 +109,7 @@ for deb in "$dist"/connetd_"${version}"_*.deb; do
 		printf 'SKIP  %s: its PIEs need a Debian %s root as sysroot\n' "$arch" "$arch"
 		continue
 	fi
-	check "$arch: connetd version and connetctl help run under ${qemu[*]}" runs "$arch"
+	check "$arch: connetd version and connetctl help run ${qemu[*]:+under }${qemu[*]:-natively}" runs "$arch"
 done
 
 # --- A tunnel carried by foreign binaries
