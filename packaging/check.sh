@@ -241,7 +241,7 @@ for p in "${others[@]}"; do
 	case $p in
 	*.deb)
 		a=$(dpkg-deb -f "$p" Architecture)
-		check "$a: lintian clean (pedantic), every file, static $a binaries ($(packaging/arch.sh go "$a"))" other_deb "$p" "$a"
+		check "$a: lintian clean (pedantic), every file, $a binaries without shared libraries ($(packaging/arch.sh go "$a"))" other_deb "$p" "$a"
 		;;
 	*.rpm)
 		a=$(rpm_to_deb_arch "$(rpm -qp --qf '%{ARCH}' "$p" 2>/dev/null)") || a=unknown
