@@ -2,16 +2,21 @@
 # Checks the packages `make deb` and `make rpm` built (arguments: the .deb and
 # the .rpm): lintian, the rpm queries, the same files in both, an rpm install
 # into an empty rpm root and, with its scriptlets, into a Debian root, and
-# ShellCheck on the packaging scripts. Prints each check with PASS or FAIL
-# and exits 1 if any failed.
+# ShellCheck on the packaging scripts. Further arguments are the packages
+# of other architectures (`make packages-all`): each .deb gets lintian, and
+# each package the file list and binaries built for its architecture (ELF
+# machine, GOARCH and its variant, static); an .rpm's binaries must be its
+# .deb's. Prints each check with PASS or FAIL and exits 1 if any failed.
 # The checks are functions that check() calls by name (SC2317). They run
 # with pipefail: "producer | grep -q" would fail when grep's early exit kills
 # the producer with SIGPIPE, so they let grep read everything (>/dev/null).
 # shellcheck disable=SC2317
 set -euo pipefail
 cd "$(dirname "$0")/.."
-deb=${1:?usage: check.sh DEB RPM}
-rpm=${2:?usage: check.sh DEB RPM}
+deb=${1:?usage: check.sh DEB RPM [PACKAGE...]}
+rpm=${2:?usage: check.sh DEB RPM [PACKAGE...]}
+shift 2
+others=("$@")
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/connetd-check.XXXXXX")
 trap 'rm -rf --one-file-system "$work"' EXIT
@@ -36,7 +41,7 @@ check() {
 	fi
 }
 
-for f in "$deb" "$rpm"; do
+for f in "$deb" "$rpm" "${others[@]}"; do
 	[ -f "$f" ] || { echo "check.sh: $f not found" >&2; exit 1; }
 done
 
@@ -181,10 +186,80 @@ else
 	check "reproducible: a rebuild elsewhere with an empty build cache gives identical .deb and .rpm" reproducible
 fi
 
+# --- Other architectures
+# binaries_for DIR DEBARCH: DIR/usr/bin's binaries are static Go programs
+# for DEBARCH, built as packaging/arch.sh says.
+binaries_for() {
+	local dir=$1 arch=$2 elf machine class b setting
+	elf=$(packaging/arch.sh elf "$arch")
+	machine=${elf%|*} class=${elf#*|}
+	for b in "$dir/usr/bin/connetd" "$dir/usr/bin/connetctl"; do
+		readelf -h "$b" | grep -E '^ *(Class|Machine):' | sed "s|^ *|  $(basename "$b"): |"
+		readelf -h "$b" | grep -E "^ *Machine: *$machine\$" >/dev/null || { echo "$b: not a $machine binary"; return 1; }
+		readelf -h "$b" | grep -E "^ *Class: *$class\$" >/dev/null || { echo "$b: not $class"; return 1; }
+		if readelf -d "$b" | grep NEEDED >/dev/null; then echo "$b needs shared libraries"; return 1; fi
+		for setting in CGO_ENABLED=0 -trimpath=true $(packaging/arch.sh go "$arch"); do
+			go version -m "$b" | grep -E "^[[:space:]]+build[[:space:]]+$setting\$" >/dev/null ||
+				{ echo "$b: not built with $setting"; go version -m "$b" | grep -E '^[[:space:]]+build'; return 1; }
+		done
+	done
+}
+# (pkg, not p: has_all's loop variable is not local.)
+other_deb() {
+	local pkg=$1 arch=$2 d=$work/other-$2
+	lintian --pedantic --fail-on error,warning "$pkg"
+	dpkg-deb -c "$pkg" | awk '{ print substr($6, 2) }' | sed 's|/$||' | grep -v '^$' | sort >"$d.files"
+	has_all "$d.files"
+	rm -rf "$d"
+	dpkg-deb -x "$pkg" "$d"
+	binaries_for "$d" "$arch"
+}
+other_rpm() {
+	local pkg=$1 arch=$2 d=$work/otherrpm-$2 want
+	want=$(packaging/arch.sh rpm "$arch")
+	[ "$(rpm -qp --qf '%{ARCH}' "$pkg" 2>/dev/null)" = "$want" ] || { echo "$pkg: rpm architecture is not $want"; return 1; }
+	rpm -qpl "$pkg" 2>/dev/null | sort >"$d.files"
+	has_all "$d.files"
+	rm -rf "$d"
+	mkdir -p "$d"
+	# Payload only, as into the empty root above; another CPU's.
+	rpm --root "$d" --initdb
+	rpm --root "$d" -i --nodeps --noscripts --ignorearch "$pkg"
+	binaries_for "$d" "$arch"
+	# One staging tree per architecture: the .deb's binaries, byte for byte.
+	[ -d "$work/other-$arch" ] || { echo "no .deb for $arch given before the .rpm"; return 1; }
+	cmp "$d/usr/bin/connetd" "$work/other-$arch/usr/bin/connetd"
+	cmp "$d/usr/bin/connetctl" "$work/other-$arch/usr/bin/connetctl"
+}
+rpm_to_deb_arch() { # rpm's architecture name to Debian's
+	local a
+	for a in amd64 arm64 armhf armel mips64el mipsel riscv64 i386; do
+		[ "$(packaging/arch.sh rpm "$a")" != "$1" ] || { echo "$a"; return 0; }
+	done
+	return 1
+}
+for p in "${others[@]}"; do
+	case $p in
+	*.deb)
+		a=$(dpkg-deb -f "$p" Architecture)
+		check "$a: lintian clean (pedantic), every file, $a binaries without shared libraries ($(packaging/arch.sh go "$a"))" other_deb "$p" "$a"
+		;;
+	*.rpm)
+		a=$(rpm_to_deb_arch "$(rpm -qp --qf '%{ARCH}' "$p" 2>/dev/null)") || a=unknown
+		check "$a: .rpm $(rpm -qp --qf '%{ARCH}' "$p" 2>/dev/null): every file, the .deb's binaries" other_rpm "$p" "$a"
+		;;
+	*)
+		echo "check.sh: $p is neither .deb nor .rpm" >&2
+		exit 1
+		;;
+	esac
+done
+
 if command -v shellcheck >/dev/null; then
 	check "shellcheck: packaging and appliance scripts" shellcheck -x \
 		packaging/*.sh packaging/deb/build.sh packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm \
-		packaging/rpm/build.sh appliance/*.sh scripts/install.sh scripts/version.sh scripts/source-date-epoch.sh
+		packaging/rpm/build.sh appliance/*.sh scripts/install.sh scripts/version.sh scripts/source-date-epoch.sh \
+		scripts/deps.sh cross/*.sh
 else
 	printf 'SKIP  shellcheck: not installed (apt-get install shellcheck)\n'
 fi

@@ -3,12 +3,14 @@
 # (first argument) into the output directory (second argument), offline,
 # with dpkg-deb. VERSION and SOURCE_DATE_EPOCH come from the environment (the
 # Makefile sets both); the package is reproducible for a given commit.
+# DEB_ARCH is the Debian architecture the staged binaries are for (default:
+# this machine's).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 stage=${1:?usage: build.sh STAGE OUTDIR}
 out=${2:?usage: build.sh STAGE OUTDIR}
 : "${VERSION:?set VERSION}" "${SOURCE_DATE_EPOCH:?set SOURCE_DATE_EPOCH}"
-arch=$(dpkg --print-architecture)
+arch=${DEB_ARCH:-$(dpkg --print-architecture)}
 
 root=$(mktemp -d "${TMPDIR:-/tmp}/connetd-deb.XXXXXX")
 trap 'rm -rf "$root"' EXIT

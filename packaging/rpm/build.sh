@@ -2,19 +2,24 @@
 # Builds dist/connetd-VERSION-1.ARCH.rpm from the staging tree of
 # `make install` (first argument) into the output directory (second
 # argument), offline, with rpmbuild. VERSION and SOURCE_DATE_EPOCH come from
-# the environment, as for the Debian package.
+# the environment, as for the Debian package. RPM_ARCH is rpm's name for the
+# architecture the staged binaries are for (default: this machine's).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 stage=$(cd "${1:?usage: build.sh STAGE OUTDIR}" && pwd)
 out=${2:?usage: build.sh STAGE OUTDIR}
 : "${VERSION:?set VERSION}" "${SOURCE_DATE_EPOCH:?set SOURCE_DATE_EPOCH}"
 
-case $(go env GOARCH) in
-amd64) arch=x86_64 ;;
-arm64) arch=aarch64 ;;
-386) arch=i686 ;;
-*) arch=$(go env GOARCH) ;;
-esac
+if [ -n "${RPM_ARCH:-}" ]; then
+	arch=$RPM_ARCH
+else
+	case $(go env GOARCH) in
+	amd64) arch=x86_64 ;;
+	arm64) arch=aarch64 ;;
+	386) arch=i686 ;;
+	*) arch=$(go env GOARCH) ;;
+	esac
+fi
 
 top=$(mktemp -d "${TMPDIR:-/tmp}/connetd-rpm.XXXXXX")
 trap 'rm -rf "$top"' EXIT
