@@ -1,111 +1,16 @@
 package e2e
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/connetd/connetd/internal/testfdstore"
 )
-
-// fdStore is a fake systemd notify socket that keeps what FDSTORE=1
-// messages carry, by FDNAME, as systemd's file descriptor store does.
-type fdStore struct {
-	path  string
-	mu    sync.Mutex
-	fds   map[string]int
-	order []string
-}
-
-func newFDStore(t *testing.T) *fdStore {
-	t.Helper()
-	s := &fdStore{path: filepath.Join(t.TempDir(), "notify"), fds: map[string]int{}}
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: s.path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4*16))
-		for {
-			n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
-			if err != nil {
-				return
-			}
-			var fds []int
-			if scms, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
-				for _, scm := range scms {
-					if got, err := unix.ParseUnixRights(&scm); err == nil {
-						fds = append(fds, got...)
-					}
-				}
-			}
-			s.take(string(buf[:n]), fds)
-		}
-	}()
-	t.Cleanup(func() {
-		c.Close()
-		<-done
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, fd := range s.fds {
-			unix.Close(fd)
-		}
-	})
-	return s
-}
-
-func (s *fdStore) take(msg string, fds []int) {
-	name, store := "stored", false
-	for _, line := range strings.Split(msg, "\n") {
-		if line == "FDSTORE=1" {
-			store = true
-		}
-		if v, ok := strings.CutPrefix(line, "FDNAME="); ok {
-			name = v
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, fd := range fds {
-		if _, have := s.fds[name]; !store || have { // systemd keeps one of each socket
-			unix.Close(fd)
-			continue
-		}
-		s.fds[name] = fd
-		s.order = append(s.order, name)
-	}
-}
-
-// passed returns duplicates of the stored files and their names, for
-// LISTEN_FDS.
-func (s *fdStore) passed(t *testing.T) ([]*os.File, []string) {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var files []*os.File
-	for _, name := range s.order {
-		fd, err := unix.Dup(s.fds[name])
-		if err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, os.NewFile(uintptr(fd), name))
-	}
-	return files, append([]string(nil), s.order...)
-}
-
-func (s *fdStore) names() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.order...)
-}
 
 // punchAttempts reads the first peer's punch counter of source name.
 func punchAttempts(t *testing.T, statusAddr, name string) (int, string) {
@@ -152,11 +57,11 @@ func restartDestination(t *testing.T, sig syscall.Signal) {
 	tp := newTopology(t, endpoint{name: "svc", srcRoute: "direct", dstRoute: "any"})
 	tp.startEcho(t)
 	tp.startServer(t)
-	store := newFDStore(t)
+	store := testfdstore.New(t)
 	stateEnv := "STATE_DIRECTORY=" + filepath.Join(tp.dir, "state-dst")
 	cmd := exec.Command(filepath.Join(binDir, "connetd"), "--config", "dst.toml")
 	cmd.Dir = tp.dir
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+store.path, stateEnv)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+store.Path(), stateEnv)
 	dst := startCmd(t, "dst", cmd)
 	tp.src = tp.connetd(t, "src", "--config", "src.toml")
 	waitPath(t, addr(tp.srcStatus), "svc", "direct", 15*time.Second)
@@ -164,10 +69,10 @@ func restartDestination(t *testing.T, sig syscall.Signal) {
 		t.Fatalf("echo before the restart: %q, %v", got, err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for len(store.names()) < 3 && time.Now().Before(deadline) {
+	for len(store.Names()) < 3 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := strings.Join(store.names(), ","); got != "direct,client-relay,status" {
+	if got := strings.Join(store.Names(), ","); got != "direct,client-relay,status" {
 		t.Fatalf("stored sockets %q, want direct,client-relay,status", got)
 	}
 	punches, _ := punchAttempts(t, addr(tp.srcStatus), "svc")
@@ -178,9 +83,9 @@ func restartDestination(t *testing.T, sig syscall.Signal) {
 		_ = dst.cmd.Process.Signal(sig)
 		<-dst.done
 	}
-	files, names := store.passed(t)
+	files, names := store.Passed(t)
 	restarted := time.Now()
-	dst2 := activated(t, tp.dir, "dst2", files, names, []string{"NOTIFY_SOCKET=" + store.path, stateEnv}, "--config", "dst.toml")
+	dst2 := activated(t, tp.dir, "dst2", files, names, []string{"NOTIFY_SOCKET=" + store.Path(), stateEnv}, "--config", "dst.toml")
 	failed := 0
 	for {
 		if got, err := echoRoundTrip(tp.srcAddr("svc"), []byte("after")); err == nil && string(got) == "after" {

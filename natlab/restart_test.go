@@ -2,17 +2,14 @@ package natlab
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/connetd/connetd/internal/testfdstore"
 )
 
 // TestRestartNAT restarts a destination behind an easy NAT the way systemd
@@ -34,8 +31,8 @@ func TestRestartNAT(t *testing.T) {
 	write(t, pdir, "src.toml", clientConf(dir, "[client.sources.lab]\naddr = \"127.0.0.1:8000\"\nroute = \"direct\"\n"))
 	srcNS, dstNS := src.clients[0], dst.clients[0]
 	bin := filepath.Join(binDir, "connetd")
-	store := newNATFDStore(t)
-	env := []string{"NOTIFY_SOCKET=" + store.path, "STATE_DIRECTORY=" + filepath.Join(pdir, "state-dst")}
+	store := testfdstore.New(t)
+	env := []string{"NOTIFY_SOCKET=" + store.Path(), "STATE_DIRECTORY=" + filepath.Join(pdir, "state-dst")}
 	dstP := l.startWith(t, dstNS, "connetd-dst", pdir, env, nil, bin, "--config", filepath.Join(pdir, "dst.toml"))
 	started := time.Now()
 	l.start(t, srcNS, "connetd-src", pdir, bin, "--config", filepath.Join(pdir, "src.toml"))
@@ -52,7 +49,7 @@ func TestRestartNAT(t *testing.T) {
 	punches := st.Sources[0].Peers[0].PunchAttempts
 
 	dstP.stop(t)
-	files, names := store.passed(t)
+	files, names := store.Passed(t)
 	restarted := time.Now()
 	dst2 := l.startWith(t, dstNS, "connetd-dst2", pdir, env, files, "sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=$0 LISTEN_FDNAMES=$1 exec "$2" --config "$3"`,
 		fmt.Sprint(len(files)), strings.Join(names, ":"), bin, filepath.Join(pdir, "dst.toml"))
@@ -120,90 +117,4 @@ func (l *lab) startWith(t *testing.T, ns, name, logDir string, env []string, fil
 		}
 	})
 	return p
-}
-
-// natFDStore is a fake systemd notify socket keeping what FDSTORE=1
-// messages carry, one socket per FDNAME, as systemd's store does.
-type natFDStore struct {
-	path  string
-	mu    sync.Mutex
-	fds   map[string]int
-	order []string
-}
-
-func newNATFDStore(t *testing.T) *natFDStore {
-	t.Helper()
-	s := &natFDStore{path: filepath.Join(t.TempDir(), "notify"), fds: map[string]int{}}
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: s.path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4*16))
-		for {
-			n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
-			if err != nil {
-				return
-			}
-			var fds []int
-			if scms, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
-				for _, scm := range scms {
-					if got, err := unix.ParseUnixRights(&scm); err == nil {
-						fds = append(fds, got...)
-					}
-				}
-			}
-			s.take(string(buf[:n]), fds)
-		}
-	}()
-	t.Cleanup(func() {
-		c.Close()
-		<-done
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, fd := range s.fds {
-			syscall.Close(fd)
-		}
-	})
-	return s
-}
-
-func (s *natFDStore) take(msg string, fds []int) {
-	name, store := "stored", false
-	for _, line := range strings.Split(msg, "\n") {
-		if line == "FDSTORE=1" {
-			store = true
-		}
-		if v, ok := strings.CutPrefix(line, "FDNAME="); ok {
-			name = v
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, fd := range fds {
-		if _, have := s.fds[name]; !store || have {
-			syscall.Close(fd)
-			continue
-		}
-		s.fds[name] = fd
-		s.order = append(s.order, name)
-	}
-}
-
-// passed returns duplicates of the stored sockets and their names.
-func (s *natFDStore) passed(t *testing.T) ([]*os.File, []string) {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var files []*os.File
-	for _, name := range s.order {
-		fd, err := unix.Dup(s.fds[name])
-		if err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, os.NewFile(uintptr(fd), name))
-	}
-	return files, append([]string(nil), s.order...)
 }
