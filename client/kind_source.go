@@ -49,8 +49,10 @@ func (s *source) connectWait() time.Duration {
 }
 
 // openTunnel opens a stream to a destination of the source for a client at
-// from, waiting as forward does for a path; it returns the counters the
-// stream's bytes go to.
+// from, on the best path, waiting up to connectWait for one (right after
+// start-up, or while a path is redone); it returns the counters the
+// stream's bytes go to. Every source kind but a balancing one opens its
+// streams here.
 func (s *source) openTunnel(ctx context.Context, c *Client, from string) (*quic.Stream, []*traffic, error) {
 	deadline := time.NewTimer(s.connectWait())
 	defer deadline.Stop()

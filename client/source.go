@@ -238,40 +238,11 @@ func (s *source) forward(ctx context.Context, c *Client, tc *net.TCPConn) {
 		s.forwardLB(ctx, c, tc)
 		return
 	}
-	log := c.log.With("endpoint", s.name, "from", tc.RemoteAddr().String())
-	deadline := time.NewTimer(s.connectWait())
-	defer deadline.Stop()
-	for {
-		changed := c.changed.C()
-		p, pa, conn := c.pick(s.name)
-		if conn != nil {
-			st, err := conn.OpenStream()
-			if err == nil {
-				log.Debug("connection routed", "peer", p.id.Short(), "route", pa.String())
-				if err := wire.Write(st, &wire.Connect{Endpoint: s.name, From: tc.RemoteAddr().String()}); err != nil {
-					abort(st, wire.StreamAborted)
-					_ = tc.Close()
-					return
-				}
-				proxy(tc, st, &c.traffic, &s.traffic, &p.traffic, p.byPath.get(pathKey{s.name, true, pa}))
-				return
-			}
-			var nerr net.Error
-			if errors.As(err, &nerr) && nerr.Timeout() || conn.Context().Err() == nil {
-				log.Warn("refusing connection: peer stream limit reached", "peer", p.id.Short(), "err", err)
-				_ = tc.Close()
-				return
-			}
-			// The connection died under us: wait for the path to be redone.
-		}
-		select {
-		case <-changed:
-			continue
-		case <-deadline.C:
-		case <-ctx.Done():
-		}
-		log.Warn("refusing connection: no usable path to a destination", "waited", s.connectWait().String())
+	st, counters, err := s.openTunnel(ctx, c, tc.RemoteAddr().String())
+	if err != nil {
+		c.log.Warn("refusing connection: "+err.Error(), "endpoint", s.name, "from", tc.RemoteAddr().String())
 		_ = tc.Close()
 		return
 	}
+	proxy(tc, st, &c.traffic, counters...)
 }
