@@ -57,6 +57,12 @@ type Config struct {
 	// that peers of a restarted client give up at once (connet's
 	// direct-stateless-reset-key).
 	DirectStatelessResetKey *quic.StatelessResetKey
+	// RelayStatelessResetKey does the same for the relay socket: a
+	// restarted client answers its peers' relayed connections of the old
+	// process with a reset, through the relay, instead of leaving them to
+	// hang until their idle timeout (the old process's close may not have
+	// got through the relay link it was closing too).
+	RelayStatelessResetKey *quic.StatelessResetKey
 
 	// Identity is the client's key and certificate; nil makes a new one.
 	// Keeping it across restarts (the daemon stores it) lets peers know a
@@ -138,7 +144,7 @@ func New(cfg Config) (*Client, error) {
 	// frame is accepted on it.
 	c.direct = &quic.Transport{Conn: relayconn.New(cfg.DirectConn), StatelessResetKey: cfg.DirectStatelessResetKey}
 	c.relayNet = relayconn.New(cfg.RelayConn)
-	c.relayTr = &quic.Transport{Conn: c.relayNet}
+	c.relayTr = &quic.Transport{Conn: c.relayNet, StatelessResetKey: cfg.RelayStatelessResetKey}
 	c.ctl = &controlLink{c: c, log: log}
 	c.relays = &relayLinks{c: c, links: map[identity.ID]*relayLink{}}
 	c.trav = traversal.New(traversal.Config{

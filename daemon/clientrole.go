@@ -69,7 +69,7 @@ func newClient(d *Daemon, cfg *config.Client) (_ role, err error) {
 		Identity: id, Token: cfg.TokenValue, ServerAddr: cfg.ServerAddr, ServerTLS: srvTLS,
 		DirectConn: r.direct, RelayConn: r.relay, PortMapping: cfg.PortMapping == "auto",
 		Version: d.opts.Version, Logger: d.log,
-		DirectStatelessResetKey: resetKey,
+		DirectStatelessResetKey: resetKey, RelayStatelessResetKey: d.resetKey,
 	})
 	if err != nil {
 		return nil, err
