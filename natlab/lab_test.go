@@ -54,29 +54,7 @@ type proc struct {
 
 func (l *lab) start(t *testing.T, ns, name, logDir string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, log: filepath.Join(logDir, name+".log"), done: make(chan struct{})}
-	f, err := os.Create(p.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
-	p.cmd.Dir = logDir
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { p.err = p.cmd.Wait(); f.Close(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop(t)
-		if t.Failed() || os.Getenv("NATLAB_LOGS") != "" {
-			b, _ := os.ReadFile(p.log)
-			if len(b) > 6000 && os.Getenv("NATLAB_LOGS") == "" {
-				b = b[len(b)-6000:]
-			}
-			t.Logf("--- last output of %s ---\n%s", name, b)
-		}
-	})
-	return p
+	return l.startWith(t, ns, name, logDir, nil, nil, args...)
 }
 
 // stop sends SIGTERM (ip netns exec execs the command, so the signal

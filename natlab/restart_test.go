@@ -85,8 +85,9 @@ func TestRestartNAT(t *testing.T) {
 	}
 }
 
-// startWith is lab.start with extra environment and files passed as fds
-// 3… (ip netns exec keeps them).
+// startWith starts a process in namespace ns, with extra environment and
+// files passed as fds 3… (ip netns exec keeps them); its output goes to a
+// file shown when the test fails.
 func (l *lab) startWith(t *testing.T, ns, name, logDir string, env []string, files []*os.File, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, log: filepath.Join(logDir, name+".log"), done: make(chan struct{})}
