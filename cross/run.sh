@@ -6,10 +6,8 @@
 # .deb installs, with its maintainer scripts, into a Debian arm64 root and
 # purges again. Prints each check with PASS or FAIL and its time, and exits
 # 1 if any failed.
-# The amd64 and arm64 binaries are PIEs that name the C library's loader as
-# their interpreter (Go's linker relocates through it), so under qemu the
-# arm64 ones run with the Debian arm64 root as their sysroot (qemu -L); the
-# other architectures' are plain static executables.
+# Every architecture's binaries are plain static executables (no loader, no
+# sysroot): qemu-user runs them as they are.
 # usage: run.sh DIST (the directory `make packages-all` filled)
 # The checks are functions that check() calls by name (SC2317).
 # shellcheck disable=SC2317
@@ -53,8 +51,8 @@ check() {
 
 deb_of() { echo "$dist/connetd_${version}_$1.deb"; }
 
-# --- The Debian root of another CPU (cross/root.sh, cached), for the .deb
-# and as the arm64 PIEs' sysroot. binfmt_misc runs its programs in a chroot.
+# --- The Debian root of another CPU (cross/root.sh, cached), for the .deb.
+# binfmt_misc runs its programs in a chroot.
 if [ "$(id -u)" -eq 0 ]; then
 	start=$SECONDS
 	registered=$(cross/binfmt.sh on "$root_arch")
@@ -69,8 +67,7 @@ else
 fi
 
 # emulator DEBARCH: sets the array qemu to the command that runs DEBARCH's
-# binaries (empty: natively); fails when they cannot run here (a PIE
-# without its sysroot). i386 runs natively on an amd64 kernel (IA32
+# binaries (empty: natively). i386 runs natively on an amd64 kernel (IA32
 # emulation): qemu-i386 (7.2) cannot run Go's 386 runtime, which dies at
 # its first thread ("bad g in signal handler").
 emulator() {
@@ -79,10 +76,6 @@ emulator() {
 		return 0
 	fi
 	qemu=("$(packaging/arch.sh qemu "$1")")
-	[ "$(packaging/arch.sh buildmode "$1")" = pie ] || return 0
-	[ "$1" != "$host" ] || return 0
-	[ "$1" = "$root_arch" ] && [ -n "$base" ] || return 1
-	qemu+=(-L "$base")
 }
 
 # unpack DEBARCH: the package's files under $work/pkg-DEBARCH.
@@ -105,10 +98,7 @@ runs() {
 for deb in "$dist"/connetd_"${version}"_*.deb; do
 	[ -f "$deb" ] || { echo "run.sh: no packages of $version in $dist (make packages-all)" >&2; exit 1; }
 	arch=$(dpkg-deb -f "$deb" Architecture)
-	if ! emulator "$arch"; then
-		printf 'SKIP  %s: its PIEs need a Debian %s root as sysroot\n' "$arch" "$arch"
-		continue
-	fi
+	emulator "$arch"
 	check "$arch: connetd version and connetctl help run ${qemu[*]:+under }${qemu[*]:-natively}" runs "$arch"
 done
 
@@ -227,10 +217,7 @@ tunnel() {
 	echo "4 concurrent connections echoed"
 }
 for arch in $tunnel_arches; do
-	if ! emulator "$arch"; then
-		printf 'SKIP  %s: a tunnel (its PIEs need a Debian %s root as sysroot)\n' "$arch" "$arch"
-		continue
-	fi
+	emulator "$arch"
 	check "$arch: a tunnel on loopback, server, destination, source and echo service all $arch under qemu" tunnel "$arch"
 done
 
