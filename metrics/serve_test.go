@@ -20,7 +20,7 @@ func TestServeAnswersAndStopsWithItsContext(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, "", NewRegistry(fullState), slog.New(slog.DiscardHandler)) }()
+	go func() { done <- Serve(ctx, ln, "", fullState, slog.New(slog.DiscardHandler)) }()
 
 	url := "http://" + ln.Addr().String() + "/metrics"
 	req, _ := http.NewRequest("GET", url, nil)
