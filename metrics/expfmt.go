@@ -23,6 +23,7 @@ const (
 	gaugeKind     kind = "gauge"
 	counterKind   kind = "counter"
 	histogramKind kind = "histogram"
+	summaryKind   kind = "summary"
 )
 
 // desc is one metric family: the series of a scrape are checked against it,
@@ -38,11 +39,19 @@ func newDesc(name, help string, k kind, labels ...string) *desc {
 }
 
 // sample is one series: its label values in the order of desc.labels, and
-// a value, or a histogram for a histogram family.
+// a value, or a histogram or summary for a family of that kind.
 type sample struct {
 	values []string
 	value  float64
 	hist   *histogramValue
+	sum    *summaryValue
+}
+
+// summaryValue holds quantiles as (quantile, value) pairs.
+type summaryValue struct {
+	count     uint64
+	sum       float64
+	quantiles [][2]float64
 }
 
 // histogramValue holds cumulative bucket counts, as Prometheus wants them:
@@ -153,6 +162,14 @@ func (f *family) write(w *bufio.Writer, om bool) {
 		labels := make([]string, 0, len(order)+1)
 		for _, i := range order {
 			labels = append(labels, d.labels[i]+`="`+escape(smp.values[i], true)+`"`)
+		}
+		if q := smp.sum; q != nil {
+			for _, qv := range q.quantiles {
+				writeSample(w, d.name, append(labels, `quantile="`+formatFloat(qv[0], om)+`"`), formatFloat(qv[1], om))
+			}
+			writeSample(w, d.name+"_sum", labels, formatFloat(q.sum, om))
+			writeSample(w, d.name+"_count", labels, formatCount(q.count, om))
+			continue
 		}
 		if smp.hist == nil {
 			writeSample(w, d.name, labels, formatFloat(smp.value, om))

@@ -2,14 +2,15 @@ package metrics
 
 import (
 	"runtime"
+	"runtime/debug"
 	rtmetrics "runtime/metrics"
+	"time"
 )
 
 // The go_ families keep the names and help texts of client_golang's Go
 // collector, so dashboards made for it still work. They are read from
 // runtime/metrics, which, unlike runtime.ReadMemStats, does not stop the
-// world. Left out: go_gc_duration_seconds (a summary),
-// go_memstats_last_gc_time_seconds (MemStats only).
+// world; the GC pauses come from debug.ReadGCStats, as in client_golang.
 
 // runtimeFamily is one go_ family: the sum of some runtime/metrics values.
 type runtimeFamily struct {
@@ -73,6 +74,8 @@ var runtimeFamilies = []runtimeFamily{
 var (
 	goInfo    = newDesc("go_info", "Information about the Go environment.", gaugeKind, "version")
 	goThreads = newDesc("go_threads", "Number of OS threads created.", gaugeKind)
+	goGCPause = newDesc("go_gc_duration_seconds", "A summary of the wall-time pause (stop-the-world) duration in garbage collection cycles.", summaryKind)
+	goLastGC  = newDesc("go_memstats_last_gc_time_seconds", "Number of seconds since 1970 of last garbage collection.", gaugeKind)
 )
 
 // collectRuntime adds the go_ families. A runtime/metrics name this Go
@@ -105,6 +108,19 @@ func collectRuntime(s *sink) {
 		}
 	}
 	gauge(s, goInfo, 1, runtime.Version())
+	// Min, quartiles and max of the last pauses (up to 256 of them).
+	gc := debug.GCStats{PauseQuantiles: make([]time.Duration, 5)}
+	debug.ReadGCStats(&gc)
+	pauses := &summaryValue{count: uint64(gc.NumGC), sum: gc.PauseTotal.Seconds()}
+	for i, q := range gc.PauseQuantiles {
+		pauses.quantiles = append(pauses.quantiles, [2]float64{float64(i) / 4, q.Seconds()})
+	}
+	s.add(goGCPause, summaryKind, sample{sum: pauses})
+	lastGC := 0.0
+	if !gc.LastGC.IsZero() {
+		lastGC = float64(gc.LastGC.UnixNano()) / 1e9
+	}
+	gauge(s, goLastGC, lastGC)
 	// As client_golang counts them: threads created, which is what the
 	// runtime can tell without reading /proc.
 	n, _ := runtime.ThreadCreateProfile(nil)
