@@ -88,7 +88,10 @@ func collectClient(s *sink, st *client.Status) {
 	}
 
 	// Punch counts are the peer's, whatever endpoint lists it: once each.
-	punched := map[string]client.PeerStatus{}
+	// Endpoints read the peer at slightly different times, so the largest
+	// copy is the latest; taking whichever came last in a map's random
+	// order made the counters jump back and forth between scrapes.
+	punched := map[string][2]int{}
 	for kind, list := range map[string][]client.EndpointStatus{"source": st.Sources, "destination": st.Destinations} {
 		for _, e := range list {
 			counter(s, clientEndpointBytes, e.BytesIn, e.Name, kind, "in")
@@ -114,13 +117,14 @@ func collectClient(s *sink, st *client.Status) {
 					counter(s, clientBytes, b.BytesIn, e.Name, kind, peer, b.Path, "in")
 					counter(s, clientBytes, b.BytesOut, e.Name, kind, peer, b.Path, "out")
 				}
-				punched[peer] = p
+				got := punched[peer]
+				punched[peer] = [2]int{max(got[0], p.PunchAttempts), max(got[1], p.PairsTried)}
 			}
 		}
 	}
 	for peer, p := range punched {
-		counter(s, clientPunches, int64(p.PunchAttempts), peer)
-		counter(s, clientPunchPairs, int64(p.PairsTried), peer)
+		counter(s, clientPunches, int64(p[0]), peer)
+		counter(s, clientPunchPairs, int64(p[1]), peer)
 	}
 }
 

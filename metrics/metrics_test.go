@@ -108,6 +108,9 @@ connetd_client_bytes_total{direction="out",endpoint="web",kind="source",path="re
 # HELP connetd_client_punch_attempts_total Hole-punching attempts toward a peer.
 # TYPE connetd_client_punch_attempts_total counter
 connetd_client_punch_attempts_total{peer="01234567"} 3
+# HELP connetd_client_punch_pairs_total (socket, address) pairs probed while punching toward a peer, random ports included.
+# TYPE connetd_client_punch_pairs_total counter
+connetd_client_punch_pairs_total{peer="01234567"} 9
 # HELP connetd_client_punch_outcomes_total Finished hole-punching attempts by outcome (direct or failed) and the NAT kinds of this client and the peer.
 # TYPE connetd_client_punch_outcomes_total counter
 connetd_client_punch_outcomes_total{local_nat="easy",outcome="direct",peer_nat="hard"} 2
@@ -214,7 +217,7 @@ connetd_relay_bytes_total{endpoint="web"} 7
 		t.Fatal(err)
 	}
 	got, wanted := families(b.String()), families(want)
-	for _, name := range []string{"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_punch_outcomes_total", "connetd_client_path_changes_total", "connetd_client_peer_rtt_seconds", "connetd_client_time_to_direct_seconds", "connetd_client_port_mapping", "connetd_udp_buffer_bytes", "connetd_client_control_connected",
+	for _, name := range []string{"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_punch_pairs_total", "connetd_client_punch_outcomes_total", "connetd_client_path_changes_total", "connetd_client_peer_rtt_seconds", "connetd_client_time_to_direct_seconds", "connetd_client_port_mapping", "connetd_udp_buffer_bytes", "connetd_client_control_connected",
 		"connetd_client_endpoint_refused", "connetd_client_udp_flows", "connetd_client_udp_flows_refused_total",
 		"connetd_client_udp_datagrams_dropped_total", "connetd_client_udp_max_payload_bytes", "connetd_client_peers", "connetd_control_refusals_total", "connetd_control_token_clients", "connetd_control_token_endpoints", "connetd_control_clients",
 		"connetd_relay_packets_dropped_total", "connetd_relay_read_batch_datagrams", "connetd_relay_bytes_total"} {
