@@ -70,6 +70,10 @@ func readProcStat() (procStat, error) {
 	if err != nil {
 		return procStat{}, fmt.Errorf("read stat: %w", err)
 	}
+	return parseProcStat(b)
+}
+
+func parseProcStat(b []byte) (procStat, error) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
 		return procStat{}, fmt.Errorf("parse /proc/self/stat: no command name")
