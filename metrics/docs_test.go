@@ -35,12 +35,18 @@ func TestDocsNameExistingMetrics(t *testing.T) {
 	for _, d := range connetdDescs() {
 		known[d.name] = true
 	}
+	for _, f := range runtimeFamilies {
+		known[f.desc.name] = true
+	}
+	for _, d := range append([]*desc{goInfo, goThreads, goGCPause, goLastGC}, processDescs...) {
+		known[d.name] = true
+	}
 	for _, file := range []string{"../docs/examples/prometheus/connetd-alerts.yml", "../docs/metrics.md"} {
 		b, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, name := range regexp.MustCompile(`connetd_[a-z_]+[a-z]`).FindAllString(string(b), -1) {
+		for _, name := range regexp.MustCompile(`\b(connetd|go|process)_[a-z_]+[a-z]`).FindAllString(string(b), -1) {
 			if !known[name] {
 				t.Errorf("%s names %s, which connetd does not export", file, name)
 			}

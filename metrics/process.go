@@ -10,8 +10,8 @@ import (
 )
 
 // The process_ families keep the names and help texts of client_golang's
-// process collector. Left out: process_network_*_bytes_total, which read
-// the whole network namespace's counters, not the process's.
+// process collector. Left out: its network byte counters, which read the
+// whole network namespace's, not the process's.
 var (
 	processCPU        = newDesc("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", counterKind)
 	processOpenFDs    = newDesc("process_open_fds", "Number of open file descriptors.", gaugeKind)
@@ -21,6 +21,8 @@ var (
 	processResident   = newDesc("process_resident_memory_bytes", "Resident memory size in bytes.", gaugeKind)
 	processStart      = newDesc("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", gaugeKind)
 )
+
+var processDescs = []*desc{processCPU, processOpenFDs, processMaxFDs, processVirtual, processVirtualMax, processResident, processStart}
 
 // userHZ is the kernel's USER_HZ, the unit of /proc's CPU times: 100 on
 // every architecture Linux runs Go on (procfs assumes the same).
