@@ -41,10 +41,10 @@ func newDesc(name, help string, k kind, labels ...string) *desc {
 // sample is one series: its label values in the order of desc.labels, and
 // a value, or a histogram or summary for a family of that kind.
 type sample struct {
-	values []string
-	value  float64
-	hist   *histogramValue
-	sum    *summaryValue
+	values  []string
+	value   float64
+	hist    *histogramValue
+	summary *summaryValue
 }
 
 // summaryValue holds quantiles as (quantile, value) pairs.
@@ -163,7 +163,7 @@ func (f *family) write(w *bufio.Writer, om bool) {
 		for _, i := range order {
 			labels = append(labels, d.labels[i]+`="`+escape(smp.values[i], true)+`"`)
 		}
-		if q := smp.sum; q != nil {
+		if q := smp.summary; q != nil {
 			for _, qv := range q.quantiles {
 				writeSample(w, d.name, append(labels, `quantile="`+formatFloat(qv[0], om)+`"`), formatFloat(qv[1], om))
 			}

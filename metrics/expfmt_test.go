@@ -77,7 +77,7 @@ func TestWriteOpenMetrics(t *testing.T) {
 	s := newSink()
 	counter(s, newDesc("c_total", `Say "hi".`, counterKind), 3)
 	histogram(s, newDesc("h", "H.", histogramKind), 2, 3, []float64{1}, []uint64{1})
-	s.add(newDesc("q", "Q.", summaryKind), summaryKind, sample{sum: &summaryValue{count: 2, sum: 0.5, quantiles: [][2]float64{{0, 0.1}, {1, 0.4}}}})
+	s.add(newDesc("q", "Q.", summaryKind), summaryKind, sample{summary: &summaryValue{count: 2, sum: 0.5, quantiles: [][2]float64{{0, 0.1}, {1, 0.4}}}})
 	want := `# HELP c Say \"hi\".
 # TYPE c counter
 c_total 3.0

@@ -115,7 +115,7 @@ func collectRuntime(s *sink) {
 	for i, q := range gc.PauseQuantiles {
 		pauses.quantiles = append(pauses.quantiles, [2]float64{float64(i) / 4, q.Seconds()})
 	}
-	s.add(goGCPause, summaryKind, sample{sum: pauses})
+	s.add(goGCPause, summaryKind, sample{summary: pauses})
 	lastGC := 0.0
 	if !gc.LastGC.IsZero() {
 		lastGC = float64(gc.LastGC.UnixNano()) / 1e9
