@@ -244,8 +244,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		g.Go(func() error { return statushttp.Serve(gctx, ln, addr, d.Status, d.log) })
 	}
 	if mln != nil {
-		reg := metrics.NewRegistry(d.metricsState)
-		g.Go(func() error { return metrics.Serve(gctx, mln, maddr, reg, d.log) })
+		g.Go(func() error { return metrics.Serve(gctx, mln, maddr, d.metricsState, d.log) })
 	}
 	g.Go(func() error { d.watch(gctx); return nil })
 	g.Go(func() error { d.announceReady(gctx); return nil })

@@ -3,8 +3,6 @@ package metrics
 import (
 	"strconv"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/connetd/connetd/control"
 )
 
@@ -12,30 +10,30 @@ import (
 // Per token is as far as it goes: tokens are configured, so they are few,
 // and a series is known by the token's index, never by the token.
 var (
-	controlClients = prometheus.NewDesc("connetd_control_clients",
-		"Clients connected to control.", nil, nil)
-	controlEndpoints = prometheus.NewDesc("connetd_control_endpoints",
-		"Endpoint names with at least one source or destination announced.", nil, nil)
-	controlRelays = prometheus.NewDesc("connetd_control_relays",
-		"Relays linked to control.", nil, nil)
-	controlRefusals = prometheus.NewDesc("connetd_control_refusals_total",
-		"Connections and requests control refused, by reason (a fixed set).", []string{"reason"}, nil)
+	controlClients = newDesc("connetd_control_clients",
+		"Clients connected to control.", gaugeKind)
+	controlEndpoints = newDesc("connetd_control_endpoints",
+		"Endpoint names with at least one source or destination announced.", gaugeKind)
+	controlRelays = newDesc("connetd_control_relays",
+		"Relays linked to control.", gaugeKind)
+	controlRefusals = newDesc("connetd_control_refusals_total",
+		"Connections and requests control refused, by reason (a fixed set).", counterKind, "reason")
 	// Names of their own: connetd_control_clients and _endpoints keep
 	// their one unlabelled series, which alerts may compare with a number.
-	controlTokenClients = prometheus.NewDesc("connetd_control_token_clients",
-		"Clients connected to control with a token, by the token's position among the configured client tokens (from 0).", []string{"token_index"}, nil)
-	controlTokenEndpoints = prometheus.NewDesc("connetd_control_token_endpoints",
-		"Sources and destinations announced by the clients of a token, by the token's position (from 0).", []string{"token_index"}, nil)
+	controlTokenClients = newDesc("connetd_control_token_clients",
+		"Clients connected to control with a token, by the token's position among the configured client tokens (from 0).", gaugeKind, "token_index")
+	controlTokenEndpoints = newDesc("connetd_control_token_endpoints",
+		"Sources and destinations announced by the clients of a token, by the token's position (from 0).", gaugeKind, "token_index")
 )
 
-var controlDescs = []*prometheus.Desc{controlClients, controlEndpoints, controlRelays, controlRefusals, controlTokenClients, controlTokenEndpoints}
+var controlDescs = []*desc{controlClients, controlEndpoints, controlRelays, controlRefusals, controlTokenClients, controlTokenEndpoints}
 
-func collectControl(ch chan<- prometheus.Metric, st *control.Status) {
-	gauge(ch, controlClients, float64(len(st.Clients)))
-	gauge(ch, controlEndpoints, float64(len(st.Endpoints)))
-	gauge(ch, controlRelays, float64(len(st.Relays)))
+func collectControl(s *sink, st *control.Status) {
+	gauge(s, controlClients, float64(len(st.Clients)))
+	gauge(s, controlEndpoints, float64(len(st.Endpoints)))
+	gauge(s, controlRelays, float64(len(st.Relays)))
 	for reason, n := range st.Refusals {
-		counter(ch, controlRefusals, n, reason)
+		counter(s, controlRefusals, n, reason)
 	}
 	// Every configured token has a series, zero without clients; a client
 	// whose token a reload just revoked (index -1) is on its way out.
@@ -47,7 +45,7 @@ func collectControl(ch chan<- prometheus.Metric, st *control.Status) {
 		}
 	}
 	for i := range st.ClientTokens {
-		gauge(ch, controlTokenClients, float64(clients[i]), strconv.Itoa(i))
-		gauge(ch, controlTokenEndpoints, float64(endpoints[i]), strconv.Itoa(i))
+		gauge(s, controlTokenClients, float64(clients[i]), strconv.Itoa(i))
+		gauge(s, controlTokenEndpoints, float64(endpoints[i]), strconv.Itoa(i))
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/connetd/connetd/internal/testenv"
 )
 
@@ -34,18 +32,21 @@ func TestExamplePrometheusConfigAndRules(t *testing.T) {
 // cannot leave an alert that never fires.
 func TestDocsNameExistingMetrics(t *testing.T) {
 	known := map[string]bool{}
-	ch := make(chan *prometheus.Desc, 100)
-	(&collector{}).Describe(ch)
-	close(ch)
-	for d := range ch {
-		known[regexp.MustCompile(`fqName: "([^"]+)"`).FindStringSubmatch(d.String())[1]] = true
+	for _, d := range connetdDescs() {
+		known[d.name] = true
+	}
+	for _, f := range runtimeFamilies {
+		known[f.desc.name] = true
+	}
+	for _, d := range append([]*desc{goInfo, goThreads, goGCPause, goLastGC}, processDescs...) {
+		known[d.name] = true
 	}
 	for _, file := range []string{"../docs/examples/prometheus/connetd-alerts.yml", "../docs/metrics.md"} {
 		b, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, name := range regexp.MustCompile(`connetd_[a-z_]+[a-z]`).FindAllString(string(b), -1) {
+		for _, name := range regexp.MustCompile(`\b(connetd|go|process)_[a-z_]+[a-z]`).FindAllString(string(b), -1) {
 			if !known[name] {
 				t.Errorf("%s names %s, which connetd does not export", file, name)
 			}

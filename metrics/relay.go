@@ -4,8 +4,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/connetd/connetd/relay"
 	"github.com/connetd/connetd/relayconn"
 )
@@ -20,50 +18,50 @@ const maxRelayEndpoints = 100
 const otherEndpoint = "other"
 
 var (
-	relayClients = prometheus.NewDesc("connetd_relay_clients",
-		"Clients connected to the relay.", nil, nil)
-	relayEndpoints = prometheus.NewDesc("connetd_relay_endpoints",
-		"Endpoints the relay is authorized to forward.", nil, nil)
-	relayBytes = prometheus.NewDesc("connetd_relay_bytes_total",
+	relayClients = newDesc("connetd_relay_clients",
+		"Clients connected to the relay.", gaugeKind)
+	relayEndpoints = newDesc("connetd_relay_endpoints",
+		"Endpoints the relay is authorized to forward.", gaugeKind)
+	relayBytes = newDesc("connetd_relay_bytes_total",
 		"Payload bytes forwarded between an endpoint's sources and destinations, both directions; "+
-			"endpoints beyond the first 100 by name are summed as endpoint=\"other\".", []string{"endpoint"}, nil)
-	relayPackets = prometheus.NewDesc("connetd_relay_packets_forwarded_total",
-		"Packets the relay forwarded.", nil, nil)
-	relayDropped = prometheus.NewDesc("connetd_relay_packets_dropped_total",
-		"Packets the relay dropped, by reason: unknown_sender, unknown_receiver, unauthorized_pair, send_failed.",
-		[]string{"reason"}, nil)
+			"endpoints beyond the first 100 by name are summed as endpoint=\"other\".", counterKind, "endpoint")
+	relayPackets = newDesc("connetd_relay_packets_forwarded_total",
+		"Packets the relay forwarded.", counterKind)
+	relayDropped = newDesc("connetd_relay_packets_dropped_total",
+		"Packets the relay dropped, by reason: unknown_sender, unknown_receiver, unauthorized_pair, send_failed.", counterKind, "reason")
 )
 
 // relayReadBatch is how full the relay socket's reads are: datagrams per
 // recvmmsg (GRO-joined ones counted singly). Fuller reads cost less CPU
 // per byte.
-var relayReadBatch = prometheus.NewDesc("connetd_relay_read_batch_datagrams",
-	"Datagrams per read of the relay socket.", nil, nil)
+var relayReadBatch = newDesc("connetd_relay_read_batch_datagrams",
+	"Datagrams per read of the relay socket.", histogramKind)
 
-var relayDescs = []*prometheus.Desc{relayClients, relayEndpoints, relayBytes, relayPairBytes, relayPackets, relayDropped, relayReadBatch}
+var relayDescs = []*desc{relayClients, relayEndpoints, relayBytes, relayPairBytes, relayPackets, relayDropped, relayReadBatch}
 
-func collectRelay(ch chan<- prometheus.Metric, st *relay.Status) {
-	gauge(ch, relayClients, float64(len(st.Clients)))
-	gauge(ch, relayEndpoints, float64(len(st.Endpoints)))
-	counter(ch, relayPackets, st.Packets)
+func collectRelay(s *sink, st *relay.Status) {
+	gauge(s, relayClients, float64(len(st.Clients)))
+	gauge(s, relayEndpoints, float64(len(st.Endpoints)))
+	counter(s, relayPackets, st.Packets)
 	for reason, n := range st.DroppedBy {
-		counter(ch, relayDropped, n, reason)
+		counter(s, relayDropped, n, reason)
 	}
 	for name, n := range relayBytesByEndpoint(st.Endpoints) {
-		counter(ch, relayBytes, n, name)
+		counter(s, relayBytes, n, name)
 	}
 	for k, n := range relayPairs(st.Pairs) {
-		counter(ch, relayPairBytes, n, k[0], k[1])
+		counter(s, relayPairBytes, n, k[0], k[1])
 	}
 	if len(st.ReadBatches) == len(relayconn.BatchBuckets)+1 {
-		buckets := map[float64]uint64{}
+		bounds := make([]float64, len(relayconn.BatchBuckets))
+		cumulative := make([]uint64, len(relayconn.BatchBuckets))
 		var cum uint64
 		for i, bound := range relayconn.BatchBuckets {
 			cum += uint64(st.ReadBatches[i])
-			buckets[float64(bound)] = cum
+			bounds[i], cumulative[i] = float64(bound), cum
 		}
 		cum += uint64(st.ReadBatches[len(relayconn.BatchBuckets)])
-		ch <- prometheus.MustNewConstHistogram(relayReadBatch, cum, float64(st.ReadDatagrams), buckets)
+		histogram(s, relayReadBatch, cum, float64(st.ReadDatagrams), bounds, cumulative)
 	}
 }
 
@@ -93,9 +91,8 @@ func relayBytesByEndpoint(eps []relay.EndpointStatus) map[string]int64 {
 // from="other", to="other".
 const maxRelayPairs = 100
 
-var relayPairBytes = prometheus.NewDesc("connetd_relay_pair_bytes_total",
-	"Payload bytes forwarded from one client to another (short IDs); pairs beyond the first 100 by ID are summed as from=\"other\", to=\"other\".",
-	[]string{"from", "to"}, nil)
+var relayPairBytes = newDesc("connetd_relay_pair_bytes_total",
+	"Payload bytes forwarded from one client to another (short IDs); pairs beyond the first 100 by ID are summed as from=\"other\", to=\"other\".", counterKind, "from", "to")
 
 // relayPairs caps the pairs at maxRelayPairs, sorted by full IDs so a
 // pair keeps its series while the set of pairs stays the same.
