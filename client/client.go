@@ -30,6 +30,7 @@ import (
 
 	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/internal/changes"
+	"github.com/connetd/connetd/internal/ctladdr"
 	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/relayconn"
 	"github.com/connetd/connetd/traversal"
@@ -39,7 +40,12 @@ import (
 // Config is what a client needs; the daemon builds it from the config file.
 type Config struct {
 	Token      string
+	// ServerAddr is the control address, or several comma-separated to
+	// fail over between in order.
 	ServerAddr string
+	// Resolver looks up control host names (each A/AAAA record is an
+	// address to fail over to); nil is the system's. For tests.
+	Resolver ctladdr.Resolver
 	ServerTLS  *tls.Config // roots and server name for the control server
 
 	// DirectConn carries the control connection and direct peer

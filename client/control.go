@@ -6,30 +6,44 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/quic-go/quic-go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/connetd/connetd/backoff"
+	"github.com/connetd/connetd/internal/ctladdr"
 	"github.com/connetd/connetd/internal/msgid"
 	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/wire"
 )
 
-// run keeps a session with the control server until ctx ends,
-// reconnecting with backoff. Peer connections do not depend on it: they keep
+// run keeps a session with a control server until ctx ends. It dials the
+// control address that worked last; when a session ends or a dial fails it
+// goes on at once to the next address, and backs off only when a whole
+// round of them failed. Peer connections do not depend on it: they keep
 // carrying traffic while control is away.
 func (l *controlLink) run(ctx context.Context) {
 	c := l.c
+	rot := ctladdr.New(ctladdr.Split(c.cfg.ServerAddr), c.cfg.Resolver)
 	bo := backoff.New(100*time.Millisecond, time.Second)
 	refusedBo := backoff.New(time.Second, 30*time.Second)
 	for ctx.Err() == nil {
 		started := time.Now()
-		err := l.session(ctx)
+		target, err := rot.Next(ctx)
+		if err == nil {
+			err = l.session(ctx, target, rot)
+		}
 		if ctx.Err() != nil {
 			return
+		}
+		roundDone := rot.Failed()
+		next := "" // said when failing over, not when retrying the only one
+		if !roundDone {
+			next = "the next address"
+			if t, ok := rot.Peek(); ok {
+				next = t.Entry + " (" + t.Addr.String() + ")"
+			}
 		}
 		var werr *wire.Error
 		if errors.As(err, &werr) {
@@ -37,8 +51,8 @@ func (l *controlLink) run(ctx context.Context) {
 			if werr.Code == wire.CodeUnauthorized {
 				msg += "; check the token"
 			}
-			c.log.Error(msg, msgid.ClientRefused.Attr(), "server", c.cfg.ServerAddr, "code", werr.Code, "reason", werr.Message)
-			if !refusedBo.Sleep(ctx) {
+			c.log.Error(msg, msgid.ClientRefused.Attr(), "server", target.Entry, "code", werr.Code, "reason", werr.Message)
+			if roundDone && !refusedBo.Sleep(ctx) {
 				return
 			}
 			continue
@@ -47,6 +61,10 @@ func (l *controlLink) run(ctx context.Context) {
 		if time.Since(started) > 10*time.Second {
 			bo.Reset()
 		}
+		if !roundDone {
+			c.log.Warn("control server failed, failing over", msgid.ControlLost.Attr(), "server", target.Entry, "addr", addrText(target), "next", next, "err", err)
+			continue
+		}
 		c.log.Warn("control server unreachable, retrying", msgid.ControlLost.Attr(), "server", c.cfg.ServerAddr, "err", err)
 		if !bo.Sleep(ctx) {
 			return
@@ -54,21 +72,34 @@ func (l *controlLink) run(ctx context.Context) {
 	}
 }
 
-func (l *controlLink) dial(ctx context.Context) (*quic.Conn, error) {
-	c := l.c
-	addr, err := net.ResolveUDPAddr("udp", c.cfg.ServerAddr)
-	if err != nil {
-		return nil, fmt.Errorf("resolve control %s: %w", c.cfg.ServerAddr, err)
+func addrText(t ctladdr.Target) string {
+	if !t.Addr.IsValid() {
+		return ""
 	}
+	return t.Addr.String()
+}
+
+func (l *controlLink) dial(ctx context.Context, target ctladdr.Target, several bool) (*quic.Conn, error) {
+	c := l.c
 	tlsConf := c.cfg.ServerTLS.Clone()
 	tlsConf.MinVersion = tls.VersionTLS13
 	tlsConf.Certificates = []tls.Certificate{c.id.Cert}
 	tlsConf.NextProtos = []string{wire.ALPNClientControl}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if tlsConf.ServerName == "" {
+		tlsConf.ServerName = target.Host()
+	}
+	qconf := quicconf.Control()
+	timeout := 10 * time.Second
+	if several {
+		// Another node may be up: a dead one must not hold the link for
+		// long, at the dial as during the session.
+		qconf, timeout = quicconf.ControlFailover(), 3*time.Second
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, err := c.direct.Dial(dctx, addr, tlsConf, quicconf.Control())
+	conn, err := c.direct.Dial(dctx, target.UDPAddr(), tlsConf, qconf)
 	if err != nil {
-		return nil, fmt.Errorf("dial control %s: %w", c.cfg.ServerAddr, err)
+		return nil, fmt.Errorf("dial control %s (%s): %w", target.Entry, target.Addr, err)
 	}
 	return conn, nil
 }
@@ -92,9 +123,9 @@ func (l *controlLink) hello(ctx context.Context, conn *quic.Conn) (*quic.Stream,
 	return st, welcome, nil
 }
 
-func (l *controlLink) session(ctx context.Context) error {
+func (l *controlLink) session(ctx context.Context, target ctladdr.Target, rot *ctladdr.Rotation) error {
 	c := l.c
-	conn, err := l.dial(ctx)
+	conn, err := l.dial(ctx, target, rot.Several())
 	if err != nil {
 		return err
 	}
@@ -103,9 +134,10 @@ func (l *controlLink) session(ctx context.Context) error {
 	defer stop()
 	st, welcome, err := l.hello(ctx, conn)
 	if err != nil {
-		return err
+		return fmt.Errorf("control %s (%s): %w", target.Entry, target.Addr, err)
 	}
-	c.log.Info("connected to control", msgid.ControlConnected.Attr(), "server", c.cfg.ServerAddr, "observed", welcome.Observed)
+	rot.Succeeded()
+	c.log.Info("connected to control", msgid.ControlConnected.Attr(), "server", target.Entry, "addr", target.Addr.String(), "node", welcome.Node, "observed", welcome.Observed)
 
 	sess := newControlSession(conn, st)
 	// Announce under the lock, so that an endpoint added concurrently is
@@ -113,7 +145,7 @@ func (l *controlLink) session(ctx context.Context) error {
 	// This session's answers decide what is refused: a limit of control
 	// may have room now.
 	c.mu.Lock()
-	l.publish(sess, welcome.Observed)
+	l.publish(sess, welcome.Observed, target.Addr.String(), welcome.Node)
 	for _, s := range c.sources {
 		s.refused = ""
 		sess.enqueue(s.announce())

@@ -24,6 +24,8 @@ type controlLink struct {
 	mu       sync.Mutex
 	sess     *controlSession // nil while control is unreachable
 	observed string
+	addr     string // the control address of sess
+	node     string // the control node's name, from its welcome
 	// skew is control's clock minus ours, from the last welcome that
 	// carried control's time; kept while disconnected, as the clock
 	// rarely jumps.
@@ -72,22 +74,29 @@ func (l *controlLink) live() bool {
 	return l.sess != nil
 }
 
-// state is "connected" with the observed address, or "connecting".
-func (l *controlLink) state() (state, observed string, rttMicros int64) {
+// controlState is the live session as the status shows it.
+type controlState struct {
+	state, observed, addr, node string
+	rttMicros                   int64
+}
+
+// state is "connected" with the session's addresses, or "connecting".
+func (l *controlLink) state() controlState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.sess == nil {
-		return "connecting", "", 0
+		return controlState{state: "connecting"}
 	}
-	return "connected", l.observed, l.sess.conn.ConnectionStats().SmoothedRTT.Microseconds()
+	return controlState{state: "connected", observed: l.observed, addr: l.addr, node: l.node,
+		rttMicros: l.sess.conn.ConnectionStats().SmoothedRTT.Microseconds()}
 }
 
 // publish makes s the live session; the caller holds Client.mu, so that
 // endpoints added meanwhile are announced exactly once (by the caller, or
 // by AddSource/AddDestination after it).
-func (l *controlLink) publish(s *controlSession, observed string) {
+func (l *controlLink) publish(s *controlSession, observed, addr, node string) {
 	l.mu.Lock()
-	l.sess, l.observed = s, observed
+	l.sess, l.observed, l.addr, l.node = s, observed, addr, node
 	l.mu.Unlock()
 	l.up.Notify()
 }

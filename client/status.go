@@ -15,6 +15,11 @@ type Status struct {
 	ID         string `json:"id"`
 	ServerAddr string `json:"server_addr"`
 	Control    string `json:"control"` // "connected" or "connecting"
+	// ControlAddr is the control address of the live session (one of
+	// ServerAddr's, resolved); ControlNode is that control node's name,
+	// from its welcome (empty from an older control).
+	ControlAddr string `json:"control_addr,omitempty"`
+	ControlNode string `json:"control_node,omitempty"`
 	Observed   string `json:"observed,omitempty"`
 	ControlRTT int64  `json:"control_rtt_us,omitempty"` // smoothed RTT of the control connection
 	// ClockSkewMs is control's clock minus ours, estimated from the last
@@ -97,7 +102,9 @@ type RelayStatus struct {
 func (c *Client) Status() Status {
 	st := Status{ID: c.id.ID.String(), ServerAddr: c.cfg.ServerAddr,
 		Sources: []EndpointStatus{}, Destinations: []EndpointStatus{}, Relays: c.relays.status()}
-	st.Control, st.Observed, st.ControlRTT = c.ctl.state()
+	cs := c.ctl.state()
+	st.Control, st.Observed, st.ControlRTT = cs.state, cs.observed, cs.rttMicros
+	st.ControlAddr, st.ControlNode = cs.addr, cs.node
 	if skew, ok := c.ctl.clockSkew(); ok {
 		ms := skew.Milliseconds()
 		st.ClockSkewMs = &ms

@@ -11,7 +11,7 @@ var routes = []string{"any", "direct", "relay"}
 func (v *validator) client(c *Client) {
 	p := key("client")
 	c.TokenValue = v.token(p, c.Token, c.TokenFile)
-	c.ServerAddr = v.addr(p.key("server-addr"), c.ServerAddr, "localhost:19190")
+	c.ServerAddr = v.addrList(p, "server-addr", "server-addrs", c.ServerAddr, c.ServerAddrs, "localhost:19190")
 	v.readable(p.key("server-cas"), c.ServerCAs)
 	c.DirectAddr = v.addr(p.key("direct-addr"), c.DirectAddr, ":19192")
 	c.StatusAddr = v.addr(p.key("status-addr"), c.StatusAddr, "")
@@ -86,6 +86,7 @@ func (v *validator) server(s *Server) {
 
 	s.RelayAddr = v.addr(p.key("relay-addr"), s.RelayAddr, ":19191")
 	s.RelayHostname = v.hostname(p.key("relay-hostname"), s.RelayHostname)
+	s.NodeName = v.nodeName(p.key("node-name"), s.NodeName)
 	s.StatusAddr = v.addr(p.key("status-addr"), s.StatusAddr, "")
 	s.MetricsAddr = v.addr(p.key("metrics-addr"), s.MetricsAddr, "")
 	s.StoreDir = storeDir(s.StoreDir)
@@ -98,6 +99,7 @@ func (v *validator) control(c *Control) {
 	v.requiredFile(p.key("key-file"), c.KeyFile)
 
 	c.ClientsAddr = v.addr(p.key("clients-addr"), c.ClientsAddr, ":19190")
+	c.NodeName = v.nodeName(p.key("node-name"), c.NodeName)
 	toks, ok := v.tokenList(p, "clients-tokens", "clients-tokens-file", c.ClientsTokens, c.ClientsTokensFile, true)
 	c.ClientsTokenValues = toks
 	c.ClientsIPRestrict = v.ipRestriction(p.key("clients-ip-restriction"), c.ClientsIPRestriction)
@@ -140,7 +142,7 @@ func (v *validator) relay(r *Relay) {
 	r.TokenValue = v.token(p, r.Token, r.TokenFile)
 	r.Addr = v.addr(p.key("addr"), r.Addr, ":19191")
 	r.Hostname = v.hostname(p.key("hostname"), r.Hostname)
-	r.ControlAddr = v.addr(p.key("control-addr"), r.ControlAddr, "localhost:19190")
+	r.ControlAddr = v.addrList(p, "control-addr", "control-addrs", r.ControlAddr, r.ControlAddrs, "localhost:19190")
 	v.readable(p.key("control-cas"), r.ControlCAs)
 	r.StatusAddr = v.addr(p.key("status-addr"), r.StatusAddr, "")
 	r.MetricsAddr = v.addr(p.key("metrics-addr"), r.MetricsAddr, "")

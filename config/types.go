@@ -39,8 +39,12 @@ type Client struct {
 	Token     string `toml:"token"`
 	TokenFile string `toml:"token-file"`
 
-	ServerAddr string `toml:"server-addr"`
-	ServerCAs  string `toml:"server-cas"`
+	// ServerAddr is one control address or a comma-separated list;
+	// ServerAddrs is the list as an array. Validation leaves the list in
+	// ServerAddr, comma-separated.
+	ServerAddr  string   `toml:"server-addr"`
+	ServerAddrs []string `toml:"server-addrs"`
+	ServerCAs   string   `toml:"server-cas"`
 
 	DirectAddr string `toml:"direct-addr"`
 	StatusAddr string `toml:"status-addr"`
@@ -119,6 +123,10 @@ type Server struct {
 	RelayAddr     string `toml:"relay-addr"`
 	RelayHostname string `toml:"relay-hostname"`
 
+	// NodeName names this control node to its clients and relays
+	// (default: the hostname).
+	NodeName string `toml:"node-name"`
+
 	StatusAddr string `toml:"status-addr"`
 	// MetricsAddr serves Prometheus metrics on /metrics; off when empty.
 	MetricsAddr string `toml:"metrics-addr"`
@@ -148,6 +156,9 @@ type Control struct {
 	RelaysAddr       string   `toml:"relays-addr"`
 	RelaysTokens     []string `toml:"relays-tokens"`
 	RelaysTokensFile string   `toml:"relays-tokens-file"`
+
+	// NodeName is as Server's.
+	NodeName string `toml:"node-name"`
 
 	StatusAddr string `toml:"status-addr"`
 	// MetricsAddr serves Prometheus metrics on /metrics; off when empty.
@@ -188,8 +199,11 @@ type Relay struct {
 	Addr     string `toml:"addr"`
 	Hostname string `toml:"hostname"`
 
-	ControlAddr string `toml:"control-addr"`
-	ControlCAs  string `toml:"control-cas"`
+	// ControlAddr and ControlAddrs are as Client's ServerAddr and
+	// ServerAddrs.
+	ControlAddr  string   `toml:"control-addr"`
+	ControlAddrs []string `toml:"control-addrs"`
+	ControlCAs   string   `toml:"control-cas"`
 
 	StatusAddr string `toml:"status-addr"`
 	// MetricsAddr serves Prometheus metrics on /metrics; off when empty.

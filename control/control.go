@@ -32,6 +32,10 @@ type Config struct {
 	Auth
 	Limits
 
+	// NodeName names this control node in its welcomes; clients and
+	// relays of a control cluster show which node they use.
+	NodeName string
+
 	Logger *slog.Logger
 }
 

@@ -43,7 +43,7 @@ func (s *Server) serveRelayConn(ctx context.Context, conn *quic.Conn, authentica
 		return
 	}
 	authenticated()
-	if err := writeTimed(st, &wire.Welcome{Observed: conn.RemoteAddr().String()}); err != nil {
+	if err := writeTimed(st, &wire.Welcome{Observed: conn.RemoteAddr().String(), Node: s.cfg.NodeName}); err != nil {
 		return
 	}
 	err = s.attachRelay(ctx, st, tlsState.PeerCertificates[0].Raw, hello.Addr, hello.Token,

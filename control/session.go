@@ -122,7 +122,7 @@ func (s *Server) serveClient(ctx context.Context, conn *quic.Conn, authenticated
 	// Registered before the welcome, so that the session limit is checked
 	// and taken in one step; what others send it meanwhile waits in its
 	// queue, since only its writer, started below, writes after the welcome.
-	if err := writeTimed(st, &wire.Welcome{Observed: observed, Time: time.Now().UnixMilli()}); err != nil {
+	if err := writeTimed(st, &wire.Welcome{Observed: observed, Time: time.Now().UnixMilli(), Node: s.cfg.NodeName}); err != nil {
 		return
 	}
 	log.Info("client connected", "version", hello.Version)

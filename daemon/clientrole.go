@@ -40,7 +40,7 @@ func newClient(d *Daemon, cfg *config.Client) (_ role, err error) {
 			r.close()
 		}
 	}()
-	srvTLS, err := serverTLS(cfg.ServerAddr, cfg.ServerCAs, cfg.ServerName)
+	srvTLS, err := serverTLS(cfg.ServerCAs, cfg.ServerName)
 	if err != nil {
 		return nil, err
 	}

@@ -416,21 +416,15 @@ func loadCAs(path string) (*x509.CertPool, error) {
 }
 
 // serverTLS is how clients and relays verify the control server.
-// name, when set, is the name its certificate must carry instead of the
-// address's host (connet's server-name, control-name).
-func serverTLS(addr, casFile, name string) (*tls.Config, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("server address %q: %w", addr, err)
-	}
-	if name != "" {
-		host = name
-	}
+// name, when set, is the name its certificate must carry (connet's
+// server-name, control-name); when empty, the dialer puts in the host of
+// each control address it dials, as each node of a list has its own.
+func serverTLS(casFile, name string) (*tls.Config, error) {
 	pool, err := loadCAs(casFile)
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS13}, nil
+	return &tls.Config{RootCAs: pool, ServerName: name, MinVersion: tls.VersionTLS13}, nil
 }
 
 // storedIdentity loads the identity kept under name, creating it on first

@@ -51,7 +51,7 @@ func newServer(d *Daemon, cfg *config.Server) (_ role, err error) {
 		}
 	}()
 	resetKey := d.resetKey
-	if r.ctrl, r.clientsU, r.clientsT, err = d.controlServer(cfg.CertFile, cfg.KeyFile, cfg.Addr, serverAuth(cfg), controlLimits(cfg.Limits)); err != nil {
+	if r.ctrl, r.clientsU, r.clientsT, err = d.controlServer(cfg.CertFile, cfg.KeyFile, cfg.Addr, cfg.NodeName, serverAuth(cfg), controlLimits(cfg.Limits)); err != nil {
 		return nil, err
 	}
 	if r.relayU, err = d.udp(fdRelay, cfg.RelayAddr); err != nil {
@@ -194,7 +194,7 @@ func newControl(d *Daemon, cfg *config.Control) (_ role, err error) {
 			r.close()
 		}
 	}()
-	if r.ctrl, r.clientsU, r.clientsT, err = d.controlServer(cfg.CertFile, cfg.KeyFile, cfg.ClientsAddr, controlAuth(cfg), controlLimits(cfg.Limits)); err != nil {
+	if r.ctrl, r.clientsU, r.clientsT, err = d.controlServer(cfg.CertFile, cfg.KeyFile, cfg.ClientsAddr, cfg.NodeName, controlAuth(cfg), controlLimits(cfg.Limits)); err != nil {
 		return nil, err
 	}
 	if r.relayU, err = d.udp(fdRelays, cfg.RelaysAddr); err != nil {
@@ -206,7 +206,7 @@ func newControl(d *Daemon, cfg *config.Control) (_ role, err error) {
 
 // controlServer is what the server and control roles share: the control
 // server with its certificate, on the clients' socket.
-func (d *Daemon) controlServer(certFile, keyFile, addr string, auth control.Auth, limits control.Limits) (*control.Server, *net.UDPConn, *quic.Transport, error) {
+func (d *Daemon) controlServer(certFile, keyFile, addr, nodeName string, auth control.Auth, limits control.Limits) (*control.Server, *net.UDPConn, *quic.Transport, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("load control certificate: %w", err)
@@ -215,7 +215,7 @@ func (d *Daemon) controlServer(certFile, keyFile, addr string, auth control.Auth
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ctrl := control.New(control.Config{Cert: cert, Auth: auth, Limits: limits, Logger: d.log})
+	ctrl := control.New(control.Config{Cert: cert, Auth: auth, Limits: limits, NodeName: nodeName, Logger: d.log})
 	return ctrl, conn, &quic.Transport{Conn: conn, StatelessResetKey: d.resetKey}, nil
 }
 
@@ -282,7 +282,7 @@ func newRelay(d *Daemon, cfg *config.Relay) (_ role, err error) {
 	if r.id, err = storedIdentity(d.store, "relay"); err != nil {
 		return nil, err
 	}
-	if r.ctlTLS, err = serverTLS(cfg.ControlAddr, cfg.ControlCAs, cfg.ControlName); err != nil {
+	if r.ctlTLS, err = serverTLS(cfg.ControlCAs, cfg.ControlName); err != nil {
 		return nil, err
 	}
 	if r.udp, err = d.udp(fdRelay, cfg.Addr); err != nil {

@@ -32,6 +32,23 @@ func Control() *quic.Config {
 	}
 }
 
+// ControlFailover is Control for a client or relay that has several control
+// addresses: a node that died silently (kill -9, power loss: no
+// CONNECTION_CLOSE) must be noticed within about a second so that the link
+// moves to the next node within two. QUIC's own keep-alive and idle timeout
+// do it, with no protocol of our own: the idle timeout in effect is the
+// smaller of both ends', so control's 20 s does not stretch ours, and four
+// keep-alives per idle period let three in a row be lost before a live
+// node is given up. A single address keeps Control: there is nowhere else
+// to go, so the chatter would buy nothing.
+func ControlFailover() *quic.Config {
+	c := Control()
+	c.HandshakeIdleTimeout = 2 * time.Second
+	c.MaxIdleTimeout = time.Second
+	c.KeepAlivePeriod = 250 * time.Millisecond
+	return c
+}
+
 // Peer is for peer↔peer connections, direct or through a relay: many
 // concurrent streams, large windows for bulk transfers.
 func Peer() *quic.Config {

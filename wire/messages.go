@@ -79,6 +79,11 @@ type Welcome struct {
 	// breaks certificate validity and muddles logs across hosts). Zero
 	// (absent) from relays and from older controls.
 	Time int64 `json:"time,omitempty"`
+	// Node is the name of the control node that answered (its
+	// node-name), so that a client or relay of a control cluster can say
+	// which one it uses. Absent from relays and from older controls;
+	// older clients ignore it.
+	Node string `json:"node,omitempty"`
 }
 
 // Error codes.
