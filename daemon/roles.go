@@ -15,6 +15,7 @@ import (
 	"github.com/connetd/connetd/config"
 	"github.com/connetd/connetd/control"
 	"github.com/connetd/connetd/identity"
+	"github.com/connetd/connetd/internal/ctladdr"
 	"github.com/connetd/connetd/relay"
 )
 
@@ -318,7 +319,12 @@ func (r *relayRole) changes() []<-chan struct{} { return []<-chan struct{}{r.rel
 
 func (r *relayRole) serve(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { r.rel.RunControl(ctx, r.dialControl); return nil })
+	g.Go(func() error {
+		r.mu.Lock()
+		addrs := config.ControlAddrs(r.cfg.ControlAddr)
+		r.mu.Unlock()
+		return r.rel.RunControlList(ctx, addrs, nil, r.dialControl)
+	})
 	g.Go(func() error { return r.rel.Run(ctx) })
 	r.done()
 	return g.Wait()
@@ -342,11 +348,11 @@ func (r *relayRole) apply(f *config.File) ([]string, error) {
 
 // dialControl reads the current token (a reload may have changed it) and
 // leaves the protocol to relay.DialControl.
-func (r *relayRole) dialControl(ctx context.Context) (io.ReadWriteCloser, error) {
+func (r *relayRole) dialControl(ctx context.Context, t ctladdr.Target, several bool) (relay.ControlLink, error) {
 	r.mu.Lock()
-	controlAddr, token := r.cfg.ControlAddr, r.cfg.TokenValue
+	token := r.cfg.TokenValue
 	r.mu.Unlock()
-	return r.rel.DialControl(ctx, controlAddr, r.ctlTLS, token, r.advert)
+	return r.rel.DialControlTarget(ctx, t, several, r.ctlTLS, token, r.advert)
 }
 
 func (r *relayRole) close() {

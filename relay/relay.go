@@ -73,6 +73,9 @@ type Server struct {
 	forwarded atomic.Int64 // packets
 	dropped   [dropReasons]atomic.Int64
 
+	ctlMu            sync.Mutex
+	ctlAddr, ctlNode string // the control linked to by RunControlList
+
 	changed changes.Signal // clients, authorized endpoints or byte counters changed
 	// trafficNotified is when forwarding last fired changed (Unix ns), so
 	// that counters announce themselves at most once per trafficNotify.
@@ -245,11 +248,16 @@ func (s *Server) serveControl(ctx context.Context, rw io.ReadWriteCloser) error 
 
 // Status is the relay's JSON status.
 type Status struct {
-	ID        string           `json:"id"`
-	Clients   []ClientStatus   `json:"clients"`
-	Endpoints []EndpointStatus `json:"endpoints"`
-	Packets   int64            `json:"packets_forwarded"`
-	Dropped   int64            `json:"packets_dropped"`
+	ID string `json:"id"`
+	// ControlAddr and ControlNode are the control address the relay is
+	// linked to and that node's name; absent while it is not, and in the
+	// server role, whose relay is linked in-process.
+	ControlAddr string           `json:"control_addr,omitempty"`
+	ControlNode string           `json:"control_node,omitempty"`
+	Clients     []ClientStatus   `json:"clients"`
+	Endpoints   []EndpointStatus `json:"endpoints"`
+	Packets     int64            `json:"packets_forwarded"`
+	Dropped     int64            `json:"packets_dropped"`
 	// DroppedBy splits Dropped by reason (the Drop* names).
 	DroppedBy map[string]int64 `json:"packets_dropped_by_reason"`
 	// ReadBatches counts the socket's reads by datagrams per read, in
@@ -300,6 +308,7 @@ func (s *Server) Status() Status {
 	st := Status{ID: s.cfg.Identity.ID.String(), Clients: []ClientStatus{}, Endpoints: []EndpointStatus{},
 		Packets: s.forwarded.Load() - failed, DroppedBy: map[string]int64{DropSendFailed: failed},
 		ReadBatches: reads, ReadDatagrams: datagrams}
+	st.ControlAddr, st.ControlNode = s.control()
 	for r := range s.dropped {
 		st.DroppedBy[dropNames[r]] = s.dropped[r].Load()
 	}

@@ -60,6 +60,9 @@ func formatStatus(v statusView) string {
 	if v.NAT != "" {
 		fmt.Fprintf(&b, "NAT: %s\n", v.NAT)
 	}
+	if v.ControlAddr != "" {
+		fmt.Fprintf(&b, "Control: %s (node %s)\n", v.ControlAddr, dash(v.ControlNode))
+	}
 	if v.Role == "client" {
 		b.WriteString("\n")
 		var rows [][]string

@@ -10,12 +10,15 @@ import (
 
 // statusView is everything `connetctl status` shows; --json prints it.
 type statusView struct {
-	Instance  string        `json:"instance"`
-	Role      string        `json:"role"`
-	State     string        `json:"state"`
-	Summary   string        `json:"summary"`
-	NAT       string        `json:"nat,omitempty"`       // client: its own NAT behaviour
-	Endpoints []endpointRow `json:"endpoints,omitempty"` // client
+	Instance string `json:"instance"`
+	Role     string `json:"role"`
+	State    string `json:"state"`
+	Summary  string `json:"summary"`
+	NAT      string `json:"nat,omitempty"` // client: its own NAT behaviour
+	// ControlAddr and ControlNode: client and relay, the control in use.
+	ControlAddr string        `json:"control_addr,omitempty"`
+	ControlNode string        `json:"control_node,omitempty"`
+	Endpoints   []endpointRow `json:"endpoints,omitempty"` // client
 
 	Clients          []dbusapi.ClientInfo      `json:"clients,omitempty"`           // server, control
 	ControlEndpoints []dbusapi.ControlEndpoint `json:"control_endpoints,omitempty"` // server, control
@@ -47,6 +50,13 @@ func gather(e *env) (statusView, error) {
 	for name, dst := range map[string]*string{"Role": &v.Role, "State": &v.State, "StatusText": &v.Summary} {
 		if err := e.property(dbusapi.ManagerIface+"."+name, dst); err != nil {
 			return v, err
+		}
+	}
+	if v.Role == "client" || v.Role == "relay" {
+		for name, dst := range map[string]*string{"ControlAddr": &v.ControlAddr, "ControlNode": &v.ControlNode} {
+			if err := e.property(dbusapi.ManagerIface+"."+name, dst); err != nil {
+				return v, err
+			}
 		}
 	}
 	switch v.Role {

@@ -37,9 +37,9 @@ func (m *manager) GetStatus() (string, *dbus.Error) {
 func managerValues(snap daemon.Snapshot) map[string]any {
 	var endpoints, direct, relayed, clients, relays uint32
 	var in, out uint64
-	nat := ""
+	nat, ctlAddr, ctlNode := "", "", ""
 	if st := snap.Client; st != nil {
-		nat = st.NAT
+		nat, ctlAddr, ctlNode = st.NAT, st.ControlAddr, st.ControlNode
 		endpoints = uint32(len(st.Sources) + len(st.Destinations))
 		for _, list := range [][]clientEndpoint{st.Sources, st.Destinations} {
 			for _, e := range list {
@@ -54,6 +54,9 @@ func managerValues(snap daemon.Snapshot) map[string]any {
 		endpoints, clients, relays = uint32(len(st.Endpoints)), uint32(len(st.Clients)), uint32(len(st.Relays))
 	}
 	if st := snap.Relay; st != nil {
+		if snap.Control == nil {
+			ctlAddr, ctlNode = st.ControlAddr, st.ControlNode
+		}
 		if snap.Control == nil { // a server counts what control knows
 			endpoints, clients = uint32(len(st.Endpoints)), uint32(len(st.Clients))
 		}
@@ -64,7 +67,7 @@ func managerValues(snap daemon.Snapshot) map[string]any {
 	return map[string]any{
 		"State": snap.State, "StatusText": snap.Summary, "Endpoints": endpoints,
 		"PeersDirect": direct, "PeersRelayed": relayed, "Clients": clients, "Relays": relays,
-		"BytesIn": in, "BytesOut": out, "NAT": nat,
+		"BytesIn": in, "BytesOut": out, "NAT": nat, "ControlAddr": ctlAddr, "ControlNode": ctlNode,
 	}
 }
 
