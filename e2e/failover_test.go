@@ -137,3 +137,70 @@ func TestClientsFailOverToTheNextControlWithin2s(t *testing.T) {
 }
 
 func (p *proc) hasLog(s string) bool { return strings.Contains(p.out.String(), s) }
+
+// TestRelayFailsOverToTheNextControl: a relay role with two control
+// addresses moves to the second control when the first is killed, and the
+// relayed flow it carries goes on meanwhile (the relay keeps its last
+// authorization table while it reconnects).
+func TestRelayFailsOverToTheNextControl(t *testing.T) {
+	tp := newTopology(t, endpoint{name: "r", srcRoute: "relay", dstRoute: "relay"})
+	var clients, relays [2]int
+	var ctls [2]*proc
+	for i, node := range []string{"ctl-a", "ctl-b"} {
+		clients[i], relays[i] = freePort(t), freePort(t)
+		ctls[i] = tp.connetd(t, node, "control", "--node-name", node, "--cert-file", "cert.pem", "--key-file", "key.pem",
+			"--clients-addr", addr(clients[i]), "--relays-addr", addr(relays[i]),
+			"--clients-tokens", "client-d-token,client-s-token", "--relays-tokens", "relay-token",
+			"--store-dir", "store-"+node)
+		ctls[i].waitLog(t, "control listening for clients", 10*time.Second)
+	}
+	relayStatus := freePort(t)
+	tp.connetd(t, "relay", "relay", "--token", "relay-token", "--addr", addr(tp.relayPort), "--hostname", "127.0.0.1",
+		"--control-addr", addr(relays[0])+","+addr(relays[1]), "--control-cas", "cert.pem", "--status-addr", addr(relayStatus))
+	if _, v := waitControlNode(t, addr(relayStatus), "ctl-a", 10*time.Second); v.ControlAddr != addr(relays[0]) {
+		t.Fatalf("relay control_addr %q, want %s", v.ControlAddr, addr(relays[0]))
+	}
+
+	for _, c := range []struct {
+		file, token, table string
+		status             int
+		addr               string
+	}{
+		{"dst.toml", "client-d-token", "destinations", tp.dstStatus, addr(tp.echoPort)},
+		{"src.toml", "client-s-token", "sources", tp.srcStatus, tp.srcAddr("r")},
+	} {
+		writeFile(t, tp.dir, c.file, fmt.Sprintf("log-level = \"debug\"\n[client]\ntoken = %q\nserver-addrs = [%q, %q]\nserver-cas = \"cert.pem\"\ndirect-addr = %q\nstatus-addr = %q\n\n[client.%s.r]\naddr = %q\nroute = \"relay\"\n",
+			c.token, addr(clients[0]), addr(clients[1]), addr(freePort(t)), addr(c.status), c.table, c.addr))
+	}
+	tp.startEcho(t)
+	tp.startClients(t)
+	waitPath(t, addr(tp.srcStatus), "r", "relay", 15*time.Second)
+	flow, err := net.DialTimeout("tcp", tp.srcAddr("r"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flow.Close()
+	if err := echoOnce(flow, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+
+	killed := time.Now()
+	kill9(t, ctls[0])
+	at, v := waitControlNode(t, addr(relayStatus), "ctl-b", 10*time.Second)
+	took := at.Sub(killed)
+	t.Logf("relay linked to ctl-b (%s) %s after the kill -9 of ctl-a", v.ControlAddr, took.Round(time.Millisecond))
+	if took > 2*time.Second {
+		t.Errorf("relay failover took %s, want ≤ 2s", took.Round(time.Millisecond))
+	}
+	waitControlNode(t, addr(tp.srcStatus), "ctl-b", 10*time.Second)
+	for i := range 10 {
+		if err := echoOnce(flow, []byte(fmt.Sprintf("during-%d", i))); err != nil {
+			t.Fatalf("the relayed flow broke during the control failover: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got, err := echoRoundTrip(tp.srcAddr("r"), []byte("new via relay"))
+	if err != nil || string(got) != "new via relay" {
+		t.Fatalf("new relayed connection after the failover: %q, %v", got, err)
+	}
+}
