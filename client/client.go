@@ -40,13 +40,11 @@ import (
 // Config is what a client needs; the daemon builds it from the config file.
 type Config struct {
 	Token      string
-	// ServerAddr is the control address, or several comma-separated to
-	// fail over between in order.
-	ServerAddr string
-	// Resolver looks up control host names (each A/AAAA record is an
-	// address to fail over to); nil is the system's. For tests.
-	Resolver ctladdr.Resolver
+	ServerAddr string      // the control address, or several comma-separated to fail over between in order
 	ServerTLS  *tls.Config // roots and server name for the control server
+	// Resolver looks up control host names (each A/AAAA record is an
+	// address to fail over to); nil is the system's.
+	Resolver ctladdr.Resolver
 
 	// DirectConn carries the control connection and direct peer
 	// connections (one socket, so control observes the public mapping).

@@ -20,8 +20,8 @@ type Status struct {
 	// from its welcome (empty from an older control).
 	ControlAddr string `json:"control_addr,omitempty"`
 	ControlNode string `json:"control_node,omitempty"`
-	Observed   string `json:"observed,omitempty"`
-	ControlRTT int64  `json:"control_rtt_us,omitempty"` // smoothed RTT of the control connection
+	Observed    string `json:"observed,omitempty"`
+	ControlRTT  int64  `json:"control_rtt_us,omitempty"` // smoothed RTT of the control connection
 	// ClockSkewMs is control's clock minus ours, estimated from the last
 	// welcome; absent before one (or with a control too old to say).
 	ClockSkewMs  *int64           `json:"clock_skew_ms,omitempty"`

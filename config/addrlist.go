@@ -63,4 +63,3 @@ func (v *validator) nodeName(p keyPath, val string) string {
 // ControlAddrs splits a validated ServerAddr or ControlAddr into its
 // addresses.
 func ControlAddrs(s string) []string { return ctladdr.Split(s) }
-

@@ -327,8 +327,11 @@ func kib(n int) string {
 	return fmt.Sprintf("%d KiB", n>>10)
 }
 
+// portOf is the port of addr, or of the first of a comma-separated list
+// of control addresses.
 func portOf(addr, def string) string {
-	if _, p, err := net.SplitHostPort(addr); err == nil && p != "" {
+	addr, _, _ = strings.Cut(addr, ",")
+	if _, p, err := net.SplitHostPort(strings.TrimSpace(addr)); err == nil && p != "" {
 		return p
 	}
 	return def

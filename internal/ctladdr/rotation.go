@@ -13,9 +13,9 @@ type Rotation struct {
 	entries []string
 	resolve Resolver
 
-	last     string // the target tried last (Target.Addr as text)
-	advance  bool   // last failed: the next attempt goes to the one after it
-	failures int    // consecutive failures since the last success
+	last     string   // the target tried last (Target.Addr as text)
+	advance  bool     // last failed: the next attempt goes to the one after it
+	failures int      // consecutive failures since the last success
 	targets  []Target // the last expansion
 }
 
