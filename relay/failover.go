@@ -50,7 +50,7 @@ func (s *Server) RunControlList(ctx context.Context, addrs []string, resolve ctl
 		}
 		if !rot.Failed() {
 			next, _ := rot.Peek()
-			s.log.Warn("relay lost control, failing over", "server", t.Entry, "next", next.Entry+" ("+next.Addr.String()+")", "err", err)
+			s.log.Warn("relay failing over to the next control", "server", t.Entry, "next", next.Entry+" ("+next.Addr.String()+")", "err", err)
 			continue
 		}
 		var werr *wire.Error
