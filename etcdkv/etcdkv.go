@@ -296,7 +296,9 @@ func (c *Client) KeepAliveOnce(ctx context.Context, id LeaseID) (time.Duration, 
 	return ttl, nil
 }
 
-// Revoke ends lease id, deleting its keys.
+// Revoke ends lease id, deleting its keys. It is ErrLeaseNotFound when
+// the lease is already gone, which includes a revoke retried on another
+// member after the first one did its work but timed out answering.
 func (c *Client) Revoke(ctx context.Context, id LeaseID) error {
 	body, err := c.call(ctx, "/v3/lease/revoke", leaseRequest{ID: i64(id)}, true)
 	if err == nil {
@@ -351,7 +353,32 @@ func (c *Client) call(ctx context.Context, path string, in any, idempotent bool)
 			return nil, fmt.Errorf("%w (outcome unknown): %w", ErrNoQuorum, errors.Join(errs...))
 		}
 	}
+	if allTLS(errs) {
+		// A certificate problem is configuration, not a lost quorum:
+		// waiting and retrying will not help.
+		return nil, fmt.Errorf("TLS: %w", errors.Join(errs...))
+	}
 	return nil, fmt.Errorf("%w: %w", ErrNoQuorum, errors.Join(errs...))
+}
+
+func allTLS(errs []error) bool {
+	for _, err := range errs {
+		if !isTLSError(err) {
+			return false
+		}
+	}
+	return len(errs) > 0
+}
+
+// isTLSError says whether err is a handshake failure: ours (we do not
+// trust the server) or the server's (it refused our certificate, which it
+// tells in an alert that crypto/tls does not export).
+func isTLSError(err error) bool {
+	var cve *tls.CertificateVerificationError
+	var rhe tls.RecordHeaderError
+	var ae tls.AlertError
+	return errors.As(err, &cve) || errors.As(err, &rhe) || errors.As(err, &ae) ||
+		strings.Contains(err.Error(), "remote error: tls:")
 }
 
 // post does one request to one endpoint; sent says whether the request
@@ -430,6 +457,9 @@ func failover(err error) bool {
 // rejectedUnapplied says the member refused the request before applying
 // it, so it may be sent elsewhere even if it is a mutation.
 func rejectedUnapplied(err error) bool {
+	if isTLSError(err) {
+		return true
+	}
 	var ge *Error
 	if !errors.As(err, &ge) {
 		return false

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -540,12 +541,18 @@ func TestTLS(t *testing.T) {
 	if err == nil {
 		t.Fatal("put without a client certificate worked")
 	}
+	if errors.Is(err, ErrNoQuorum) || !strings.Contains(err.Error(), "TLS") {
+		t.Errorf("put without a client certificate: %v, want a TLS error, not ErrNoQuorum", err)
+	}
 	t.Logf("without a client certificate: %v", err)
 
 	wrongCA := &tls.Config{Certificates: cl.ClientTLS().Certificates}
 	_, _, err = newClient(t, cl.Endpoints(), wrongCA).Get(ctx, "tls/a", false)
 	if err == nil {
 		t.Fatal("get trusting the wrong CA worked")
+	}
+	if errors.Is(err, ErrNoQuorum) || !strings.Contains(err.Error(), "TLS") {
+		t.Errorf("get trusting the wrong CA: %v, want a TLS error, not ErrNoQuorum", err)
 	}
 	t.Logf("with the system roots: %v", err)
 }
