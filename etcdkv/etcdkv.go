@@ -285,7 +285,7 @@ func (c *Client) KeepAliveOnce(ctx context.Context, id LeaseID) (time.Duration, 
 	// The gateway turns the bidirectional stream into one request in, a
 	// stream of {"result": ...} out; the server ends it when our request
 	// body ends, after answering.
-	body, err := c.call(ctx, "/v3/lease/keepalive", leaseRequest{ID: i64(id)}, true)
+	body, err := c.call(ctx, keepAlivePath, leaseRequest{ID: i64(id)}, true)
 	if err != nil {
 		return 0, fmt.Errorf("etcd lease keepalive %x: %w", id, err)
 	}
@@ -402,7 +402,11 @@ func (c *Client) post(ctx context.Context, ep, path string, reqBody []byte) (bod
 		return nil, wasSent(), &transportError{err}
 	}
 	defer resp.Body.Close()
-	body, err = readBounded(resp.Body)
+	if resp.StatusCode == http.StatusOK && path == keepAlivePath {
+		body, err = readFirstMessage(resp.Body)
+	} else {
+		body, err = readBounded(resp.Body)
+	}
 	if err != nil {
 		return nil, true, &transportError{err}
 	}
@@ -422,6 +426,20 @@ func setHeaders(req *http.Request) {
 	// clientv3.WithRequireLeader: the member refuses (unary) or ends
 	// (watch) when it has no leader, rather than hang until a timeout.
 	req.Header.Set("Grpc-Metadata-hasleader", "true")
+}
+
+// keepAlivePath is a stream: the first message is all we wait for.
+const keepAlivePath = "/v3/lease/keepalive"
+
+// readFirstMessage reads the first JSON value of a stream. etcd 3.4 ends
+// the keepalive stream once our request body has ended, but nothing
+// promises that, and waiting for the end would then cost a timeout.
+func readFirstMessage(r io.Reader) ([]byte, error) {
+	var msg json.RawMessage
+	if err := json.NewDecoder(io.LimitReader(r, maxBody)).Decode(&msg); err != nil {
+		return nil, err
+	}
+	return msg, nil
 }
 
 func readBounded(r io.Reader) ([]byte, error) {

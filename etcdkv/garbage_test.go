@@ -236,3 +236,24 @@ func FuzzDecodeWatch(f *testing.F) {
 		}
 	})
 }
+
+// TestKeepAliveOpenStream: a gateway that keeps the keepalive stream open
+// after answering must not cost the caller a timeout.
+func TestKeepAliveOpenStream(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"result":{"header":{"revision":"2"},"ID":"7","TTL":"9"}}` + "\n"))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	c, _ := New(Config{Endpoints: []string{srv.URL}, Timeout: 5 * time.Second})
+	defer c.Close()
+	start := time.Now()
+	ttl, err := c.KeepAliveOnce(context.Background(), 7)
+	if err != nil || ttl != 9*time.Second {
+		t.Fatalf("keepalive: %v, %v", ttl, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("keepalive took %v", d)
+	}
+}
