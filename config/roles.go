@@ -91,6 +91,7 @@ func (v *validator) server(s *Server) {
 	s.MetricsAddr = v.addr(p.key("metrics-addr"), s.MetricsAddr, "")
 	s.StoreDir = storeDir(s.StoreDir)
 	v.limits(p, s.Limits)
+	v.clusterStore(p, &s.ClusterStore)
 }
 
 func (v *validator) control(c *Control) {
@@ -117,6 +118,7 @@ func (v *validator) control(c *Control) {
 	c.MetricsAddr = v.addr(p.key("metrics-addr"), c.MetricsAddr, "")
 	c.StoreDir = storeDir(c.StoreDir)
 	v.limits(p, c.Limits)
+	v.clusterStore(p, &c.ClusterStore)
 }
 
 // limits checks the limit keys of a [server] or [control] table; their

@@ -136,6 +136,7 @@ type Server struct {
 	TokenRestrictions []TokenRestriction `toml:"token-restriction"`
 
 	Limits
+	ClusterStore    // store and etcd-* (cluster.go)
 	Connet015Server // connet v0.15's keys (connet015.go)
 
 	// Resolved by validation.
@@ -171,6 +172,7 @@ type Control struct {
 	RelaysTokenRestrictions  []TokenRestriction `toml:"relays-token-ip-restriction"`
 
 	Limits
+	ClusterStore     // store and etcd-* (cluster.go)
 	Connet015Control // connet v0.15's keys (connet015.go)
 
 	// Resolved by validation.

@@ -60,8 +60,9 @@ type Server struct {
 	limits atomic.Pointer[limitState]
 
 	punches  *punches
-	refusals refusals // since start, by reason
-	gate     *gate    // connections not authenticated yet
+	refusals refusals                // since start, by reason
+	gate     *gate                   // connections not authenticated yet
+	cluster  atomic.Pointer[cluster] // nil unless RunCluster runs
 
 	// beforeRegister is set only by tests (export_test.go): it runs between
 	// a session's token check and its registration, the window in which a
@@ -259,6 +260,9 @@ type Status struct {
 	Clients   []ClientStatus   `json:"clients"`
 	Endpoints []EndpointStatus `json:"endpoints"`
 	Relays    []RelayStatus    `json:"relays"`
+	// Cluster is present when control shares its state with other
+	// control nodes (store = "etcd").
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
 	// Refusals counts refused connections and requests since start, by
 	// reason (one of the Refused* constants).
 	Refusals map[string]int64 `json:"refusals"`
@@ -297,6 +301,9 @@ func (s *Server) Status() Status {
 	st := s.reg.status(tokens)
 	st.Refusals = s.refusals.snapshot()
 	st.ClientTokens = len(tokens)
+	if c := s.cluster.Load(); c != nil {
+		st.Cluster = c.status()
+	}
 	return st
 }
 

@@ -91,6 +91,12 @@ func (s *server) dialFrom(t *testing.T, local net.IP, token string, qc *quic.Con
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s.dialAs(t, id, local, token, qc)
+}
+
+// dialAs connects as the client id (a reconnect keeps its identity).
+func (s *server) dialAs(t *testing.T, id *identity.Identity, local net.IP, token string, qc *quic.Config) (*session, wire.Message, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: local})

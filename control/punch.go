@@ -90,6 +90,9 @@ func (r *registry) punchView(s, to *session) wire.Punch {
 // not one of src's direct-capable destinations are ignored.
 func (s *Server) startPunch(src *session, peer identity.ID, spray string) {
 	dst := s.reg.client(peer)
+	if dst == nil {
+		dst = s.reg.remoteClient(peer) // held by another node of a cluster
+	}
 	if dst == nil || dst == src || !src.punch || !dst.punch || !s.reg.isSourceOf(src, dst) {
 		return
 	}
@@ -132,6 +135,9 @@ func (s *Server) punchReady(sess *session, nonce []byte) {
 	ps := p.byKey[[wire.PunchNonceLen]byte(nonce)]
 	if ps == nil || (sess != ps.a && sess != ps.b) {
 		p.mu.Unlock()
+		if c := s.cluster.Load(); ps == nil && c != nil && sess.remote == nil {
+			c.forwardReady(sess, nonce) // the punch is another node's
+		}
 		return
 	}
 	ps.ready[sess] = true

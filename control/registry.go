@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/internal/changes"
@@ -50,6 +51,14 @@ type session struct {
 	// compare its whole view once per name.
 	dirty    map[string]struct{}
 	dirtyAll bool
+
+	// A client or relay of another control node (remote.go): nil for
+	// our own. linked tells whether a remote client's endpoints are in
+	// the registry (not while a local session of the same client is).
+	remote *remoteInfo
+	linked bool
+
+	registered time.Time // when addClient took it
 }
 
 // endpointInfo is what a client announced of one of its endpoints.
@@ -67,6 +76,10 @@ func newSession(id identity.ID, cert []byte, observed string) *session {
 // client's reader, a punch timer). A full queue ends its session instead of
 // holding more memory for it.
 func (s *session) send(m wire.Message) {
+	if s.remote != nil {
+		s.remote.post(s, m)
+		return
+	}
 	if s.out == nil {
 		return
 	}
@@ -91,7 +104,13 @@ type registry struct {
 	clients   map[identity.ID]*session
 	endpoints map[string]map[epKey]map[identity.ID]*session // name → (name, role) → clients
 	relays    map[identity.ID]*session
-	perToken  map[string]int // live client sessions by token
+	perToken  map[string]int           // live client sessions by token
+	remote    map[identity.ID]*session // clients of other control nodes
+
+	// local is told of every change to a session of ours that the other
+	// nodes of a cluster must learn (set once by the cluster, before
+	// serving; called with mu held, so it must not call back).
+	local func(id identity.ID, relay bool)
 
 	changed changes.Signal // clients, endpoints or relays changed (for status)
 }
@@ -102,6 +121,8 @@ func newRegistry() *registry {
 		endpoints: map[string]map[epKey]map[identity.ID]*session{},
 		relays:    map[identity.ID]*session{},
 		perToken:  map[string]int{},
+		remote:    map[identity.ID]*session{},
+		local:     func(identity.ID, bool) {},
 	}
 }
 
@@ -124,10 +145,13 @@ func (r *registry) addClient(s *session, perToken int) (*session, error) {
 		r.dropEndpointsLocked(old)
 		r.untokenLocked(old)
 	}
+	r.shadowRemoteLocked(s.id)
+	s.registered = time.Now()
 	r.clients[s.id] = s
 	r.perToken[s.token]++
 	s.dirtyAll = true
 	s.poke()
+	r.local(s.id, false)
 	r.changed.Notify()
 	return old, nil
 }
@@ -147,6 +171,8 @@ func (r *registry) removeClient(s *session) {
 	delete(r.clients, s.id)
 	r.untokenLocked(s)
 	r.dropEndpointsLocked(s)
+	r.unshadowRemoteLocked(s.id)
+	r.local(s.id, false)
 	r.changed.Notify()
 }
 
@@ -164,17 +190,8 @@ func (r *registry) announce(s *session, name, role string, ep endpointInfo, l Li
 	if err := r.admitLocked(s, k, l); err != nil {
 		return err
 	}
-	s.endpoints[k] = ep
-	byRole := r.endpoints[name]
-	if byRole == nil {
-		byRole = map[epKey]map[identity.ID]*session{}
-		r.endpoints[name] = byRole
-	}
-	if byRole[k] == nil {
-		byRole[k] = map[identity.ID]*session{}
-	}
-	byRole[k][s.id] = s
-	r.pokeEndpointLocked(name)
+	r.enterLocked(s, k, ep)
+	r.local(s.id, false)
 	r.changed.Notify()
 	return nil
 }
@@ -183,6 +200,7 @@ func (r *registry) withdraw(s *session, name, role string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.withdrawLocked(s, epKey{name, role})
+	r.local(s.id, false)
 }
 
 func (r *registry) withdrawLocked(s *session, k epKey) {
@@ -209,6 +227,7 @@ func (r *registry) setDirect(s *session, direct []string, nat string) {
 	for k := range s.endpoints {
 		r.pokeEndpointLocked(k.name)
 	}
+	r.local(s.id, false)
 }
 
 // pokeEndpointLocked tells everyone whose view of endpoint name may have
@@ -248,9 +267,13 @@ func (r *registry) addRelay(s *session, addr string) *session {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.relays[s.id]
+	if old != nil && old.remote != nil {
+		old = nil // another node's record of it: this link supersedes it
+	}
 	s.relayAddr = addr
 	r.relays[s.id] = s
 	r.pokeAllLocked()
+	r.local(s.id, true)
 	r.changed.Notify()
 	return old
 }
@@ -263,6 +286,7 @@ func (r *registry) removeRelay(s *session) {
 	}
 	delete(r.relays, s.id)
 	r.pokeAllLocked()
+	r.local(s.id, true)
 	r.changed.Notify()
 }
 

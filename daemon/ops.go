@@ -189,7 +189,8 @@ func (d *Daemon) clientTokens(f *config.File) []string {
 	return f.Control.ClientsTokenValues
 }
 
-// AddToken accepts a new client token; it survives restarts.
+// AddToken accepts a new client token; it survives restarts (and, in a
+// cluster, applies on every node).
 func (d *Daemon) AddToken(token string) error {
 	if err := d.needTokens(); err != nil {
 		return err
@@ -197,36 +198,43 @@ func (d *Daemon) AddToken(token string) error {
 	if token == "" {
 		return fmt.Errorf("%w: empty token", ErrInvalid)
 	}
-	return d.change(func(o *overlay) error {
-		if slices.Contains(d.clientTokens(effective(d.file, o)), token) {
+	return d.editTokens(func(file []string, added, revoked *[]string) error {
+		if slices.Contains(inForce(file, *added, *revoked), token) {
 			return fmt.Errorf("token: %w", ErrExists)
 		}
-		if i := slices.Index(o.Revoked, token); i >= 0 {
-			o.Revoked = slices.Delete(o.Revoked, i, i+1) // a file token comes back
+		if i := slices.Index(*revoked, token); i >= 0 {
+			*revoked = slices.Delete(*revoked, i, i+1) // a file token comes back
 		} else {
-			o.Tokens = append(o.Tokens, token)
+			*added = append(*added, token)
 		}
 		return nil
 	})
 }
 
 // RevokeToken stops accepting a client token and disconnects the clients
-// that use it, at once.
+// that use it, at once (in a cluster: on every node).
 func (d *Daemon) RevokeToken(token string) error {
 	if err := d.needTokens(); err != nil {
 		return err
 	}
-	return d.change(func(o *overlay) error {
-		if !slices.Contains(d.clientTokens(effective(d.file, o)), token) {
+	return d.editTokens(func(file []string, added, revoked *[]string) error {
+		if !slices.Contains(inForce(file, *added, *revoked), token) {
 			return fmt.Errorf("token: %w", ErrNotFound)
 		}
-		if i := slices.Index(o.Tokens, token); i >= 0 {
-			o.Tokens = slices.Delete(o.Tokens, i, i+1)
+		if i := slices.Index(*added, token); i >= 0 {
+			*added = slices.Delete(*added, i, i+1)
 		} else {
-			o.Revoked = append(o.Revoked, token)
+			*revoked = append(*revoked, token)
 		}
 		return nil
 	})
+}
+
+// inForce is the client tokens accepted: the file's, less those revoked,
+// plus those added.
+func inForce(file, added, revoked []string) []string {
+	toks, _ := overlayTokens(file, nil, &overlay{Tokens: added, Revoked: revoked})
+	return toks
 }
 
 // TokenCounts tells how many client tokens are in force, by origin. The

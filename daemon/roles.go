@@ -42,6 +42,7 @@ type serverRole struct {
 	relayU   *net.UDPConn
 	relayID  *identity.Identity
 	advert   string
+	cluster  *clusterJoin
 }
 
 func newServer(d *Daemon, cfg *config.Server) (_ role, err error) {
@@ -53,6 +54,9 @@ func newServer(d *Daemon, cfg *config.Server) (_ role, err error) {
 	}()
 	resetKey := d.resetKey
 	if r.ctrl, r.clientsU, r.clientsT, err = d.controlServer(cfg.CertFile, cfg.KeyFile, cfg.Addr, cfg.NodeName, serverAuth(cfg), controlLimits(cfg.Limits)); err != nil {
+		return nil, err
+	}
+	if r.cluster, err = d.joinCluster(cfg.ClusterStore, cfg.NodeName); err != nil {
 		return nil, err
 	}
 	if r.relayU, err = d.udp(fdRelay, cfg.RelayAddr); err != nil {
@@ -72,6 +76,7 @@ func (r *serverRole) metricsAddr() string { return r.cfg.MetricsAddr }
 
 func (r *serverRole) serve(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return r.cluster.run(ctx, r.ctrl) })
 	g.Go(func() error { return r.ctrl.ServeClients(ctx, r.clientsT) })
 	g.Go(func() error { return r.rel.Run(ctx) })
 	g.Go(func() error {
@@ -146,7 +151,16 @@ func controlLimits(l config.Limits) control.Limits {
 }
 
 func controlSummary(st control.Status) string {
-	return fmt.Sprintf("%s, %s, %s", count(len(st.Clients), "client"), count(len(st.Endpoints), "endpoint"), count(len(st.Relays), "relay"))
+	s := fmt.Sprintf("%s, %s, %s", count(len(st.Clients), "client"), count(len(st.Endpoints), "endpoint"), count(len(st.Relays), "relay"))
+	if c := st.Cluster; c != nil {
+		switch c.State {
+		case control.ClusterReadOnly:
+			s += fmt.Sprintf("; cluster node %s READ-ONLY: etcd unavailable (%s)", c.Node, c.Error)
+		default:
+			s += fmt.Sprintf("; cluster node %s %s, %s, %d remote clients", c.Node, c.State, count(len(c.Nodes), "other node"), c.RemoteClients)
+		}
+	}
+	return s
 }
 
 func relaySummary(st relay.Status) string {
@@ -186,6 +200,7 @@ type controlRole struct {
 	ctrl             *control.Server
 	clientsU, relayU *net.UDPConn
 	clientsT, relayT *quic.Transport
+	cluster          *clusterJoin
 }
 
 func newControl(d *Daemon, cfg *config.Control) (_ role, err error) {
@@ -196,6 +211,9 @@ func newControl(d *Daemon, cfg *config.Control) (_ role, err error) {
 		}
 	}()
 	if r.ctrl, r.clientsU, r.clientsT, err = d.controlServer(cfg.CertFile, cfg.KeyFile, cfg.ClientsAddr, cfg.NodeName, controlAuth(cfg), controlLimits(cfg.Limits)); err != nil {
+		return nil, err
+	}
+	if r.cluster, err = d.joinCluster(cfg.ClusterStore, cfg.NodeName); err != nil {
 		return nil, err
 	}
 	if r.relayU, err = d.udp(fdRelays, cfg.RelaysAddr); err != nil {
@@ -234,6 +252,7 @@ func (r *controlRole) changes() []<-chan struct{} { return []<-chan struct{}{r.c
 
 func (r *controlRole) serve(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return r.cluster.run(ctx, r.ctrl) })
 	g.Go(func() error { return r.ctrl.ServeClients(ctx, r.clientsT) })
 	g.Go(func() error { return r.ctrl.ServeRelays(ctx, r.relayT) })
 	r.done()
