@@ -15,13 +15,12 @@ need_apt=()
 # systemd-nspawn and nsenter for the appliance test (make test-appliance);
 # node to run the polkit rule as polkit would (units tests);
 # qemu-user-static and ss for the other architectures' test (make
-# test-cross); etcd (etcd-server) for the etcd client's tests, which run
-# their own members on random loopback ports (internal/etcdtest).
+# test-cross).
 for tool in openssl:openssl curl:curl systemd-analyze:systemd systemd-sysusers:systemd systemd-socket-activate:systemd \
 	ip:iproute2 iptables:iptables sysctl:procps dbus-daemon:dbus setpriv:util-linux \
 	mandoc:mandoc man:man-db dpkg-deb:dpkg rpmbuild:rpm lintian:lintian readelf:binutils file:file \
 	shellcheck:shellcheck debootstrap:debootstrap systemd-nspawn:systemd-container nsenter:util-linux \
-	node:nodejs qemu-aarch64-static:qemu-user-static ss:iproute2 etcd:etcd-server; do
+	node:nodejs qemu-aarch64-static:qemu-user-static ss:iproute2; do
 	cmd=${tool%%:*} pkg=${tool##*:}
 	command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
@@ -34,25 +33,29 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 
-# promtool (the Prometheus metrics and rules tests) comes from the
-# prometheus package, but installing that package would start a Prometheus
-# server: take only promtool out of it.
-if ! command -v promtool >/dev/null 2>&1; then
+# extract_tool CMD PACKAGE: installs /usr/bin/CMD of a Debian package to
+# /usr/local/bin without installing the package, whose maintainer scripts
+# would start a server we do not want running: promtool (the metrics and
+# rules tests) from prometheus, etcd (the cluster tests, which run their
+# own members on random loopback ports: internal/etcdtest) from etcd-server.
+extract_tool() {
+	local cmd=$1 pkg=$2 tmp
+	command -v "$cmd" >/dev/null 2>&1 && return 0
 	if [ "$(id -u)" -ne 0 ]; then
-		echo "deps: missing promtool; run as root to extract it from the prometheus package" >&2
+		echo "deps: missing $cmd; run as root to extract it from the $pkg package" >&2
 		exit 1
 	fi
 	tmp=$(mktemp -d)
-	trap 'rm -rf "$tmp"' EXIT
 	# apt-get download writes as _apt when it can: let it.
 	chmod 0777 "$tmp"
 	apt-get update -qq
-	(cd "$tmp" && apt-get download -qq prometheus)
-	dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"
-	install -m 0755 "$tmp/root/usr/bin/promtool" /usr/local/bin/promtool
+	(cd "$tmp" && apt-get download -qq "$pkg")
+	dpkg-deb -x "$tmp/${pkg}"_*.deb "$tmp/root"
+	install -m 0755 "$tmp/root/usr/bin/$cmd" "/usr/local/bin/$cmd"
 	rm -rf "$tmp"
-	trap - EXIT
-fi
+}
+extract_tool promtool prometheus
+extract_tool etcd etcd-server
 
 staticcheck_version=$(sed -n 's/^STATICCHECK_VERSION = //p' Makefile)
 if ! "$(go env GOPATH)/bin/staticcheck" -version 2>/dev/null | grep -q "(${staticcheck_version#v})"; then
