@@ -92,6 +92,7 @@ type cluster struct {
 	mailSq atomic.Uint64
 	kick   chan struct{}
 	mail   chan mailRecord
+	trash  chan string // keys of mail delivered here, to delete
 
 	mu       sync.Mutex
 	dirty    map[identity.ID]bool // local session changed (value: is a relay)
@@ -139,7 +140,7 @@ func (s *Server) RunCluster(ctx context.Context, cfg ClusterConfig) error {
 	}
 	c := &cluster{
 		s: s, cfg: cfg, kv: cfg.KV, log: s.log.With("node", cfg.Node),
-		kick: make(chan struct{}, 1), mail: make(chan mailRecord, mailQueue),
+		kick: make(chan struct{}, 1), mail: make(chan mailRecord, mailQueue), trash: make(chan string, mailQueue),
 		dirty: map[identity.ID]bool{}, putRev: map[string]int64{}, forwards: map[string]forward{}, nodes: map[string]bool{},
 		state: ClusterStarting, since: time.Now(),
 	}

@@ -182,42 +182,57 @@ func (c *cluster) enqueue(m mailRecord) {
 }
 
 // sendMail writes queued mail, under the node's lease so that mail nobody
-// reads (its node died) goes with the lease.
+// reads (its node died) goes with the lease, and deletes the mail this node
+// has delivered.
 func (c *cluster) sendMail(ctx context.Context) {
 	for {
 		var batch []mailRecord
+		var trash []string
 		select {
 		case <-ctx.Done():
 			return
 		case m := <-c.mail:
 			batch = append(batch, m)
+		case k := <-c.trash:
+			trash = append(trash, k)
 		}
 	more:
-		for len(batch) < txnOps {
+		for len(batch)+len(trash) < txnOps {
 			select {
 			case m := <-c.mail:
 				batch = append(batch, m)
+			case k := <-c.trash:
+				trash = append(trash, k)
 			default:
 				break more
 			}
 		}
-		lease := etcdkv.LeaseID(c.lease.Load())
-		if lease == 0 {
-			continue // no lease to hang it on: it would outlive its punch
-		}
-		ops := make([]etcdkv.Op, 0, len(batch))
-		for _, m := range batch {
-			b, err := json.Marshal(m)
-			if err != nil {
-				continue
+		ops := make([]etcdkv.Op, 0, len(batch)+len(trash))
+		seen := map[string]bool{}
+		for _, k := range trash {
+			if !seen[k] { // etcd refuses a transaction that names a key twice
+				seen[k] = true
+				ops = append(ops, etcdkv.Op{Key: k})
 			}
-			seq := strconv.FormatUint(c.mailSq.Add(1), 10)
-			ops = append(ops, etcdkv.Op{Put: true, Key: c.key(keyMail, m.Node, "/", c.cfg.Node, "-", seq), Value: b, Lease: lease})
+		}
+		// Without a lease, mail would outlive its punch: it waits for none.
+		if lease := etcdkv.LeaseID(c.lease.Load()); lease != 0 {
+			for _, m := range batch {
+				b, err := json.Marshal(m)
+				if err != nil {
+					continue
+				}
+				seq := strconv.FormatUint(c.mailSq.Add(1), 10)
+				ops = append(ops, etcdkv.Op{Put: true, Key: c.key(keyMail, m.Node, "/", c.cfg.Node, "-", seq), Value: b, Lease: lease})
+			}
+		}
+		if len(ops) == 0 {
+			continue
 		}
 		if _, _, err := c.kv.Txn(ctx, nil, ops, nil); err != nil && ctx.Err() == nil {
 			// Mail is for punches in progress: by the time the store is
 			// back they have timed out, and their clients ask again.
-			c.log.Debug("cluster mail not sent", "messages", len(ops), "err", err)
+			c.log.Debug("cluster mail not sent", "ops", len(ops), "err", err)
 		}
 	}
 }

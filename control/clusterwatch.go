@@ -40,7 +40,7 @@ func (c *cluster) watch(ctx context.Context) {
 				break
 			}
 			for _, ev := range resp.Events {
-				c.apply(ctx, ev.Type == "DELETE", ev.KV)
+				c.apply(ev.Type == "DELETE", ev.KV)
 			}
 		}
 		if ctx.Err() == nil {
@@ -75,12 +75,12 @@ func (c *cluster) resync(kvs []etcdkv.KV) {
 		}
 	}
 	for _, kv := range kvs {
-		c.apply(context.Background(), false, kv)
+		c.apply(false, kv)
 	}
 }
 
 // apply takes one record (or its deletion) into the registry.
-func (c *cluster) apply(ctx context.Context, deleted bool, kv etcdkv.KV) {
+func (c *cluster) apply(deleted bool, kv etcdkv.KV) {
 	rest, ok := strings.CutPrefix(kv.Key, c.cfg.Prefix)
 	if !ok {
 		return
@@ -92,7 +92,7 @@ func (c *cluster) apply(ctx context.Context, deleted bool, kv etcdkv.KV) {
 		c.applyRelay(strings.TrimPrefix(rest, keyRelays), deleted, kv)
 	case strings.HasPrefix(rest, keyMail+c.cfg.Node+"/"):
 		if !deleted {
-			c.deliver(ctx, kv)
+			c.deliver(kv)
 		}
 	case strings.HasPrefix(rest, keyNodes):
 		n := strings.TrimPrefix(rest, keyNodes)
@@ -167,13 +167,14 @@ func (c *cluster) applyRelay(idHex string, deleted bool, kv etcdkv.KV) {
 }
 
 // deliver hands one mail record to its client here (or a punch_ready to
-// the punch it belongs to) and deletes it.
-func (c *cluster) deliver(ctx context.Context, kv etcdkv.KV) {
-	defer func() {
-		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		_, _ = c.kv.Delete(dctx, kv.Key, false)
-	}()
+// the punch it belongs to) and has it deleted. The deletion is left to the
+// mail sender: a round trip to etcd here would hold up every event behind
+// it. A full queue leaves the record to the sender's lease.
+func (c *cluster) deliver(kv etcdkv.KV) {
+	select {
+	case c.trash <- kv.Key:
+	default:
+	}
 	var m mailRecord
 	if err := json.Unmarshal(kv.Value, &m); err != nil {
 		return
