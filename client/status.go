@@ -24,9 +24,13 @@ type Status struct {
 	ControlRTT  int64  `json:"control_rtt_us,omitempty"` // smoothed RTT of the control connection
 	// ClockSkewMs is control's clock minus ours, estimated from the last
 	// welcome; absent before one (or with a control too old to say).
-	ClockSkewMs  *int64           `json:"clock_skew_ms,omitempty"`
-	NAT          string           `json:"nat"`                    // none, easy, hard or unknown
-	NATBasis     string           `json:"nat_basis,omitempty"`    // how NAT was decided: what control and a relay observed
+	ClockSkewMs *int64 `json:"clock_skew_ms,omitempty"`
+	NAT         string `json:"nat"`                 // none, easy, hard or unknown
+	NATBasis    string `json:"nat_basis,omitempty"` // how NAT was decided: what control and a relay observed
+	// NATHops is how many hops away the outermost NAT is (2 behind a
+	// home NAT inside a carrier NAT); OpenTTL the TTL punch openings use.
+	NATHops      int              `json:"nat_hops,omitempty"`
+	OpenTTL      int              `json:"open_ttl,omitempty"`
 	Candidates   []string         `json:"candidates"`             // reported to control besides the observed address
 	PortMapping  string           `json:"port_mapping,omitempty"` // e.g. "pcp 198.51.100.1:19192"
 	Gateway      string           `json:"gateway,omitempty"`      // the IPv4 default gateway
@@ -112,6 +116,7 @@ func (c *Client) Status() Status {
 	st.Candidates = c.trav.Candidates()
 	st.NAT = traversal.Name(c.trav.NAT())
 	st.NATBasis = c.trav.NATBasis()
+	st.NATHops, st.OpenTTL = c.trav.NATDepth()
 	st.PortMapping = c.trav.PortMapping()
 	if gw := c.trav.Gateway(); gw.IsValid() {
 		st.Gateway = gw.String()

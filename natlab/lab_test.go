@@ -96,6 +96,7 @@ func httpIn(ns string, timeout time.Duration) *http.Client {
 // clientStatus is the part of a client's status the lab reads.
 type clientStatus struct {
 	NAT          string           `json:"nat"`
+	OpenTTL      int              `json:"open_ttl"`
 	PortMapping  string           `json:"port_mapping"`
 	Sources      []endpointStatus `json:"sources"`
 	Destinations []endpointStatus `json:"destinations"`

@@ -80,6 +80,7 @@ func TestNATMatrix(t *testing.T) {
 		// still fit a small-MTU path without fragmentation.
 		pairing{name: "hard→hard, 1280 MTU", src: l.sites["hard1"], dst: l.sites["hard2"], expect: "relay", mtu: 1280},
 	)
+	pairings = append(pairings, l.cgnatPairings()...)
 
 	var matrix logBuf
 	matrix.add("%-28s %-7s %-7s %12s %12s %10s %s", "pairing (source→dest)", "expect", "route", "direct B", "server B", "to direct", "sha256")
@@ -246,7 +247,7 @@ func (l *lab) runPairing(t *testing.T, dir string, p pairing, sum string) result
 	}
 	pe := st.Sources[0].Peers[0]
 	ds, _ := status(dstNS)
-	res.note = fmt.Sprintf("nat %s/%s attempts %d pairs %d", st.NAT, ds.NAT, pe.PunchAttempts, pe.PairsTried) + res.note
+	res.note = fmt.Sprintf("nat %s/%s ttl %d/%d attempts %d pairs %d", st.NAT, ds.NAT, st.OpenTTL, ds.OpenTTL, pe.PunchAttempts, pe.PairsTried) + res.note
 	if p.src.mapProto != "" || p.dst.mapProto != "" {
 		l.checkPortMapping(t, p, st, ds, &res)
 	}
@@ -363,9 +364,11 @@ func (l *lab) dumpConntrack(t *testing.T, p pairing) {
 		return
 	}
 	for _, s := range []*site{p.src, p.dst} {
-		if s.router != "" {
-			out, _ := exec.Command("ip", "netns", "exec", s.router, "conntrack", "-L", "-p", "udp").CombinedOutput()
-			t.Logf("conntrack of %s:\n%s", s.router, out)
+		for _, r := range []string{s.router, s.cgn} {
+			if r != "" {
+				out, _ := exec.Command("ip", "netns", "exec", r, "conntrack", "-L", "-p", "udp").CombinedOutput()
+				t.Logf("conntrack of %s:\n%s", r, out)
+			}
 		}
 	}
 }

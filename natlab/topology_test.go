@@ -42,6 +42,7 @@ type site struct {
 	public   string   // the address its traffic has on the core
 	lanAddrs []string // the clients' own addresses
 	mapProto string   // the port mapping protocol its router serves
+	cgn      string   // the carrier NAT's namespace of a CGNAT site (cgnat_test.go)
 }
 
 // lab is the whole topology.
@@ -92,6 +93,13 @@ func buildLab(t *testing.T, bins string) *lab {
 		}
 	}
 	l.lan = l.addSite(kindEasy, n, 2, true)
+	n++
+	for _, kind := range cgnatKinds {
+		for i := 1; i <= 2; i++ {
+			l.sites[fmt.Sprintf("%s%d", kind, i)] = l.addCGNATSite(kind, n)
+			n++
+		}
+	}
 	return l
 }
 

@@ -56,6 +56,61 @@ func (t *Traversal) discoverNAT(ctx context.Context) {
 	}
 }
 
+// discoverDepth measures how far away the outermost NAT is (natdepth.go),
+// after discoverNAT: it takes a second or more when routers hold back
+// their ICMP errors, so the NAT kind is reported to control first.
+func (t *Traversal) discoverDepth(ctx context.Context) {
+	t.mu.Lock()
+	obs, nat, pending := t.observed, t.nat, t.depthPending
+	t.mu.Unlock()
+	if pending != nil {
+		defer func() {
+			t.mu.Lock()
+			if t.depthPending == pending {
+				t.depthPending = nil
+			}
+			t.mu.Unlock()
+			close(pending)
+		}()
+	}
+	if !obs.IsValid() {
+		return
+	}
+	depth := 0
+	if nat != wire.NATNone {
+		d, err := natDepth(ctx, obs.Addr())
+		if err != nil {
+			t.log.Debug("NAT depth not found: opening punches with the default TTL", "err", err, "open_ttl", punch.DefaultOpenTTL)
+		}
+		depth = d
+	}
+	t.mu.Lock()
+	oldDepth := t.natDepth
+	t.natDepth = depth
+	t.mu.Unlock()
+	if oldDepth != depth {
+		t.log.Info("NAT depth", "nat_hops", depth, "open_ttl", openTTL(depth), "observed", obs.String())
+		t.cfg.Changed()
+	}
+}
+
+// openTTL is the TTL of a punch's opening packets for an outermost NAT
+// depth hops away (0: unknown): one more, so that the NAT forwards them.
+func openTTL(depth int) int {
+	if depth < 1 {
+		return punch.DefaultOpenTTL
+	}
+	return depth + 1
+}
+
+// NATDepth is the hop count to the outermost NAT (0: none, or unknown) and
+// the TTL punch openings use.
+func (t *Traversal) NATDepth() (hops, ttl int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.natDepth, openTTL(t.natDepth)
+}
+
 // Name is how status shows a wire.NAT* value.
 func Name(nat string) string {
 	if nat == wire.NATUnknown {

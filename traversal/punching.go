@@ -67,6 +67,17 @@ func (t *Traversal) peerAddrs(m *wire.Punch) (addrs []netip.AddrPort, vouched bo
 }
 
 func (t *Traversal) runPunch(ctx context.Context, m *wire.Punch) {
+	t.mu.Lock()
+	pending := t.depthPending
+	t.mu.Unlock()
+	if pending != nil { // the opening TTL is being measured
+		select {
+		case <-pending:
+		case <-time.After(depthBound):
+		case <-ctx.Done():
+			return
+		}
+	}
 	nonce := [wire.PunchNonceLen]byte(m.Nonce)
 	addrs, vouched := t.peerAddrs(m)
 	selfNAT, peerNAT := t.NAT(), m.NAT
@@ -82,10 +93,11 @@ func (t *Traversal) runPunch(ctx context.Context, m *wire.Punch) {
 	sess := punch.New(punch.Params{
 		Nonce: nonce, Self: t.cfg.Self, Peer: m.Peer, PeerAddrs: addrs,
 		SelfNAT: selfNAT, PeerNAT: peerNAT,
-		// Always the default: an opening packet with one hop too many
-		// reaches the far NAT on a short path and spoils it for every
-		// later attempt too (its conntrack entry lives on).
-		OpenTTL:   punch.DefaultOpenTTL,
+		// Just past our outermost NAT, as measured (natdepth.go), never
+		// guessed higher: an opening packet with one hop too many reaches
+		// the far NAT on a short path and spoils it for every later
+		// attempt too (its conntrack entry lives on).
+		OpenTTL:   openTTL(t.natDepthNow()),
 		Unvouched: !vouched,
 	}, t.main, t.limits)
 	run := &attempt{sess: sess, goCh: make(chan struct{})}
@@ -294,4 +306,15 @@ func escalation(failures int, self, peer string) string {
 		return wire.PunchSprayDestination
 	}
 	return wire.PunchSpraySource
+}
+
+// depthBound is how long a punch waits for the first depth measurement:
+// under control's 2 s barrier, so that this side is ready before the peer
+// is let go.
+const depthBound = 1500 * time.Millisecond
+
+func (t *Traversal) natDepthNow() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.natDepth
 }

@@ -81,16 +81,23 @@ type Traversal struct {
 	mapProto string          // how it was mapped
 	nat      string          // wire.NAT*
 	natBasis string          // how nat was decided, for status
-	observed netip.AddrPort  // what control saw, from its welcome
-	relays   []netip.AddrPort
-	reported string // the last candidates+NAT sent to control, to skip repeats
-	sessions map[[wire.PunchNonceLen]byte]*attempt
-	spraying int                          // extra sockets open for attempts (maxSpraySockets)
-	sprayFor map[identity.ID]int          // the same per peer (maxSpraySocketsPerPeer)
-	waiters  map[identity.ID]chan Outcome // dialing sides waiting for their attempt
-	reflects map[[wire.ReflectTxIDLen]byte]chan netip.AddrPort
-	peers    map[identity.ID]*PeerStats
-	outcomes map[outcomeKey]int64 // finished punch attempts (PunchOutcomes)
+	natDepth int             // hops to the outermost NAT (natdepth.go); 0: none or unknown
+	// depthPending is open from a new observed address until the depth
+	// measured for it is known (nil otherwise); a punch waits for it,
+	// bounded: opening with a guessed TTL would waste the attempt behind
+	// a carrier NAT, and its peer's probes would spoil the carrier NAT's
+	// mapping for the next one too.
+	depthPending chan struct{}
+	observed     netip.AddrPort // what control saw, from its welcome
+	relays       []netip.AddrPort
+	reported     string // the last candidates+NAT sent to control, to skip repeats
+	sessions     map[[wire.PunchNonceLen]byte]*attempt
+	spraying     int                          // extra sockets open for attempts (maxSpraySockets)
+	sprayFor     map[identity.ID]int          // the same per peer (maxSpraySocketsPerPeer)
+	waiters      map[identity.ID]chan Outcome // dialing sides waiting for their attempt
+	reflects     map[[wire.ReflectTxIDLen]byte]chan netip.AddrPort
+	peers        map[identity.ID]*PeerStats
+	outcomes     map[outcomeKey]int64 // finished punch attempts (PunchOutcomes)
 }
 
 // PeerStats counts hole punching toward one peer, for status.
@@ -180,6 +187,7 @@ func (t *Traversal) Run(ctx context.Context) error {
 			}
 			t.discoverNAT(ctx)
 			t.report()
+			t.discoverDepth(ctx)
 		}
 	})
 	return g.Wait()
@@ -206,6 +214,9 @@ func (t *Traversal) SetObserved(observed string) {
 	t.observed = netip.AddrPort{}
 	if err == nil {
 		t.observed = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		if t.depthPending == nil {
+			t.depthPending = make(chan struct{})
+		}
 	}
 	t.reported = ""
 	t.mu.Unlock()
