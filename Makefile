@@ -46,7 +46,7 @@ DEB = $(DIST)/connetd_$(VERSION)_$(ARCH).deb
 RPM = $(DIST)/connetd-$(VERSION)-1.$(RPM_ARCH).rpm
 STATICCHECK_VERSION = v0.8.2
 
-.PHONY: all build test lint unit natlab e2e fuzz fuzz-long bench demo deps clean install stage deb rpm man package-check test-appliance \
+.PHONY: all build test lint unit natlab natlab-repeat e2e fuzz fuzz-long bench demo deps clean install stage deb rpm man package-check test-appliance \
 	packages-all packages-cross test-cross
 
 all: build
@@ -74,6 +74,12 @@ unit:
 # so the matrix of NAT pairings and routes is printed.
 natlab:
 	go test -race -count=1 -timeout 15m -v ./natlab/
+
+# natlab-repeat runs the NAT lab N times and prints each row's pass count
+# (its flake rate); not part of test.
+N ?= 10
+natlab-repeat:
+	scripts/natlab-repeat.sh $(N) $(RUN)
 
 e2e:
 	go test -race -count=1 -timeout 20m ./e2e/

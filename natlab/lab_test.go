@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/connetd/connetd/internal/testbin"
 	"github.com/connetd/connetd/internal/testcert"
+	"github.com/vishvananda/netlink"
 )
 
 var binDir string
@@ -218,4 +221,30 @@ func (b *logBuf) String() string {
 		out.WriteString(l + "\n")
 	}
 	return out.String()
+}
+
+// flushConntrack empties the connection tracking tables of the routers a
+// pairing crosses. The sites are shared by the rows, and their clients use
+// the same ports row after row: an entry left by an earlier row (a probe
+// that reached a NAT before its side had opened lives on for 30 s, an
+// answered flow for minutes) could take a later row's tuple, which then
+// gets another public port and fails to punch, a failure of the lab, not
+// of the pairing.
+func (l *lab) flushConntrack(t *testing.T, p pairing) {
+	t.Helper()
+	nss := []string{l.core}
+	for _, s := range []*site{p.src, p.dst} {
+		for _, r := range []string{s.router, s.cgn} {
+			if r != "" && !slices.Contains(nss, r) {
+				nss = append(nss, r)
+			}
+		}
+	}
+	for _, ns := range nss {
+		if err := inNS(ns, func() error {
+			return errors.Join(netlink.ConntrackTableFlush(netlink.ConntrackTable), netlink.ConntrackTableFlush(netlink.ConntrackExpectTable))
+		}); err != nil {
+			t.Fatalf("flush conntrack in %s: %v", ns, err)
+		}
+	}
 }

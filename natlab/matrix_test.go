@@ -218,6 +218,7 @@ func (l *lab) runPairing(t *testing.T, dir string, p pairing, sum string) result
 		defer l.setWANMTU(t, p.src, 1500)
 	}
 	countNS := l.accounting(t, p)
+	l.flushConntrack(t, p)
 	srcNS, dstNS := p.src.clients[p.srcI], p.dst.clients[p.dstI]
 	bin := filepath.Join(binDir, "connetd")
 	dst := l.start(t, dstNS, "connetd-dst", pdir, bin, "--config", filepath.Join(pdir, "dst.toml"))
