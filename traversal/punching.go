@@ -87,6 +87,7 @@ func (t *Traversal) runPunch(ctx context.Context, m *wire.Punch) {
 		// later attempt too (its conntrack entry lives on).
 		OpenTTL:   punch.DefaultOpenTTL,
 		Unvouched: !vouched,
+		Dial:      m.Dial,
 	}, t.main, t.limits)
 	run := &attempt{sess: sess, goCh: make(chan struct{})}
 	log := t.log.With("peer", m.Peer.Short())
