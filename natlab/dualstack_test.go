@@ -64,7 +64,25 @@ func buildDualStackLab(t *testing.T, kinds ...string) *lab {
 		seen[kind]++
 		l.sites[fmt.Sprintf("%s%d", kind, seen[kind])] = st
 	}
+	l.waitDAD(t)
 	return l
+}
+
+// waitDAD waits until no namespace of the lab has a tentative IPv6 address
+// left: the link-local addresses of new links go through duplicate address
+// detection for a second or two, and until then neighbour discovery on
+// those links can stall the first packets of an attempt.
+func (l *lab) waitDAD(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, ns := range l.w.nss {
+		for strings.TrimSpace(l.w.in(ns, "ip", "-6", "addr", "show", "tentative")) != "" {
+			if time.Now().After(deadline) {
+				t.Fatalf("tentative IPv6 addresses in %s after 10s:\n%s", ns, l.w.in(ns, "ip", "-6", "addr", "show", "tentative"))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 }
 
 // testenv6 skips where the dual-stack lab cannot be built.
