@@ -50,8 +50,7 @@ func tieMargin(a, b time.Duration) time.Duration {
 }
 
 // notePathLocked records a probe of this attempt from `from` on c while a
-// dual-stack choice is open, and makes the choice once both families have
-// a timed path. It reports whether the probe is on a path still in the
+// dual-stack choice is open, keeping each family's least RTT. It reports whether the probe is on a path still in the
 // running (to be answered): a family keeps the socket of its first path,
 // so that both sides settle on the same sockets.
 func (s *Session) notePathLocked(c Conn, from netip.AddrPort, pong bool, now time.Time) bool {
@@ -73,15 +72,18 @@ func (s *Session) notePathLocked(c Conn, from netip.AddrPort, pong bool, now tim
 			p.rtt = rtt
 		}
 	}
-	s.chooseLocked(false)
 	return true
 }
 
-// chooseLocked names the path of a dual-stack choice: when both families
-// have a timed path, or (force) from whatever was seen — then a timed path
-// beats an untimed one (a path found by the peer's ping alone), and among
+// chooseLocked names the path of a dual-stack choice once its wait is over (the
+// settle time is over, or the attempt ends), from what was seen: two timed
+// paths by RTT, else a timed path beats an untimed one (a path found by the peer's ping alone), and among
 // equals IPv6 wins.
-func (s *Session) chooseLocked(force bool) {
+//
+// It never chooses earlier: one pong is one sample, and scheduling jitter
+// on a loaded host exceeds a LAN's RTT difference; the settle time brings
+// the pongs of two or three ping rounds, and each family's least counts.
+func (s *Session) chooseLocked() {
 	if s.result != nil {
 		return
 	}
@@ -93,8 +95,6 @@ func (s *Session) chooseLocked(force bool) {
 		if PreferIPv6(v4.rtt, v6.rtt) {
 			pick = v6
 		}
-	case !force:
-		return
 	case v4 == nil:
 		pick = v6
 	case v6 == nil:

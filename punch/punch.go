@@ -329,7 +329,7 @@ func (s *Session) Result() (Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.result == nil {
-		s.chooseLocked(true)
+		s.chooseLocked()
 	}
 	if s.result == nil {
 		return Result{}, ErrNoPath
