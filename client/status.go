@@ -2,6 +2,7 @@ package client
 
 import (
 	"fmt"
+	"net"
 	"sort"
 
 	"github.com/quic-go/quic-go"
@@ -74,10 +75,12 @@ type EndpointStatus struct {
 
 // PeerStatus is one peer of an endpoint and the path in use to it.
 type PeerStatus struct {
-	ID       string `json:"id"`
-	Route    string `json:"route"` // the peer's route setting
-	Path     string `json:"path"`  // direct, relay or none
-	Remote   string `json:"remote,omitempty"`
+	ID     string `json:"id"`
+	Route  string `json:"route"` // the peer's route setting
+	Path   string `json:"path"`  // direct, relay or none
+	Remote string `json:"remote,omitempty"`
+	// Family is the direct path's address family, ipv4 or ipv6.
+	Family   string `json:"family,omitempty"`
 	RTTMicro int64  `json:"rtt_us,omitempty"`
 	Error    string `json:"error,omitempty"` // last direct connection error
 	NAT      string `json:"nat,omitempty"`   // the peer's NAT behaviour
@@ -204,6 +207,9 @@ func (p *peer) status(name string, weAreSource bool) (PeerStatus, bool) {
 	}
 	if conn != nil {
 		ps.Remote = p.c.relayNet.Describe(conn.RemoteAddr())
+		if ps.Path == pathDirect.String() {
+			ps.Family = addrFamily(conn.RemoteAddr())
+		}
 		ps.RTTMicro = conn.ConnectionStats().SmoothedRTT.Microseconds()
 	}
 	return ps, true
@@ -289,4 +295,17 @@ func (c *Client) bestInboundLocked(name string) *quic.Conn {
 		p.mu.Unlock()
 	}
 	return best
+}
+
+// addrFamily names a direct path's address family; an IPv4-mapped address
+// (an IPv4 peer on a dual-stack socket) is IPv4.
+func addrFamily(a net.Addr) string {
+	ua, ok := a.(*net.UDPAddr)
+	if !ok {
+		return ""
+	}
+	if ua.AddrPort().Addr().Unmap().Is4() {
+		return "ipv4"
+	}
+	return "ipv6"
 }

@@ -56,6 +56,11 @@ type Params struct {
 	// the peer's own word, all of them are budgeted, and no many-port
 	// probing aims at them.
 	Unvouched bool
+	// Dial says this side dials the path found, and so chooses it: toward
+	// a peer with candidates of both address families it waits for both
+	// and picks by RTT (family.go). The other side takes the first path,
+	// as the dialer can only use a path whose socket it keeps open.
+	Dial bool
 }
 
 // DefaultOpenTTL leaves the host and its first router (the NAT) and dies at
@@ -72,7 +77,15 @@ type Limits struct {
 	// candidate but the first (the address control observed for the peer);
 	// nil means unbounded.
 	Budget *Budget
+	// Settle is how long a dialing side waits, after the first path of one
+	// address family, for a path of the other; 0 means DefaultSettle.
+	Settle time.Duration
 }
+
+// DefaultSettle covers the first three ping rounds (0, 50, 150 ms) plus a
+// round trip: a firewall opened only by the peer's first full-TTL ping
+// drops our first round, so the second family may need a later one.
+const DefaultSettle = 250 * time.Millisecond
 
 // DefaultLimits are what the client uses.
 var DefaultLimits = Limits{ProbeTime: 3 * time.Second, SprayPorts: 256, RandomProbes: 2048, RandomTime: 2 * time.Second}
@@ -112,6 +125,14 @@ type Session struct {
 	spray  []Conn
 	result *Result
 	stats  Stats
+	// Choosing between families (Params.Dial toward a dual-stack peer):
+	// the first path of each, the time of the latest ping to each peer
+	// address (to time pongs), and seen, closed at the first path.
+	dual   bool
+	paths  [2]*pathSample
+	sent   map[netip.Addr]time.Time
+	seen   chan struct{}
+	seenAt time.Time
 }
 
 // New prepares an attempt whose main socket is main.
@@ -119,7 +140,11 @@ func New(p Params, main Conn, lim Limits) *Session {
 	if p.OpenTTL <= 0 {
 		p.OpenTTL = DefaultOpenTTL
 	}
-	return &Session{p: p, lim: lim, main: main, found: make(chan struct{})}
+	if lim.Settle <= 0 {
+		lim.Settle = DefaultSettle
+	}
+	return &Session{p: p, lim: lim, main: main, found: make(chan struct{}),
+		dual: p.Dial && dualStack(p.PeerAddrs), sent: map[netip.Addr]time.Time{}, seen: make(chan struct{})}
 }
 
 // WantsSpray reports whether this side should open extra sockets: it maps
@@ -188,16 +213,46 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 	s.mu.Lock()
 	s.stats.Pairs += len(s.p.PeerAddrs) * (1 + len(s.spray))
 	s.mu.Unlock()
+	// A dual-stack choice ends Settle after the first path at the latest.
+	seen := s.seen
+	if !s.dual {
+		seen = nil
+	}
+	var settle *time.Timer
+	defer func() {
+		if settle != nil {
+			settle.Stop()
+		}
+	}()
+	var settled <-chan time.Time
+	// wait reports whether probing goes on after d.
+	wait := func(d <-chan time.Time) bool {
+		for {
+			select {
+			case <-s.found:
+				return false
+			case <-ctx.Done():
+				return false
+			case <-seen:
+				seen = nil
+				settle = time.NewTimer(time.Until(s.seenTime().Add(s.lim.Settle)))
+				settled = settle.C
+			case <-settled:
+				return false
+			case <-d:
+				return true
+			}
+		}
+	}
 	for _, at := range pingSchedule {
 		if at >= s.lim.ProbeTime {
 			break
 		}
-		select {
-		case <-s.found:
+		t := time.NewTimer(time.Until(start.Add(at)))
+		more := wait(t.C)
+		t.Stop()
+		if !more {
 			return s.Result()
-		case <-ctx.Done():
-			return s.Result()
-		case <-time.After(time.Until(start.Add(at))):
 		}
 		n := 0
 		for i, a := range s.p.PeerAddrs {
@@ -209,10 +264,7 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		s.stats.Pings += n
 		s.mu.Unlock()
 	}
-	select {
-	case <-s.found:
-	case <-ctx.Done():
-	}
+	wait(nil)
 	return s.Result()
 }
 
@@ -223,7 +275,21 @@ func (s *Session) sendMain(i int, b []byte, a netip.AddrPort, ttl int) bool {
 	if (i > 0 || s.p.Unvouched) && s.lim.Budget != nil && !s.lim.Budget.take(a) {
 		return false
 	}
-	return s.main.WriteTo(b, a, ttl) == nil
+	if s.main.WriteTo(b, a, ttl) != nil {
+		return false
+	}
+	if ttl == 0 {
+		s.noteSent(a.Addr())
+	}
+	return true
+}
+
+// noteSent records when a full-TTL ping went to addr, so that a pong from
+// it can be timed.
+func (s *Session) noteSent(addr netip.Addr) {
+	s.mu.Lock()
+	s.sent[addr] = time.Now()
+	s.mu.Unlock()
 }
 
 // randomProbes pings random ports of the peer's public address, evenly
@@ -243,6 +309,7 @@ func (s *Session) randomProbes(ctx context.Context) {
 				sent++
 			}
 		}
+		s.noteSent(ip)
 		s.mu.Lock()
 		s.stats.Random = sent
 		s.mu.Unlock()
@@ -256,10 +323,14 @@ func (s *Session) randomProbes(ctx context.Context) {
 	}
 }
 
-// Result returns the path found, or ErrNoPath.
+// Result returns the path found, or ErrNoPath. A dual-stack choice still
+// waiting for its second family is made now, from the paths seen.
 func (s *Session) Result() (Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.result == nil {
+		s.chooseLocked()
+	}
 	if s.result == nil {
 		return Result{}, ErrNoPath
 	}
@@ -287,15 +358,20 @@ func (s *Session) Handle(c Conn, from netip.AddrPort, b []byte) bool {
 	if s.lim.Budget != nil {
 		s.lim.Budget.answered(from)
 	}
+	now := time.Now()
 	s.mu.Lock()
 	s.stats.Received++
 	if s.result != nil && s.result.Conn != c {
 		s.mu.Unlock()
 		return true
 	}
-	if s.result == nil {
+	if s.result == nil && !s.dual {
 		s.result = &Result{Conn: c, Remote: from}
 		close(s.found)
+	}
+	if s.result == nil && !s.notePathLocked(c, from, pr.Pong, now) {
+		s.mu.Unlock()
+		return true
 	}
 	s.mu.Unlock()
 	if !pr.Pong {

@@ -10,6 +10,10 @@ const (
 	controlWait  = 3 * time.Second        // a punch waits this long for control to come back
 	reflectWait  = 700 * time.Millisecond // per reflect request
 	reflectTries = 3
+	// punchLingerSlack is how much longer than the dialing side's settle
+	// time the other side answers after its attempt found a path: the two
+	// sides heard of the path at moments up to control's skew apart.
+	punchLingerSlack = 200 * time.Millisecond
 )
 
 // What punching may hold at once on a client: attempts (control allows 16

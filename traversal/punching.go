@@ -99,6 +99,7 @@ func (t *Traversal) runPunch(ctx context.Context, m *wire.Punch) {
 		// attempt too (its conntrack entry lives on).
 		OpenTTL:   openTTL(t.natDepthNow()),
 		Unvouched: !vouched,
+		Dial:      m.Dial,
 	}, t.main, t.limits)
 	run := &attempt{sess: sess, goCh: make(chan struct{})}
 	log := t.log.With("peer", m.Peer.Short())
@@ -166,9 +167,36 @@ func (t *Traversal) runPunch(ctx context.Context, m *wire.Punch) {
 		return
 	}
 	if winner != nil && t.cfg.ServeSpray != nil {
-		t.cfg.ServeSpray(ctx, winner)
+		t.cfg.ServeSpray(ctx, winner) // the attempt answers probes meanwhile
 	} else if winner != nil {
 		_ = winner.Close()
+	} else if err == nil {
+		t.linger(ctx, addrs)
+	}
+}
+
+// linger keeps a finished attempt answering probes for a moment on the
+// side that does not dial, when the peer has candidates of both address
+// families: the dialing side chooses between them by the RTT of its
+// pings' pongs, and without pongs it cannot time the family it did not
+// hear first (package punch, family.go).
+func (t *Traversal) linger(ctx context.Context, peer []netip.AddrPort) {
+	var v4, v6 bool
+	for _, a := range peer {
+		v4, v6 = v4 || a.Addr().Is4(), v6 || !a.Addr().Is4()
+	}
+	if !v4 || !v6 {
+		return
+	}
+	settle := t.limits.Settle
+	if settle <= 0 {
+		settle = punch.DefaultSettle
+	}
+	wait := time.NewTimer(settle + punchLingerSlack)
+	defer wait.Stop()
+	select {
+	case <-wait.C:
+	case <-ctx.Done():
 	}
 }
 

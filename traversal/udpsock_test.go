@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // receivedTTL sends one datagram through s with ttl and returns the TTL it
@@ -59,5 +60,43 @@ func TestIPv4SocketRefusesIPv6Destinations(t *testing.T) {
 	defer c.Close()
 	if err := newUDPSock(c).WriteTo([]byte{2}, netip.MustParseAddrPort("[2001:db8::1]:1"), 0); err == nil {
 		t.Fatal("sent to IPv6 from an IPv4 socket")
+	}
+}
+
+// A dual-stack direct socket opens stateful IPv6 firewalls with low
+// hop-limit packets just as it opens IPv4 NATs with low-TTL ones.
+func TestProbeHopLimitIsSetPerPacketOnIPv6(t *testing.T) {
+	rc, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer rc.Close()
+	pc := ipv6.NewPacketConn(rc)
+	if err := pc.SetControlMessage(ipv6.FlagHopLimit, true); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.ListenUDP("udp", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := newUDPSock(c)
+	to := rc.LocalAddr().(*net.UDPAddr).AddrPort()
+	for _, ttl := range []int{2, 0} {
+		if err := s.WriteTo([]byte{0x02}, to, ttl); err != nil {
+			t.Fatal(err)
+		}
+		_ = rc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b := make([]byte, 100)
+		_, cm, _, err := pc.ReadFrom(b)
+		if err != nil || cm == nil {
+			t.Fatalf("read: %v, %v", cm, err)
+		}
+		if ttl == 2 && cm.HopLimit != 2 {
+			t.Errorf("low hop-limit probe arrived with hop limit %d", cm.HopLimit)
+		}
+		if ttl == 0 && cm.HopLimit <= 2 {
+			t.Errorf("a normal packet after it arrived with hop limit %d: the socket's hop limit was changed", cm.HopLimit)
+		}
 	}
 }
