@@ -32,8 +32,8 @@ func printScaleReport(out io.Writer, o scaleOpts, r *scaleResults) {
 	var t table
 	t.add("REGISTRATION", "count", "seconds", "per second")
 	t.add("clients connected + welcomed", fmt.Sprint(r.connected), secs(r.connectDur), perSec(r.connected, r.connectDur))
-	t.add("endpoints announced → all nodes list all names", fmt.Sprint(r.announced), secs(r.announceDur), perSec(r.announced, r.announceDur))
-	t.add("endpoints announced → every source has its peer", fmt.Sprint(2*r.served), secs(r.servedDur), perSec(2*int(r.served), r.servedDur))
+	t.add("endpoints announced → every node lists all (status polled 0.5 s)", fmt.Sprint(r.announced), secs(r.announceDur), perSec(r.announced, r.announceDur))
+	t.add("endpoints announced → every source told its peer", fmt.Sprint(2*r.served), secs(r.servedDur), perSec(2*int(r.served), r.servedDur))
 	fmt.Fprintln(out)
 	t.print(out)
 
@@ -47,15 +47,21 @@ func printScaleReport(out io.Writer, o scaleOpts, r *scaleResults) {
 	t.print(out)
 
 	t = table{}
-	t.add("RSS (MiB)", "idle", "registered", "idle anon", "registered anon")
+	// The status request is timed once per node after registration: a
+	// full JSON status of every client and endpoint the node knows.
+	t.add("RSS (MiB)", "idle", "registered", "idle anon", "registered anon", "status GET ms")
 	for i, n := range r.nodes {
 		if i < len(r.nodeIdle) && i < len(r.nodeLoaded) {
-			t.add("control "+n, mib(r.nodeIdle[i].rss), mib(r.nodeLoaded[i].rss), mib(r.nodeIdle[i].anon), mib(r.nodeLoaded[i].anon))
+			get := "-"
+			if i < len(r.statusGet) {
+				get = ms(r.statusGet[i])
+			}
+			t.add("control "+n, mib(r.nodeIdle[i].rss), mib(r.nodeLoaded[i].rss), mib(r.nodeIdle[i].anon), mib(r.nodeLoaded[i].anon), get)
 		}
 	}
 	for i := range r.etcdIdle {
 		if i < len(r.etcdLoaded) {
-			t.add(fmt.Sprintf("etcd e%d", i), mib(r.etcdIdle[i].rss), mib(r.etcdLoaded[i].rss), mib(r.etcdIdle[i].anon), mib(r.etcdLoaded[i].anon))
+			t.add(fmt.Sprintf("etcd e%d", i), mib(r.etcdIdle[i].rss), mib(r.etcdLoaded[i].rss), mib(r.etcdIdle[i].anon), mib(r.etcdLoaded[i].anon), "-")
 		}
 	}
 	fmt.Fprintln(out)

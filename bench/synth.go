@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -49,10 +48,15 @@ type synthFleet struct {
 	// sourcesServed counts source endpoints that got a non-empty peers
 	// message at least once: the clients' side of convergence.
 	sourcesServed atomic.Int64
-	errors        atomic.Int64 // error messages from control
-	lost          atomic.Int64 // control streams that ended before the run did
-	closing       atomic.Bool
-	firstErr      atomic.Pointer[string]
+	// servedWant is the count at which the reader that reaches it stamps
+	// servedAt: exact, where polling the nodes' status is seconds coarse
+	// under load.
+	servedWant atomic.Int64
+	servedAt   atomic.Pointer[time.Time]
+	errors     atomic.Int64 // error messages from control
+	lost       atomic.Int64 // control streams that ended before the run did
+	closing    atomic.Bool
+	firstErr   atomic.Pointer[string]
 }
 
 func (f *synthFleet) noteErr(s string) { f.firstErr.CompareAndSwap(nil, &s) }
@@ -152,7 +156,9 @@ func (c *synthClient) read(f *synthFleet) {
 			p := c.peerLocked(m.Endpoint)
 			if len(m.Peers) > 0 && !p.served {
 				p.served = true
-				f.sourcesServed.Add(1)
+				if f.sourcesServed.Add(1) == f.servedWant.Load() {
+					f.servedAt.Store(&at)
+				}
 			}
 			p.n, p.at = len(m.Peers), at
 			close(p.changed)
@@ -201,9 +207,11 @@ func (c *synthClient) send(m wire.Message) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.st == nil {
-		return errors.New("not connected")
+		return fmt.Errorf("client %d: not connected", c.idx)
 	}
-	_ = c.st.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	// Generous: on a small machine the bench shares the CPU with three
+	// control nodes and etcd, and a write waits for its connection's turn.
+	_ = c.st.SetWriteDeadline(time.Now().Add(20 * time.Second))
 	if err := wire.Write(c.st, m); err != nil {
 		return fmt.Errorf("client %d: send %s: %w", c.idx, wire.Kind(m), err)
 	}
