@@ -57,6 +57,7 @@ type scaleResults struct {
 	latFailed            int
 	nodes                []string
 	nodeIdle, nodeLoaded []memKB
+	nodeConnected        []memKB // all connected, nothing announced: the cost of the sessions alone
 	etcdIdle, etcdLoaded []memKB
 	keys                 int64
 	dbSize               int64
@@ -183,6 +184,9 @@ func runScale(parent context.Context, o scaleOpts) (res *scaleResults, err error
 
 	connectAll(ctx, o, res, fleet, nodes, trs, certFile)
 	if err := interrupted(); err != nil {
+		return nil, err
+	}
+	if res.nodeConnected, err = memOf(nodePIDs(nodes)); err != nil {
 		return nil, err
 	}
 	if res.connected == 0 {

@@ -49,19 +49,24 @@ func printScaleReport(out io.Writer, o scaleOpts, r *scaleResults) {
 	t = table{}
 	// The status request is timed once per node after registration: a
 	// full JSON status of every client and endpoint the node knows.
-	t.add("RSS (MiB)", "idle", "registered", "idle anon", "registered anon", "status GET ms")
+	t.add("RSS (MiB)", "idle", "connected", "registered", "idle anon", "connected anon", "registered anon", "status GET ms")
 	for i, n := range r.nodes {
 		if i < len(r.nodeIdle) && i < len(r.nodeLoaded) {
 			get := "-"
 			if i < len(r.statusGet) {
 				get = ms(r.statusGet[i])
 			}
-			t.add("control "+n, mib(r.nodeIdle[i].rss), mib(r.nodeLoaded[i].rss), mib(r.nodeIdle[i].anon), mib(r.nodeLoaded[i].anon), get)
+			var conn memKB
+			if i < len(r.nodeConnected) {
+				conn = r.nodeConnected[i]
+			}
+			t.add("control "+n, mib(r.nodeIdle[i].rss), mib(conn.rss), mib(r.nodeLoaded[i].rss),
+				mib(r.nodeIdle[i].anon), mib(conn.anon), mib(r.nodeLoaded[i].anon), get)
 		}
 	}
 	for i := range r.etcdIdle {
 		if i < len(r.etcdLoaded) {
-			t.add(fmt.Sprintf("etcd e%d", i), mib(r.etcdIdle[i].rss), mib(r.etcdLoaded[i].rss), mib(r.etcdIdle[i].anon), mib(r.etcdLoaded[i].anon), "-")
+			t.add(fmt.Sprintf("etcd e%d", i), mib(r.etcdIdle[i].rss), "-", mib(r.etcdLoaded[i].rss), mib(r.etcdIdle[i].anon), "-", mib(r.etcdLoaded[i].anon), "-")
 		}
 	}
 	fmt.Fprintln(out)
