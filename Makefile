@@ -46,7 +46,7 @@ DEB = $(DIST)/connetd_$(VERSION)_$(ARCH).deb
 RPM = $(DIST)/connetd-$(VERSION)-1.$(RPM_ARCH).rpm
 STATICCHECK_VERSION = v0.8.2
 
-.PHONY: all build test lint unit natlab natlab-repeat e2e fuzz fuzz-long bench demo deps clean install stage deb rpm man package-check test-appliance \
+.PHONY: all build test lint unit natlab natlab-repeat e2e fuzz fuzz-long bench bench-scale demo deps clean install stage deb rpm man package-check test-appliance \
 	packages-all packages-cross test-cross
 
 all: build
@@ -95,8 +95,15 @@ FUZZTIME_LONG ?= 1000000x
 fuzz-long:
 	scripts/fuzz.sh $(FUZZTIME_LONG)
 
-bench:
+# bench measures everything: the control plane at scale (bench-scale), then
+# the data plane. bench-scale alone: three control nodes on a real 3-member
+# etcd (etcd-server), 5,000 synthetic clients; SCALEFLAGS e.g.
+# "-scale-clients 1000 -scale-endpoints 2000".
+bench: bench-scale
 	go run ./bench $(BENCHFLAGS)
+
+bench-scale:
+	go run ./bench -scale $(SCALEFLAGS)
 
 demo:
 	scripts/demo.sh

@@ -25,6 +25,7 @@ type opts struct {
 	udpTrial time.Duration // UDP throughput: length of one trial
 	connetd  string        // prebuilt connetd binary; empty builds one
 	keep     bool          // keep the temp dir for inspection
+	scale    bool          // run only the control-plane scale section
 }
 
 func main() {
@@ -55,6 +56,13 @@ func main() {
 	flag.DurationVar(&o.udpTrial, "udp-trial", time.Second, "UDP throughput: length of one trial of the loss search")
 	flag.StringVar(&o.connetd, "connetd", "", "use this connetd binary instead of building ./cmd/connetd")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (configs, logs) after the run")
+	flag.BoolVar(&o.scale, "scale", false, "run only the control-plane scale section (3 control nodes on etcd, synthetic clients)")
+	so := scaleOpts{}
+	flag.IntVar(&so.clients, "scale-clients", 5000, "scale: synthetic clients, round-robin over the 3 control nodes")
+	flag.IntVar(&so.endpoints, "scale-endpoints", 10000, "scale: endpoints, half sources and half destinations of as many names")
+	flag.IntVar(&so.sample, "scale-sample", 500, "scale: endpoints whose announce→peers latency is timed")
+	flag.IntVar(&so.conc, "scale-concurrency", 64, "scale: client handshakes in flight")
+	flag.DurationVar(&so.budget, "scale-budget", 4*time.Minute, "scale: the whole scale run's time limit")
 	flag.Parse()
 	if o.size <= 0 || o.duration <= 0 || o.rounds <= 0 || o.repeat <= 0 || o.conns <= 0 || o.udpTrial <= 0 {
 		log.Fatal("-size, -duration, -repeat, -rounds, -conns and -udp-trial must be positive")
@@ -62,6 +70,19 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if o.scale {
+		if so.conc <= 0 || so.sample < 0 || so.budget <= 0 {
+			log.Fatal("-scale-concurrency and -scale-budget must be positive, -scale-sample not negative")
+		}
+		so.connetd, so.keep = o.connetd, o.keep
+		res, err := runScale(ctx, so)
+		if err != nil {
+			log.Printf("FAILED: %v", err)
+			os.Exit(1)
+		}
+		printScaleReport(os.Stdout, so, res)
+		return
+	}
 	res, err := run(ctx, o)
 	if err != nil {
 		log.Printf("FAILED: %v", err)

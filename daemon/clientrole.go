@@ -144,6 +144,8 @@ func (r *clientRole) ready() <-chan struct{}          { return r.c.Registered() 
 func (r *clientRole) serve(ctx context.Context) error { return r.c.Run(ctx) }
 func (r *clientRole) close()                          { closeAll(r.direct, r.relay) }
 
+func (r *clientRole) summary() string { return r.snapshot().Summary }
+
 func (r *clientRole) snapshot() Snapshot {
 	st := r.c.Status()
 	return Snapshot{Client: &st, Summary: st.Summary()}

@@ -86,6 +86,9 @@ type role interface {
 	ready() <-chan struct{}          // closed once the role is serving
 	// snapshot is the role's part of a Snapshot: its status and summary.
 	snapshot() Snapshot
+	// summary is snapshot's Summary, for STATUS=, which is rebuilt at
+	// every change: cheaper than a snapshot where the status is large.
+	summary() string
 	// changes returns fresh channels, each closed at the next change of
 	// what snapshot reports; take new ones after a wake-up.
 	changes() []<-chan struct{}
@@ -324,7 +327,7 @@ func (d *Daemon) metricsState() metrics.State {
 }
 
 // Summary is the one-line state (as in STATUS=).
-func (d *Daemon) Summary() string { return d.role.snapshot().Summary }
+func (d *Daemon) Summary() string { return d.role.summary() }
 
 // loadConfig reads the configuration again, as at start-up.
 func (d *Daemon) loadConfig() (*config.File, error) {

@@ -99,7 +99,11 @@ func (r *serverRole) serve(ctx context.Context) error {
 
 func (r *serverRole) snapshot() Snapshot {
 	ctl, rel := r.ctrl.Status(), r.rel.Status()
-	return Snapshot{Control: &ctl, Relay: &rel, Summary: controlSummary(ctl) + "; " + relaySummary(rel)}
+	return Snapshot{Control: &ctl, Relay: &rel, Summary: controlSummary(r.ctrl.Summary()) + "; " + relaySummary(rel)}
+}
+
+func (r *serverRole) summary() string {
+	return controlSummary(r.ctrl.Summary()) + "; " + relaySummary(r.rel.Status())
 }
 
 func (r *serverRole) changes() []<-chan struct{} {
@@ -150,14 +154,14 @@ func controlLimits(l config.Limits) control.Limits {
 		PeersPerEndpoint: l.MaxPeersPerEndpoint, PunchesPerMinute: l.MaxPunchesPerMinute}
 }
 
-func controlSummary(st control.Status) string {
-	s := fmt.Sprintf("%s, %s, %s", count(len(st.Clients), "client"), count(len(st.Endpoints), "endpoint"), count(len(st.Relays), "relay"))
+func controlSummary(st control.Summary) string {
+	s := fmt.Sprintf("%s, %s, %s", count(st.Clients, "client"), count(st.Endpoints, "endpoint"), count(st.Relays, "relay"))
 	if c := st.Cluster; c != nil {
 		switch c.State {
 		case control.ClusterReadOnly:
 			s += fmt.Sprintf("; cluster node %s READ-ONLY: etcd unavailable (%s)", c.Node, c.Error)
 		default:
-			s += fmt.Sprintf("; cluster node %s %s, %s, %d remote clients", c.Node, c.State, count(len(c.Nodes), "other node"), c.RemoteClients)
+			s += fmt.Sprintf("; cluster node %s %s, %s, %d remote clients", c.Node, c.State, count(c.OtherNodes, "other node"), c.RemoteClients)
 		}
 	}
 	return s
@@ -245,8 +249,10 @@ func (r *controlRole) alive()              { r.ctrl.Status() } // as serverRole.
 
 func (r *controlRole) snapshot() Snapshot {
 	st := r.ctrl.Status()
-	return Snapshot{Control: &st, Summary: controlSummary(st)}
+	return Snapshot{Control: &st, Summary: controlSummary(r.ctrl.Summary())}
 }
+
+func (r *controlRole) summary() string { return controlSummary(r.ctrl.Summary()) }
 
 func (r *controlRole) changes() []<-chan struct{} { return []<-chan struct{}{r.ctrl.Changed()} }
 
@@ -333,6 +339,8 @@ func (r *relayRole) snapshot() Snapshot {
 	st := r.rel.Status()
 	return Snapshot{Relay: &st, Summary: relaySummary(st)}
 }
+
+func (r *relayRole) summary() string { return relaySummary(r.rel.Status()) }
 
 func (r *relayRole) changes() []<-chan struct{} { return []<-chan struct{}{r.rel.Changed()} }
 
