@@ -60,31 +60,11 @@ const (
 )
 
 func run(ctx context.Context, o opts) (res *results, err error) {
-	dir, err := os.MkdirTemp("", "connetd-bench-")
+	dir, certFile, keyFile, bin, cleanup, err := prepare(ctx, o.connetd, o.keep, "connetd-bench-")
 	if err != nil {
-		return nil, fmt.Errorf("temp dir: %w", err)
-	}
-	defer func() {
-		if o.keep {
-			log.Printf("kept %s", dir)
-			return
-		}
-		if rerr := os.RemoveAll(dir); rerr != nil {
-			log.Printf("remove %s: %v", dir, rerr)
-		}
-	}()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := writeCert(certFile, keyFile); err != nil {
 		return nil, err
 	}
-
-	bin := o.connetd
-	if bin == "" {
-		log.Printf("building ./cmd/connetd")
-		if bin, err = buildConnetd(ctx, dir); err != nil {
-			return nil, err
-		}
-	}
+	defer cleanup()
 
 	srv, err := startBenchServer()
 	if err != nil {
@@ -117,4 +97,35 @@ func run(ctx context.Context, o opts) (res *results, err error) {
 	}
 	log.Printf("both paths up")
 	return measureAll(ctx, o, cl, srv.addr(), usrv, certFile, keyFile)
+}
+
+// prepare makes a run's temp dir (removed by cleanup unless keep), the
+// certificate the servers present, and the connetd binary (connetd, or
+// built into dir).
+func prepare(ctx context.Context, connetd string, keep bool, prefix string) (dir, certFile, keyFile, bin string, cleanup func(), err error) {
+	if dir, err = os.MkdirTemp("", prefix); err != nil {
+		return "", "", "", "", nil, fmt.Errorf("temp dir: %w", err)
+	}
+	cleanup = func() {
+		if keep {
+			log.Printf("kept %s", dir)
+			return
+		}
+		if rerr := os.RemoveAll(dir); rerr != nil {
+			log.Printf("remove %s: %v", dir, rerr)
+		}
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err = writeCert(certFile, keyFile); err == nil {
+		bin = connetd
+		if bin == "" {
+			log.Printf("building ./cmd/connetd")
+			bin, err = buildConnetd(ctx, dir)
+		}
+	}
+	if err != nil {
+		cleanup()
+		return "", "", "", "", nil, err
+	}
+	return dir, certFile, keyFile, bin, cleanup, nil
 }

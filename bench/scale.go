@@ -96,30 +96,11 @@ func runScale(parent context.Context, o scaleOpts) (res *scaleResults, err error
 		}
 		return nil
 	}
-	dir, err := os.MkdirTemp("", "connetd-bench-scale-")
+	dir, certFile, keyFile, bin, cleanup, err := prepare(ctx, o.connetd, o.keep, "connetd-bench-scale-")
 	if err != nil {
-		return nil, fmt.Errorf("temp dir: %w", err)
-	}
-	defer func() {
-		if o.keep {
-			log.Printf("kept %s", dir)
-			return
-		}
-		if rerr := os.RemoveAll(dir); rerr != nil {
-			log.Printf("remove %s: %v", dir, rerr)
-		}
-	}()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := writeCert(certFile, keyFile); err != nil {
 		return nil, err
 	}
-	bin := o.connetd
-	if bin == "" {
-		log.Printf("building ./cmd/connetd")
-		if bin, err = buildConnetd(ctx, dir); err != nil {
-			return nil, err
-		}
-	}
+	defer cleanup()
 
 	log.Printf("starting a %d-member etcd cluster", scaleNodes)
 	etcd, err := startEtcd(ctx, dir, scaleNodes)

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,21 +80,13 @@ func synthTransports(n int) ([]*quic.Transport, error) {
 }
 
 func synthTLS(certFile string, id *identity.Identity) (*tls.Config, error) {
-	pemBytes, err := os.ReadFile(certFile)
+	c, err := clientTLS(certFile)
 	if err != nil {
-		return nil, fmt.Errorf("read cert: %w", err)
+		return nil, err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pemBytes) {
-		return nil, fmt.Errorf("no certificate in %s", certFile)
-	}
-	return &tls.Config{
-		RootCAs:      pool,
-		ServerName:   "localhost",
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{id.Cert},
-		NextProtos:   []string{wire.ALPNClientControl},
-	}, nil
+	c.Certificates = []tls.Certificate{id.Cert}
+	c.NextProtos = []string{wire.ALPNClientControl}
+	return c, nil
 }
 
 // connect dials control, says hello and, once welcomed, starts the reader.
