@@ -156,7 +156,12 @@ func (s *Server) RunCluster(ctx context.Context, cfg ClusterConfig) error {
 	}
 	s.reg.mu.Unlock()
 	s.cluster.Store(c)
-	defer s.cluster.Store(nil)
+	defer func() {
+		s.reg.mu.Lock()
+		s.reg.local = func(identity.ID, bool) {}
+		s.reg.mu.Unlock()
+		s.cluster.Store(nil)
+	}()
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { c.keepLease(gctx); return nil })

@@ -17,9 +17,11 @@ import (
 )
 
 // watch keeps the remote sessions in step with the store: a full read,
-// then the changes from there on. When the watch fails (etcd lost its
-// quorum, or compacted the history it would resume from) it reads
-// everything again; meanwhile the remote sessions stay as they were.
+// then the changes from there on. The watch resumes by itself after an
+// error (etcd lost its quorum, a member went away) from the last revision
+// it delivered; only when it ends (the history it would resume from was
+// compacted) does this read everything again. Meanwhile the remote
+// sessions stay as they were.
 func (c *cluster) watch(ctx context.Context) {
 	for ctx.Err() == nil {
 		kvs, rev, err := c.kv.Get(ctx, c.cfg.Prefix, true)
@@ -32,19 +34,20 @@ func (c *cluster) watch(ctx context.Context) {
 		}
 		c.setState(nil)
 		c.resync(kvs)
+		// Ranging to the end also waits for the watch's goroutine.
 		for resp := range c.kv.Watch(ctx, c.cfg.Prefix, rev+1) {
 			if resp.Err != nil {
 				if ctx.Err() == nil {
 					c.setState(fmt.Errorf("watch cluster state: %w", resp.Err))
 				}
-				break
+				continue
 			}
 			for _, ev := range resp.Events {
 				c.apply(ev.Type == "DELETE", ev.KV)
 			}
 		}
 		if ctx.Err() == nil {
-			sleep(ctx, retryWait)
+			c.log.Info("cluster watch ended (its history was compacted): reading the whole state again")
 		}
 	}
 }
