@@ -279,6 +279,10 @@ func TestControlClusterSurvivesLosingANodeAndEtcdMembers(t *testing.T) {
 		d := waitCluster(t, h.status[i], func(c haClusterStatus) bool { return c.State == "read-only" }, haNodes[i]+" read-only without quorum", 15*time.Second)
 		t.Logf("%s reported read-only %v after quorum was lost", haNodes[i], d.Round(time.Millisecond))
 	}
+	// systemctl status shows STATUS=, which connetctl status shows too.
+	if out, errOut, code := connetctl(t, b, "", "--instance", "n2", "status"); code != 0 || !strings.Contains(out, "READ-ONLY: etcd unavailable") {
+		t.Errorf("connetctl status of n2 without quorum: exit %d\n%s%s", code, out, errOut)
+	}
 	if err := echoOnce(keep, []byte("no quorum, flow untouched")); err != nil {
 		t.Fatalf("an open flow broke when etcd lost quorum: %v", err)
 	}
