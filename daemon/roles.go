@@ -99,11 +99,11 @@ func (r *serverRole) serve(ctx context.Context) error {
 
 func (r *serverRole) snapshot() Snapshot {
 	ctl, rel := r.ctrl.Status(), r.rel.Status()
-	return Snapshot{Control: &ctl, Relay: &rel, Summary: controlSummary(r.ctrl.Summary()) + "; " + relaySummary(rel)}
+	return Snapshot{Control: &ctl, Relay: &rel, Summary: r.summary()}
 }
 
 func (r *serverRole) summary() string {
-	return controlSummary(r.ctrl.Summary()) + "; " + relaySummary(r.rel.Status())
+	return controlSummary(r.ctrl.Summary()) + "; " + relaySummary(r.rel)
 }
 
 func (r *serverRole) changes() []<-chan struct{} {
@@ -167,8 +167,9 @@ func controlSummary(st control.Summary) string {
 	return s
 }
 
-func relaySummary(st relay.Status) string {
-	return fmt.Sprintf("relay: %s, %s", count(len(st.Clients), "client"), count(len(st.Endpoints), "endpoint"))
+func relaySummary(rel *relay.Server) string {
+	clients, endpoints := rel.Counts()
+	return fmt.Sprintf("relay: %s, %s", count(clients, "client"), count(endpoints, "endpoint"))
 }
 
 func count(n int, word string) string {
@@ -337,10 +338,10 @@ func (r *relayRole) alive() { r.rel.Status() } // as serverRole.alive
 
 func (r *relayRole) snapshot() Snapshot {
 	st := r.rel.Status()
-	return Snapshot{Relay: &st, Summary: relaySummary(st)}
+	return Snapshot{Relay: &st, Summary: r.summary()}
 }
 
-func (r *relayRole) summary() string { return relaySummary(r.rel.Status()) }
+func (r *relayRole) summary() string { return relaySummary(r.rel) }
 
 func (r *relayRole) changes() []<-chan struct{} { return []<-chan struct{}{r.rel.Changed()} }
 

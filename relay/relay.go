@@ -296,6 +296,13 @@ type EndpointStatus struct {
 // and packet counters (an idle relay does not wake anyone).
 func (s *Server) Changed() <-chan struct{} { return s.changed.C() }
 
+// Counts is how many clients are connected and how many endpoints the
+// authorization table holds: what STATUS= says, at each change, without
+// the per-pair walk of Status.
+func (s *Server) Counts() (clients, endpoints int) {
+	return len(s.clients.Load().byID), len(s.auth.Load().endpoints)
+}
+
 // Status reports the relay.
 func (s *Server) Status() Status {
 	var failed int64
