@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,14 +100,7 @@ func TestClientsFailOverToTheNextControlWithin2s(t *testing.T) {
 			t.Fatalf("control_addr %q, want %s", v.ControlAddr, addr(cp.ports[0]))
 		}
 	}
-	flow, err := net.DialTimeout("tcp", tp.srcAddr("d"), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer flow.Close()
-	if err := echoOnce(flow, []byte("before")); err != nil {
-		t.Fatal(err)
-	}
+	flow := openFlow(t, tp.srcAddr("d"))
 
 	killed := time.Now()
 	kill9(t, cp.procs[0])
@@ -175,14 +167,7 @@ func TestRelayFailsOverToTheNextControl(t *testing.T) {
 	tp.startEcho(t)
 	tp.startClients(t)
 	waitPath(t, addr(tp.srcStatus), "r", "relay", 15*time.Second)
-	flow, err := net.DialTimeout("tcp", tp.srcAddr("r"), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer flow.Close()
-	if err := echoOnce(flow, []byte("before")); err != nil {
-		t.Fatal(err)
-	}
+	flow := openFlow(t, tp.srcAddr("r"))
 
 	killed := time.Now()
 	kill9(t, ctls[0])

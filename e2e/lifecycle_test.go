@@ -19,6 +19,21 @@ import (
 	"github.com/connetd/connetd/wire"
 )
 
+// openFlow opens a TCP connection through a source and echoes one line
+// over it: a flow in use, closed when the test ends.
+func openFlow(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := echoOnce(c, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // echoOnce writes msg on c and reads the echo.
 func echoOnce(c net.Conn, msg []byte) error {
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -41,14 +56,7 @@ func TestDirectFlowSurvivesControlRestartAndRelayReturnsWithin2s(t *testing.T) {
 		endpoint{name: "r", srcRoute: "relay", dstRoute: "any"},
 	)
 	tp.start(t)
-	flow, err := net.DialTimeout("tcp", tp.srcAddr("d"), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer flow.Close()
-	if err := echoOnce(flow, []byte("before")); err != nil {
-		t.Fatal(err)
-	}
+	flow := openFlow(t, tp.srcAddr("d"))
 
 	relayID := serverRelayID(t, tp)
 	tp.server.stop(t)
