@@ -2,6 +2,7 @@
 # Runs the NAT lab N times (root) and prints, per row, how many runs it
 # passed: the lab's flake rate. Not part of `make test`: N full runs take
 # N times a few minutes.
+# Top-level tests count as rows too (a test without subtests is one).
 # usage: natlab-repeat.sh N [go test -run pattern]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +20,8 @@ for i in $(seq "$n"); do
 done
 echo
 echo "passed/runs  row"
-cat "$work"/run-*.log | sed -n 's/^    --- \(PASS\|FAIL\): \([^ ]*\) .*/\1 \2/p' | sort -k2 | awk '
+cat "$work"/run-*.log | sed -n 's/^ *--- \(PASS\|FAIL\): \([^ ]*\) .*/\1 \2/p' | sort -k2 | awk '
 	{ runs[$2]++; if ($1 == "PASS") pass[$2]++ }
 	END { for (r in runs) printf "%2d/%-2d      %s%s\n", pass[r], runs[r], r, (pass[r] < runs[r] ? "   FLAKY" : "") }' | sort -k2
-failed=$(cat "$work"/run-*.log | grep -c -- '^    --- FAIL: ' || true)
+failed=$(cat "$work"/run-*.log | grep -c -- '^ *--- FAIL: ' || true)
 [ "$failed" -eq 0 ]
