@@ -76,7 +76,11 @@ func TestUDPDirectAndRelayedThroughTheDaemons(t *testing.T) {
 				t.Fatalf("source status: proto %q, max payload %d", st.Proto, st.UDP.MaxPayload)
 			}
 			c := udptest.Dial(t, tp.srcAddr(name))
-			if err := udptest.Exchange(c, 10000, st.UDP.MaxPayload, 16, "bulk-"+name); err != nil {
+			// 10,000 datagrams, 16 in flight: UDP over QUIC datagrams is
+			// not retransmitted, and a datagram caught by the flow's
+			// start on a path that just came up may be lost; a tenth of
+			// a percent may be, the rest must come back intact.
+			if err := udptest.ExchangeLossy(c, 10000, st.UDP.MaxPayload, 16, "bulk-"+name, 10); err != nil {
 				t.Fatal(err)
 			}
 			before := echo.Clients()

@@ -5,7 +5,9 @@ package udptest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -85,14 +87,28 @@ func Dial(t testing.TB, addr string) *net.UDPConn {
 // this exchange's datagrams, so that a reply meant for another flow is
 // told apart.
 func Exchange(c *net.UDPConn, n, maxSize, window int, tag string) error {
+	return ExchangeLossy(c, n, maxSize, window, tag, 0)
+}
+
+// lostAfter is how long ExchangeLossy waits for a reply before it counts
+// the datagrams still outstanding as lost.
+const lostAfter = time.Second
+
+// ExchangeLossy is Exchange over a path that may lose up to maxLost
+// datagrams, as UDP may (a QUIC datagram is not retransmitted): a reply
+// that does not come within lostAfter counts as lost, and more than
+// maxLost lost is an error. What does come back must still be whole,
+// unchanged and this exchange's.
+func ExchangeLossy(c *net.UDPConn, n, maxSize, window int, tag string, maxLost int) error {
 	if maxSize < 16 {
 		return fmt.Errorf("max size %d: too small for a sequence number and a tag", maxSize)
 	}
 	sent := map[uint32][]byte{}
+	late := map[uint32][]byte{} // counted lost; a reply may still come
 	buf := make([]byte, 1<<16)
-	next, got := 0, 0
-	for got < n {
-		for next < n && next-got < window {
+	next, got, lost := 0, 0, 0
+	for got+lost < n {
+		for next < n && len(sent) < window {
 			b := make([]byte, 16+rand.IntN(maxSize-15))
 			for i := range b {
 				b[i] = byte(rand.Uint32())
@@ -104,20 +120,36 @@ func Exchange(c *net.UDPConn, n, maxSize, window int, tag string) error {
 			}
 			next++
 		}
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		wait := 5 * time.Second
+		if maxLost > 0 {
+			wait = lostAfter
+		}
+		_ = c.SetReadDeadline(time.Now().Add(wait))
 		m, err := c.Read(buf)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && lost+len(sent) <= maxLost {
+			lost += len(sent)
+			maps.Copy(late, sent)
+			clear(sent)
+			continue
+		}
 		if err != nil {
-			return fmt.Errorf("%s: %d of %d datagrams came back: %w", tag, got, n, err)
+			return fmt.Errorf("%s: %d of %d datagrams came back, %d lost before: %w", tag, got, n, lost, err)
 		}
 		var seq uint32
 		if _, err := fmt.Sscanf(string(buf[:8]), "%08x", &seq); err != nil || m < 16 {
 			return fmt.Errorf("%s: a reply without a sequence number: %q", tag, buf[:min(m, 16)])
 		}
 		want, ok := sent[seq]
+		delete(sent, seq)
+		if w, wasLate := late[seq]; !ok && wasLate {
+			want, ok = w, true
+			delete(late, seq)
+			lost--
+		}
 		if !ok || !bytes.Equal(buf[:m], want) {
 			return fmt.Errorf("%s: datagram %d came back other than sent (%d bytes, sent %d)", tag, seq, m, len(want))
 		}
-		delete(sent, seq)
 		got++
 	}
 	return nil
