@@ -15,12 +15,13 @@ need_apt=()
 # systemd-nspawn and nsenter for the appliance test (make test-appliance);
 # node to run the polkit rule as polkit would (units tests);
 # qemu-user-static and ss for the other architectures' test (make
-# test-cross).
+# test-cross); conntrack for the NAT lab's dump of its routers' tables
+# when a row fails to go direct.
 for tool in openssl:openssl curl:curl systemd-analyze:systemd systemd-sysusers:systemd systemd-socket-activate:systemd \
 	ip:iproute2 iptables:iptables sysctl:procps dbus-daemon:dbus setpriv:util-linux \
 	mandoc:mandoc man:man-db dpkg-deb:dpkg rpmbuild:rpm lintian:lintian readelf:binutils file:file \
 	shellcheck:shellcheck debootstrap:debootstrap systemd-nspawn:systemd-container nsenter:util-linux \
-	node:nodejs qemu-aarch64-static:qemu-user-static ss:iproute2; do
+	node:nodejs qemu-aarch64-static:qemu-user-static ss:iproute2 conntrack:conntrack; do
 	cmd=${tool%%:*} pkg=${tool##*:}
 	command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
