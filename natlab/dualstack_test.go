@@ -1,13 +1,11 @@
 package natlab
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -227,25 +225,6 @@ func (l *lab) dualAccounting(p dualPairing) {
 	add("ip6tables", dst6, src6, "direct6")
 }
 
-// counters6 reads the core's IPv6 accounting counters, by rule comment.
-func (l *lab) counters6() map[string]int64 {
-	out := l.w.in(l.core, "ip6tables", "-w", "-L", "ACCT", "-v", "-x", "-n")
-	got := map[string]int64{}
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		i := strings.Index(sc.Text(), "/* ")
-		if len(f) < 2 || i < 0 {
-			continue
-		}
-		name := strings.TrimSuffix(strings.TrimSpace(sc.Text()[i+3:]), " */")
-		if b, err := strconv.ParseInt(f[1], 10, 64); err == nil {
-			got[name] += b
-		}
-	}
-	return got
-}
-
 func (l *lab) runDualPairing(t *testing.T, dir string, p dualPairing, sum string) dualResult {
 	res := dualResult{timeToDirect: -1}
 	pdir := filepath.Join(dir, strings.NewReplacer("→", "-", " ", "-").Replace(p.name))
@@ -279,7 +258,7 @@ func (l *lab) runDualPairing(t *testing.T, dir string, p dualPairing, sum string
 		t.Errorf("transfer: %v after %d bytes", err, n)
 	}
 	res.shaOK = err == nil && got == sum
-	c4, c6 := l.counters(l.core, "filter", "ACCT"), l.counters6()
+	c4, c6 := l.counters(l.core, "filter", "ACCT"), l.countersOf("ip6tables", l.core, "filter", "ACCT")
 	res.direct4, res.direct6, res.serverBytes = c4["direct4"], c6["direct6"], c4["server"]
 	res.route = judgeRoute(res.direct4+res.direct6, res.serverBytes, payloadSize)
 	res.family = "-"

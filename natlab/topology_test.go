@@ -166,9 +166,14 @@ func (l *lab) addSite(kind string, n, clients int, bridged bool) *site {
 	return st
 }
 
-// counters reads the packet and byte counters of a chain, by rule comment.
+// counters reads the byte counters of an IPv4 chain, by rule comment.
 func (l *lab) counters(ns, table, chain string) map[string]int64 {
-	out := l.w.in(ns, "iptables", "-w", "-t", table, "-L", chain, "-v", "-x", "-n")
+	return l.countersOf("iptables", ns, table, chain)
+}
+
+// countersOf is counters for iptables or ip6tables.
+func (l *lab) countersOf(tool, ns, table, chain string) map[string]int64 {
+	out := l.w.in(ns, tool, "-w", "-t", table, "-L", chain, "-v", "-x", "-n")
 	got := map[string]int64{}
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
