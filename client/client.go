@@ -34,7 +34,6 @@ import (
 	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/relayconn"
 	"github.com/connetd/connetd/traversal"
-	"github.com/connetd/connetd/wire"
 )
 
 // Config is what a client needs; the daemon builds it from the config file.
@@ -94,9 +93,10 @@ type Client struct {
 	ctl      *controlLink
 	relays   *relayLinks
 
-	changed changes.Signal // what Status shows changed
-	traffic trafficNote    // byte counters moved
-	paths   pathChanges    // dialed paths up and down, by reason
+	changed   changes.Signal // what Status shows changed
+	traffic   trafficNote    // byte counters moved
+	flowMoves flowMoves      // resumable flows that changed path
+	paths     pathChanges    // dialed paths up and down, by reason
 	// timeToDirect has each peer's time to its first direct path.
 	timeToDirect *histogram
 	// udpFlows is the destination side of UDP flows; muxDrops counts
@@ -164,7 +164,7 @@ func (c *Client) ID() identity.ID { return c.id.ID }
 
 // Run serves until ctx ends, then closes everything.
 func (c *Client) Run(ctx context.Context) error {
-	peerTLS := c.id.ServerTLS(wire.ALPNPeer, c.isAllowedSource)
+	peerTLS := c.peerServerTLS()
 	peerConf := quicconf.Peer()
 	if c.cfg.MaxStreams > 0 {
 		peerConf.MaxIncomingStreams = c.cfg.MaxStreams

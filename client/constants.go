@@ -27,7 +27,7 @@ const (
 	// directIdle and directKeepAlive: a dead direct path is noticed
 	// within directIdle.
 	directIdle      = 5 * time.Second
-	directKeepAlive = time.Second
+	directKeepAlive = peerKeepAlive
 	// trafficEvery is how often, at most, moving byte counters are
 	// signalled to status watchers.
 	trafficEvery = time.Second

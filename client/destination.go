@@ -177,7 +177,7 @@ func (c *Client) serveSprayWinner(ctx context.Context, u *net.UDPConn) {
 		_ = tr.Close()
 		_ = u.Close()
 	}()
-	ln, err := tr.Listen(c.id.ServerTLS(wire.ALPNPeer, c.isAllowedSource), directPeerConfig())
+	ln, err := tr.Listen(c.peerServerTLS(), directPeerConfig())
 	if err != nil {
 		c.log.Warn("listen on punched socket", "err", err)
 		return
@@ -199,15 +199,18 @@ func (c *Client) serveSprayWinner(ctx context.Context, u *net.UDPConn) {
 // serveInbound accepts the streams of a connection from a source until it
 // ends, and waits for them.
 func (p *peer) serveInbound(conn *quic.Conn, pa path) {
-	defer p.removeInbound(conn)
 	stop := context.AfterFunc(p.ctx, func() { _ = conn.CloseWithError(wire.ConnShutdown, "client stopping") })
 	defer stop()
 	var streams sync.WaitGroup
-	defer streams.Wait()
+	defer streams.Wait() // resumable flows may outlive the connection
+	if resumable(conn) {
+		streams.Go(func() { p.readAcks(conn) })
+	}
 	for {
 		st, err := conn.AcceptStream(p.ctx)
 		if err != nil {
 			p.c.log.Debug("peer disconnected", "peer", p.id.Short(), "path", pa.String(), "err", err)
+			p.removeInbound(conn)
 			return
 		}
 		streams.Go(func() { p.serveStream(conn, st, pa) })
@@ -230,7 +233,11 @@ func (p *peer) serveStream(conn *quic.Conn, st *quic.Stream, pa path) {
 		return
 	}
 	_ = st.SetReadDeadline(time.Time{})
-	m := header.(*wire.Connect) // the only kind of PeerStream
+	if rm, ok := header.(*wire.Resume); ok {
+		p.serveResume(conn, st, pa, rm)
+		return
+	}
+	m := header.(*wire.Connect)
 	name := m.Endpoint
 	log := c.log.With("endpoint", name, "peer", p.id.Short(), "route", pa.String())
 	c.mu.Lock()
@@ -292,6 +299,12 @@ func (p *peer) serveStream(conn *quic.Conn, st *quic.Stream, pa path) {
 		return
 	}
 	log.Debug("connection routed", "from", m.From)
+	if m.Flow != 0 && resumable(conn) {
+		f := newRFlow(p, m.Flow, false, name, tc.(*net.TCPConn), &c.traffic, []*traffic{&d.traffic, &p.traffic},
+			func(pa path) *traffic { return p.byPath.get(pathKey{name, false, pa}) })
+		f.run(st, conn, pa)
+		return
+	}
 	proxy(tc.(*net.TCPConn), st, &c.traffic, &d.traffic, &p.traffic, p.byPath.get(pathKey{name, false, pa}))
 }
 

@@ -52,8 +52,9 @@ func (s *source) connectWait() time.Duration {
 // from, on the best path, waiting up to connectWait for one (right after
 // start-up, or while a path is redone); it returns the counters the
 // stream's bytes go to. Every source kind but a balancing one opens its
-// streams here.
-func (s *source) openTunnel(ctx context.Context, c *Client, from string) (*quic.Stream, []*traffic, error) {
+// streams here. A nonzero flow asks for a resumable flow of that ID, which
+// the tunnel gets if its connection supports them (tunnel.flow).
+func (s *source) openTunnel(ctx context.Context, c *Client, from string, flow uint64) (tunnel, error) {
 	deadline := time.NewTimer(s.connectWait())
 	defer deadline.Stop()
 	for {
@@ -63,15 +64,19 @@ func (s *source) openTunnel(ctx context.Context, c *Client, from string) (*quic.
 			st, err := conn.OpenStream()
 			if err == nil {
 				c.log.Debug("connection routed", "endpoint", s.name, "from", from, "peer", p.id.Short(), "route", pa.String())
-				if err := wire.Write(st, &wire.Connect{Endpoint: s.name, From: from}); err != nil {
-					abort(st, wire.StreamAborted)
-					return nil, nil, err
+				if !resumable(conn) {
+					flow = 0
 				}
-				return st, []*traffic{&s.traffic, &p.traffic, p.byPath.get(pathKey{s.name, true, pa})}, nil
+				if err := wire.Write(st, &wire.Connect{Endpoint: s.name, From: from, Flow: flow}); err != nil {
+					abort(st, wire.StreamAborted)
+					return tunnel{}, err
+				}
+				return tunnel{st: st, counters: []*traffic{&s.traffic, &p.traffic, p.byPath.get(pathKey{s.name, true, pa})},
+					p: p, conn: conn, pa: pa, flow: flow}, nil
 			}
 			var nerr net.Error
 			if errors.As(err, &nerr) && nerr.Timeout() || conn.Context().Err() == nil {
-				return nil, nil, fmt.Errorf("peer stream limit reached: %w", err)
+				return tunnel{}, fmt.Errorf("peer stream limit reached: %w", err)
 			}
 		}
 		select {
@@ -80,8 +85,18 @@ func (s *source) openTunnel(ctx context.Context, c *Client, from string) (*quic.
 		case <-deadline.C:
 		case <-ctx.Done():
 		}
-		return nil, nil, errNoTunnel
+		return tunnel{}, errNoTunnel
 	}
+}
+
+// tunnel is an opened stream to a destination, with where it goes.
+type tunnel struct {
+	st       *quic.Stream
+	counters []*traffic
+	p        *peer
+	conn     *quic.Conn
+	pa       path
+	flow     uint64 // nonzero: a resumable flow
 }
 
 // serveKind serves a source that is not plain tcp on its listener until
@@ -152,13 +167,13 @@ func (s *source) acceptTLS(ctx context.Context, c *Client, ln net.Listener) {
 				_ = tc.Close()
 				return
 			}
-			st, counters, err := s.openTunnel(ctx, c, tc.RemoteAddr().String())
+			t, err := s.openTunnel(ctx, c, tc.RemoteAddr().String(), 0)
 			if err != nil {
 				log.Warn("refusing connection", "err", err)
 				_ = tc.Close()
 				return
 			}
-			proxy(tc, st, &c.traffic, counters...)
+			proxy(tc, t.st, &c.traffic, t.counters...)
 		})
 	}
 }
@@ -182,11 +197,11 @@ func (h *httpSource) connContext(ctx context.Context, conn net.Conn) context.Con
 	local := conn.LocalAddr()
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			st, counters, err := h.s.openTunnel(ctx, h.c, from)
+			t, err := h.s.openTunnel(ctx, h.c, from, 0)
 			if err != nil {
 				return nil, err
 			}
-			return newStreamConn(st, local, addrOf(h.s.name), &h.c.traffic, counters...), nil
+			return newStreamConn(t.st, local, addrOf(h.s.name), &h.c.traffic, t.counters...), nil
 		},
 		MaxIdleConnsPerHost: 1,
 		IdleConnTimeout:     90 * time.Second,
@@ -262,13 +277,13 @@ func (h *wsSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Debug("websocket upgrade failed", "from", r.RemoteAddr, "err", err)
 		return
 	}
-	st, counters, err := h.s.openTunnel(r.Context(), h.c, r.RemoteAddr)
+	t, err := h.s.openTunnel(r.Context(), h.c, r.RemoteAddr, 0)
 	if err != nil {
 		h.log.Warn("refusing connection", "from", r.RemoteAddr, "err", err)
 		_ = wc.Close(websocket.StatusTryAgainLater, "no path to a destination")
 		return
 	}
-	proxy(wsConn{websocket.NetConn(h.ctx, wc, websocket.MessageBinary)}, st, &h.c.traffic, counters...)
+	proxy(wsConn{websocket.NetConn(h.ctx, wc, websocket.MessageBinary)}, t.st, &h.c.traffic, t.counters...)
 }
 
 // wsConn ends its writing by closing: a WebSocket has no half-close.

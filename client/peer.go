@@ -95,6 +95,12 @@ type peer struct {
 	inbound map[*quic.Conn]path // accepted because the peer is a source
 	// muxes hand each connection's datagrams to its UDP flows.
 	muxes map[*quic.Conn]*flowMux
+	// flows are the resumable TCP flows with the peer, both ways.
+	flows map[rflowKey]*rflow
+	// ackers send our acknowledgements of its flows, per connection.
+	ackers map[*quic.Conn]*acker
+	// stalled marks connections we dialed that went silent.
+	stalled map[*quic.Conn]bool
 }
 
 func newPeer(c *Client, id identity.ID) *peer {
@@ -229,7 +235,7 @@ func (p *peer) pathFor(name string) (*quic.Conn, path, time.Duration) {
 		conn *quic.Conn
 		pa   path
 	}{{p.directConn, pathDirect}, {p.relayConn, pathRelay}} {
-		if cand.conn == nil || !r.allow(cand.pa) || (cand.pa == pathDirect && p.migrating) {
+		if cand.conn == nil || !r.allow(cand.pa) || (cand.pa == pathDirect && p.migrating) || p.stalled[cand.conn] {
 			continue
 		}
 		return cand.conn, cand.pa, cand.conn.ConnectionStats().SmoothedRTT

@@ -9,7 +9,6 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/internal/msgid"
 	"github.com/connetd/connetd/quicconf"
 	"github.com/connetd/connetd/wire"
@@ -102,7 +101,7 @@ func (p *peer) holdDirect(peerNAT string, failures int) {
 		}()
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
-	tlsConf := p.c.id.ClientTLS(wire.ALPNPeer, func(id identity.ID) bool { return id == p.id })
+	tlsConf := p.peerTLS()
 	remote := net.UDPAddrFromAddrPort(o.Remote)
 	conn, err := tr.Dial(ctx, remote, tlsConf, directPeerConfig())
 	cancel()
@@ -137,7 +136,11 @@ func (p *peer) holdRelay(relays []netip.AddrPort) {
 	for _, r := range relays {
 		addrs = append(addrs, p.c.relayNet.PeerAddr(r, p.id))
 	}
-	conn, err := p.dialFirst(addrs, p.c.relayTr, quicconf.RelayedPeer())
+	// Keep-alives every peerKeepAlive let watchHealth notice a relay
+	// that stopped forwarding within stallAfter.
+	conf := quicconf.RelayedPeer()
+	conf.KeepAlivePeriod = peerKeepAlive
+	conn, err := p.dialFirst(addrs, p.c.relayTr, conf)
 	p.hold(conn, err, pathRelay)
 }
 
@@ -187,7 +190,15 @@ func (p *peer) hold(conn *quic.Conn, err error, pa path) {
 	}
 	p.mu.Unlock()
 	p.c.changed.Notify()
-	log.Info("peer path up", msgid.PeerPathUp.Attr(), "remote", p.c.relayNet.Describe(conn.RemoteAddr()))
+	log.Info("peer path up", msgid.PeerPathUp.Attr(), "remote", p.c.relayNet.Describe(conn.RemoteAddr()),
+		"resumable", resumable(conn))
+	if resumable(conn) {
+		p.wg.Go(func() { p.readAcks(conn) })
+		p.wg.Go(func() { p.watchHealth(conn, pa) })
+		if pa == pathDirect {
+			p.moveFlows(conn)
+		}
+	}
 
 	select {
 	case <-p.ctx.Done():
@@ -227,7 +238,7 @@ func (p *peer) dialFirst(addrs []net.Addr, tr *quic.Transport, conf *quic.Config
 		err  error
 	}
 	results := make(chan result, len(addrs))
-	tlsConf := p.c.id.ClientTLS(wire.ALPNPeer, func(id identity.ID) bool { return id == p.id })
+	tlsConf := p.peerTLS()
 	for _, a := range addrs {
 		go func() { // each sends once into the buffered channel; the loop below receives them all
 			conn, err := tr.Dial(ctx, a, tlsConf, conf)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/wire"
 )
 
@@ -86,7 +85,7 @@ func (p *peer) wantsDirect() bool {
 func (p *peer) redial(addr *net.UDPAddr) (*quic.Conn, error) {
 	ctx, cancel := context.WithTimeout(p.ctx, redialFor)
 	defer cancel()
-	tlsConf := p.c.id.ClientTLS(wire.ALPNPeer, func(id identity.ID) bool { return id == p.id })
+	tlsConf := p.peerTLS()
 	pause := newSleeper()
 	defer pause.stop()
 	for {

@@ -238,11 +238,18 @@ func (s *source) forward(ctx context.Context, c *Client, tc *net.TCPConn) {
 		s.forwardLB(ctx, c, tc)
 		return
 	}
-	st, counters, err := s.openTunnel(ctx, c, tc.RemoteAddr().String())
+	t, err := s.openTunnel(ctx, c, tc.RemoteAddr().String(), newFlowID())
 	if err != nil {
 		c.log.Warn("refusing connection: "+err.Error(), "endpoint", s.name, "from", tc.RemoteAddr().String())
 		_ = tc.Close()
 		return
 	}
-	proxy(tc, st, &c.traffic, counters...)
+	if t.flow != 0 {
+		p := t.p
+		f := newRFlow(p, t.flow, true, s.name, tc, &c.traffic, []*traffic{&s.traffic, &p.traffic},
+			func(pa path) *traffic { return p.byPath.get(pathKey{s.name, true, pa}) })
+		f.run(t.st, t.conn, t.pa)
+		return
+	}
+	proxy(tc, t.st, &c.traffic, t.counters...)
 }

@@ -53,11 +53,14 @@ func ControlFailover() *quic.Config {
 // concurrent streams, large windows for bulk transfers.
 func Peer() *quic.Config {
 	return &quic.Config{
-		HandshakeIdleTimeout:           5 * time.Second,
-		MaxIdleTimeout:                 20 * time.Second,
-		KeepAlivePeriod:                5 * time.Second,
-		MaxIncomingStreams:             MaxPeerStreams,
-		MaxIncomingUniStreams:          -1,
+		HandshakeIdleTimeout: 5 * time.Second,
+		MaxIdleTimeout:       20 * time.Second,
+		KeepAlivePeriod:      5 * time.Second,
+		MaxIncomingStreams:   MaxPeerStreams,
+		// One stream each way carries acknowledgements of resumable
+		// flows (ALPN connetd-peer/2); a few more let a broken one be
+		// replaced.
+		MaxIncomingUniStreams:          4,
 		InitialStreamReceiveWindow:     1 << 20,
 		MaxStreamReceiveWindow:         16 << 20,
 		InitialConnectionReceiveWindow: 4 << 20,

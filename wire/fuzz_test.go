@@ -34,7 +34,7 @@ func FuzzRead(f *testing.F) {
 	f.Add(frame(`{"relay_auth_delta":{"remove":[],"set":[],"extend":[],"more":false}}`))
 	f.Add(frame(`{"relay_auth":{"endpoints":[]}}`)) // the kind of relay protocol /1, unknown now
 	f.Add(frame(` { "connect" : { "from" : "x" } } `))
-	links := []Set{ClientToControl, ControlToClient, RelayToControl, ControlToRelay, RelayToClient, PeerStream, FlowStream}
+	links := []Set{ClientToControl, ControlToClient, RelayToControl, ControlToRelay, RelayToClient, PeerStream, FlowStream, ResumeStream}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := Read(bytes.NewReader(data), everything)
 		if len(data) < 4 {

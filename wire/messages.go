@@ -32,6 +32,8 @@ func (*Punch) kind() string          { return "punch" }
 func (*PunchReady) kind() string     { return "punch_ready" }
 func (*PunchGo) kind() string        { return "punch_go" }
 func (*FlowReady) kind() string      { return "flow_ready" }
+func (*Resume) kind() string         { return "resume" }
+func (*Resumed) kind() string        { return "resumed" }
 
 // constructors makes an empty message of each kind for the decoder.
 var constructors = func() map[string]func() Message {
@@ -45,6 +47,7 @@ var constructors = func() map[string]func() Message {
 		func() Message { return new(Connect) }, func() Message { return new(PunchRequest) },
 		func() Message { return new(Punch) }, func() Message { return new(PunchReady) },
 		func() Message { return new(PunchGo) }, func() Message { return new(FlowReady) },
+		func() Message { return new(Resume) }, func() Message { return new(Resumed) },
 	} {
 		m[c().kind()] = c
 	}
@@ -245,6 +248,27 @@ type Connect struct {
 	// that may try another destination learns of a refusal before it
 	// sends the client's bytes. Destinations before it ignore the field.
 	Ack bool `json:"ack,omitempty"`
+	// Flow, on a connection that negotiated ALPNPeerResumable, names a
+	// resumable TCP flow (nonzero, chosen at random by the source, unique
+	// among the source's flows to this destination): if the stream dies
+	// with its path, the flow goes on over another stream (Resume).
+	Flow uint64 `json:"flow,omitempty"`
+}
+
+// Resume opens a stream that carries on a resumable flow whose stream
+// died or is being moved to a better path. Received is how many bytes of
+// the flow the source has written to its TCP client: the destination
+// resends from there. The destination answers Resumed, and the flow's
+// bytes follow, unframed, from those offsets on.
+type Resume struct {
+	Flow     uint64 `json:"flow"`
+	Received uint64 `json:"received"`
+}
+
+// Resumed answers Resume: how many bytes of the flow the destination has
+// written to its service; the source resends from there.
+type Resumed struct {
+	Received uint64 `json:"received"`
 }
 
 // FlowReady is the destination's answer on a UDP flow's stream: the flow

@@ -41,7 +41,9 @@ var (
 	// RelayToClient is the welcome on the relay's unidirectional stream.
 	RelayToClient = newSet("relay→client", MaxSmallFrame, (*Welcome)(nil))
 	// PeerStream is the header of every proxied stream, source→destination.
-	PeerStream = newSet("peer stream", MaxSmallFrame, (*Connect)(nil))
+	PeerStream = newSet("peer stream", MaxSmallFrame, (*Connect)(nil), (*Resume)(nil))
+	// ResumeStream is the destination's answer to a resume.
+	ResumeStream = newSet("resume stream", MaxSmallFrame, (*Resumed)(nil))
 	// FlowStream is the destination's answer on a UDP flow's stream.
 	FlowStream = newSet("flow stream", MaxSmallFrame, (*FlowReady)(nil))
 )

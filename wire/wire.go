@@ -19,6 +19,12 @@ const (
 	ALPNRelayControl  = "connetd-relay-control/2" // /2: the relay table travels as relay_auth_delta
 	ALPNClientRelay   = "connetd-client-relay/1"
 	ALPNPeer          = "connetd-peer/1"
+	// ALPNPeerResumable is ALPNPeer plus resumable TCP flows (Resume,
+	// Resumed, ack records on a unidirectional stream; docs/protocol.md
+	// §4.7). Both ends offer it first and ALPNPeer second, so a connection
+	// to a client from before it falls back to /1 and its flows stay tied
+	// to their path.
+	ALPNPeerResumable = "connetd-peer/2"
 )
 
 // ALPNRelayControlV1 is what relays before relay_auth_delta offer. Control
@@ -41,6 +47,12 @@ const (
 	// StreamFlowIdle: a UDP flow's stream closed because no datagram
 	// moved for the idle timeout.
 	StreamFlowIdle = 0x16
+	// StreamMoved: the flow this stream carried went on over another
+	// stream (a resume); the bytes in flight on this one are resent there.
+	StreamMoved = 0x17
+	// StreamUnknownFlow: a resume named a flow the destination does not
+	// hold (it ended, timed out, or never existed).
+	StreamUnknownFlow = 0x18
 )
 
 // Connection error codes (QUIC application error codes on connections).

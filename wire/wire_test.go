@@ -58,8 +58,10 @@ func sampleMessages() []Message {
 			Set:    []RelayEndpoint{{Endpoint: "web", Sources: []identity.ID{testID(4)}, Destinations: []identity.ID{testID(5), testID(6)}}},
 			Extend: []RelayEndpoint{{Endpoint: "web", Sources: []identity.ID{testID(9)}, Destinations: []identity.ID{}}},
 			More:   true},
-		&Connect{Endpoint: "web", From: "127.0.0.1:5555", Proto: ProtoUDP},
+		&Connect{Endpoint: "web", From: "127.0.0.1:5555", Proto: ProtoUDP, Ack: true, Flow: 42},
 		&FlowReady{},
+		&Resume{Flow: 0xfedcba9876543210, Received: 1 << 40},
+		&Resumed{Received: 12345},
 		&PunchRequest{Peer: testID(7), Spray: PunchSprayDestination},
 		&Punch{Nonce: []byte{1, 2, 3, 4, 5, 6, 7, 8}, Peer: testID(8), Direct: []string{"198.51.100.7:4000"}, NAT: NATHard, Dial: true, Mode: PunchModeRandom},
 		&PunchReady{Nonce: []byte{8, 7, 6, 5, 4, 3, 2, 1}},
@@ -190,7 +192,7 @@ func TestUnknownFieldsIgnored(t *testing.T) {
 
 // Every set accepts exactly its kinds; any other is refused by name.
 func TestSets(t *testing.T) {
-	sets := []Set{ClientToControl, ControlToClient, RelayToControl, ControlToRelay, RelayToClient, PeerStream, FlowStream}
+	sets := []Set{ClientToControl, ControlToClient, RelayToControl, ControlToRelay, RelayToClient, PeerStream, FlowStream, ResumeStream}
 	covered := map[string]bool{}
 	for _, set := range sets {
 		for _, m := range sampleMessages() {
@@ -310,7 +312,7 @@ func TestSmallLinksRefuseLargeFrames(t *testing.T) {
 	if _, err := Read(bytes.NewReader(frame(exact)), ClientToControl); err != nil {
 		t.Fatalf("a hello of exactly MaxSmallFrame bytes: %v", err)
 	}
-	for _, set := range []Set{ClientToControl, RelayToControl, RelayToClient, PeerStream, FlowStream} {
+	for _, set := range []Set{ClientToControl, RelayToControl, RelayToClient, PeerStream, FlowStream, ResumeStream} {
 		big := body + strings.Repeat(" ", 100<<10)
 		if _, err := Read(bytes.NewReader(frame(big)), set); !errors.Is(err, ErrFrameTooLarge) {
 			t.Fatalf("%s: a 100 KiB frame gave %v, want ErrFrameTooLarge", set, err)
@@ -359,13 +361,14 @@ func TestErrorMessage(t *testing.T) {
 // must use the same values.
 func TestCodesAreStable(t *testing.T) {
 	got := []uint64{StreamUnknownEndpoint, StreamDialFailed, StreamBadRequest, StreamAborted,
+		StreamWrongProtocol, StreamFlowLimit, StreamFlowIdle, StreamMoved, StreamUnknownFlow,
 		ConnNormal, ConnUnauthorized, ConnShutdown, ConnProtocol, ConnReplaced}
-	want := []uint64{0x10, 0x11, 0x12, 0x13, 0, 1, 2, 3, 4}
+	want := []uint64{0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0, 1, 2, 3, 4}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("codes %v, want %v", got, want)
 	}
-	alpns := []string{ALPNClientControl, ALPNRelayControl, ALPNClientRelay, ALPNPeer}
-	wantALPN := []string{"connetd-client-control/1", "connetd-relay-control/2", "connetd-client-relay/1", "connetd-peer/1"}
+	alpns := []string{ALPNClientControl, ALPNRelayControl, ALPNClientRelay, ALPNPeer, ALPNPeerResumable}
+	wantALPN := []string{"connetd-client-control/1", "connetd-relay-control/2", "connetd-client-relay/1", "connetd-peer/1", "connetd-peer/2"}
 	if !reflect.DeepEqual(alpns, wantALPN) {
 		t.Errorf("ALPNs %v, want %v", alpns, wantALPN)
 	}
