@@ -44,6 +44,11 @@ type Status struct {
 	// PathChanges counts the paths this client dialed to peers coming up
 	// and going down since start, by reason (every reason, zeros too).
 	PathChanges map[string]int64 `json:"path_changes,omitempty"`
+	// FlowMoves counts resumable TCP flows that went on over another
+	// path ("direct→relay", "none→direct" for one resumed after its
+	// stream died with no other path, ...), with the longest stall a move
+	// caused and the last move.
+	FlowMoves FlowMovesStatus `json:"flow_moves"`
 	// UDPDrops counts datagrams from peers that no flow took, by reason:
 	// unknown_flow (the flow had ended), malformed (too short to name a
 	// flow), queue_full (a burst faster than delivery). Datagrams
@@ -95,6 +100,10 @@ type PeerStatus struct {
 	Active int64 `json:"active_connections"`
 	// ByPath splits this endpoint's share of the bytes by path.
 	ByPath []PathBytes `json:"bytes_by_path,omitempty"`
+	// Paths lists the connections up to the peer for this endpoint,
+	// best first; a stalled one (silent for a while: its flows moved
+	// away) as "direct (stalled)". Path is the best not stalled.
+	Paths []string `json:"paths,omitempty"`
 }
 
 // RelayStatus is one relay and whether the client is connected to it.
@@ -126,6 +135,7 @@ func (c *Client) Status() Status {
 	}
 	st.PunchOutcomes = c.trav.PunchOutcomes()
 	st.PathChanges = c.paths.status()
+	st.FlowMoves = c.flowMoves.status()
 	if d := &c.muxDrops; d.unknownFlow.Load()+d.malformed.Load()+d.queueFull.Load() > 0 {
 		st.UDPDrops = map[string]int64{"unknown_flow": d.unknownFlow.Load(), "malformed": d.malformed.Load(), "queue_full": d.queueFull.Load()}
 	}
@@ -192,9 +202,16 @@ func (p *peer) status(name string, weAreSource bool) (PeerStatus, bool) {
 			conn *quic.Conn
 			pa   path
 		}{{p.directConn, pathDirect}, {p.relayConn, pathRelay}} {
-			if cand.conn != nil && r.allow(cand.pa) {
+			if cand.conn == nil || !r.allow(cand.pa) {
+				continue
+			}
+			if p.stalled[cand.conn] {
+				ps.Paths = append(ps.Paths, cand.pa.String()+" (stalled)")
+				continue
+			}
+			ps.Paths = append(ps.Paths, cand.pa.String())
+			if conn == nil {
 				conn, ps.Path = cand.conn, cand.pa.String()
-				break
 			}
 		}
 	} else {

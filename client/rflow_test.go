@@ -1,0 +1,138 @@
+package client_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"io"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/connetd/connetd/client"
+)
+
+// steadyEcho sends total bytes of a seeded random pattern through addr
+// (an echo service behind a tunnel) at about rate bytes per second, while
+// reading the echo back; during() runs once the flow is under way. It
+// returns the longest gap between two reads of echoed bytes, and fails
+// the test if a byte differs or the connection ends early.
+func steadyEcho(t *testing.T, addr string, total, rate int, during func()) time.Duration {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+	rng := rand.NewChaCha8([32]byte{7})
+	sent := make([]byte, total)
+	_, _ = rng.Read(sent)
+	writeErr := make(chan error, 1)
+	go func() { // ends when it has written everything or the connection fails
+		const piece = 16 << 10
+		tick := time.Duration(float64(time.Second) * piece / float64(rate))
+		for off := 0; off < total; off += piece {
+			if _, err := c.Write(sent[off:min(off+piece, total)]); err != nil {
+				writeErr <- err
+				return
+			}
+			time.Sleep(tick)
+		}
+		writeErr <- c.(*net.TCPConn).CloseWrite()
+	}()
+	got := make([]byte, 0, total)
+	buf := make([]byte, 64<<10)
+	var longest time.Duration
+	last := time.Now()
+	started := false
+	for len(got) < total {
+		n, err := c.Read(buf)
+		if n > 0 {
+			now := time.Now()
+			longest = max(longest, now.Sub(last))
+			last = now
+			got = append(got, buf[:n]...)
+			if !started && len(got) > total/8 {
+				started = true
+				during()
+				last = time.Now()
+			}
+		}
+		if err != nil {
+			t.Fatalf("echo ended after %d of %d bytes: %v", len(got), total, err)
+		}
+	}
+	if err := <-writeErr; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if _, err := c.Read(buf); err != io.EOF {
+		t.Fatalf("after the echo: %v, want EOF", err)
+	}
+	if !bytes.Equal(got, sent) {
+		i := 0
+		for i < total && got[i] == sent[i] {
+			i++
+		}
+		t.Fatalf("echo differs from byte %d on (sha256 %x, sent %x)", i, sha256.Sum256(got), sha256.Sum256(sent))
+	}
+	return longest
+}
+
+func flowMoves(c *client.Client) map[string]int64 { return c.Status().FlowMoves.Counts }
+
+// waitMoves waits until c counted at least n moves from old to new.
+func waitMoves(t *testing.T, c *client.Client, move string, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if flowMoves(c)[move] >= n {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no %s move: %+v", move, c.Status().FlowMoves)
+}
+
+// One TCP connection, carried while its direct path is dropped and comes
+// back: it moves to the relay, then back to the new direct path, and ends
+// intact. Both clients report the moves.
+func TestFlowMovesBetweenDirectAndRelay(t *testing.T) {
+	l := newLab(t)
+	svc := echoServer(t)
+	dst := l.client("dst", client.Config{}, func(c *client.Client) {
+		must(t, c.AddDestination("svc", client.DestinationConfig{Addr: svc}))
+	})
+	addr := freeTCP(t)
+	src := l.client("src", client.Config{}, func(c *client.Client) {
+		must(t, c.AddSource("svc", client.SourceConfig{Addr: addr}))
+	})
+	waitPath(t, src, "svc", "direct")
+	waitRelayUp(t, src, "svc")
+	stall := steadyEcho(t, addr, 24<<20, 6<<20, func() {
+		src.DropDirectPaths(time.Second)
+		waitMoves(t, src, "direct→relay", 1)
+		waitMoves(t, src, "relay→direct", 1)
+	})
+	t.Logf("longest stall %v; source moves %+v; destination moves %+v", stall, src.Status().FlowMoves, dst.Status().FlowMoves)
+	if flowMoves(dst)["direct→relay"] < 1 || flowMoves(dst)["relay→direct"] < 1 {
+		t.Errorf("the destination did not see both moves: %+v", dst.Status().FlowMoves)
+	}
+}
+
+// waitRelayUp waits until the source has a relayed connection to its
+// destination besides the direct one (status lists both).
+func waitRelayUp(t *testing.T, c *client.Client, source string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, s := range c.Status().Sources {
+			if s.Name == source && len(s.Peers) > 0 && slices.Contains(s.Peers[0].Paths, "relay") {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("source %s has no relayed path: %+v", source, c.Status().Sources)
+}
