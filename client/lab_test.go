@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -65,7 +66,7 @@ func newLab(t *testing.T) *lab {
 	t.Cleanup(func() {
 		cancel()
 		l.wg.Wait()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("LABLOGS") != "" {
 			t.Logf("logs:\n%s", l.logs.String())
 		}
 	})

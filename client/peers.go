@@ -190,6 +190,20 @@ func (c *Client) retirePeers(ctx context.Context) {
 
 // wakePeers makes every peer look at its paths again (a relay came up, our
 // NAT behaviour is known) and tells status watchers.
+// relayLinkUp lets every peer dial through relays at once: a relayed
+// path that failed while no relay was reachable (one restarting) must not
+// wait out its backoff now that one is.
+func (c *Client) relayLinkUp() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.peers {
+		p.mu.Lock()
+		p.relayBackoff.Reset()
+		p.nextRelay = time.Time{}
+		p.mu.Unlock()
+	}
+}
+
 func (c *Client) wakePeers() {
 	c.mu.Lock()
 	for _, p := range c.peers {

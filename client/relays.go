@@ -130,6 +130,9 @@ func (r *relayLinks) setConn(l *relayLink, conn *quic.Conn) {
 	r.mu.Lock()
 	l.conn = conn
 	r.mu.Unlock()
+	if conn != nil {
+		r.c.relayLinkUp()
+	}
 	r.c.wakePeers()
 }
 

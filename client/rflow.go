@@ -189,7 +189,8 @@ func (f *rflow) detachLocked(gen uint64, why string) {
 
 // failLocked handles err from an operation on the stream of gen: a reset
 // by the peer other than StreamMoved ends the flow (the peer's TCP side
-// failed); anything else (the connection died, the path went) detaches.
+// failed), as do the end of our socket and the peer's shutdown; anything
+// else (the connection died, the path went) detaches.
 func (f *rflow) failLocked(gen uint64, err error) {
 	if gen != f.gen {
 		return
@@ -197,6 +198,12 @@ func (f *rflow) failLocked(gen uint64, err error) {
 	var se *quic.StreamError
 	if errors.As(err, &se) && se.Remote && se.ErrorCode != wire.StreamMoved {
 		f.abortLocked("peer aborted the flow")
+		return
+	}
+	var ae *quic.ApplicationError
+	if errors.Is(err, quic.ErrTransportClosed) ||
+		errors.As(err, &ae) && (ae.ErrorCode == wire.ConnShutdown || ae.ErrorCode == wire.ConnUnauthorized) {
+		f.abortLocked(err.Error())
 		return
 	}
 	f.detachLocked(gen, err.Error())

@@ -266,6 +266,14 @@ func (p *peer) watchHealth(conn *quic.Conn, pa path) {
 				p.c.log.Info("peer path stalled: moving its flows", msgid.PeerPathLost.Attr(), "peer", p.id.Short(),
 					"path", pa.String(), "silent", now.Sub(lastAt).Round(time.Millisecond).String())
 				p.evacuate(conn)
+				if pa == pathRelay {
+					// A relay that went silent was most likely restarted or
+					// lost: its connection would come back only after
+					// QUIC's backed-off retransmissions, a new one as soon
+					// as the relay link is up again.
+					_ = conn.CloseWithError(wire.ConnNormal, "relay path stalled")
+					return
+				}
 			}
 		}
 	}

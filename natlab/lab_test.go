@@ -103,10 +103,15 @@ type clientStatus struct {
 	PortMapping  string           `json:"port_mapping"`
 	Sources      []endpointStatus `json:"sources"`
 	Destinations []endpointStatus `json:"destinations"`
+	FlowMoves    struct {
+		Counts     map[string]int64 `json:"counts"`
+		MaxStallMS int64            `json:"max_stall_ms"`
+	} `json:"flow_moves"`
 }
 
 type endpointStatus struct {
-	Proto string `json:"proto"`
+	Proto   string `json:"proto"`
+	BytesIn int64  `json:"bytes_in"`
 	UDP   *struct {
 		Flows           int64 `json:"flows"`
 		FlowsRefused    int64 `json:"flows_refused"`

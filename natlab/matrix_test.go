@@ -412,6 +412,6 @@ key-file = "key.pem"
 relay-hostname = %q
 store-dir = %q
 `, head, serverAddr, filepath.Join(dir, "store")))
-	srv := l.start(t, l.server, "connetd-server", dir, filepath.Join(binDir, "connetd"), "--config", filepath.Join(dir, "server.toml"))
-	waitLog(t, srv, "control listening for clients", 10*time.Second)
+	l.srv = l.start(t, l.server, "connetd-server", dir, filepath.Join(binDir, "connetd"), "--config", filepath.Join(dir, "server.toml"))
+	waitLog(t, l.srv, "control listening for clients", 10*time.Second)
 }

@@ -106,6 +106,13 @@ func (w *world) must(args ...string) string {
 	return string(out)
 }
 
+// try runs a command inside namespace ns and reports whether it failed.
+func (w *world) try(ns string, args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, args...)...).Run()
+}
+
 // in runs a command inside namespace ns.
 func (w *world) in(ns string, args ...string) string {
 	w.t.Helper()

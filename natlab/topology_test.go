@@ -55,6 +55,7 @@ type lab struct {
 	bins   string
 	bigSum string // sha256 of the large payload of the address-change rows
 	moves  int    // address changes so far
+	srv    *proc  // the server (control and relay), once started
 }
 
 func (l *lab) wan(n int) (core, site string) {
