@@ -2,6 +2,7 @@ package client
 
 import (
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -154,45 +155,59 @@ func (p *peer) readAckStream(st *quic.ReceiveStream) {
 	}
 }
 
-// flowMoves counts flow moves by old and new path, and keeps the longest
-// stall one caused, for status and metrics.
+// flowMoves counts flow moves by old and new path, keeps the longest
+// stall one caused, and the last few moves, numbered, so that D-Bus can
+// signal each once.
 type flowMoves struct {
 	mu       sync.Mutex
 	counts   map[string]int64 // "relay→direct" etc.
 	maxStall time.Duration
-	last     *FlowMove
+	seq      int64
+	recent   []FlowMove // the last recentMoves, oldest first
 }
+
+// recentMoves bounds the moves status lists.
+const recentMoves = 16
 
 // FlowMove is one move of a resumable flow, for status.
 type FlowMove struct {
-	Old     string `json:"old_path"`
-	New     string `json:"new_path"`
-	StallMS int64  `json:"stall_ms"`
-	At      string `json:"at"`
+	Seq      int64  `json:"seq"`  // 1 for the client's first move, and on
+	Kind     string `json:"kind"` // our side of the flow: source or destination
+	Endpoint string `json:"endpoint"`
+	Peer     string `json:"peer"`
+	Old      string `json:"old_path"` // none: the stream had died with no other path up
+	New      string `json:"new_path"`
+	StallMS  int64  `json:"stall_ms"` // from leaving the old stream to sending on the new
+	At       string `json:"at"`
 }
 
-func (m *flowMoves) note(old, new path, stall time.Duration) {
+func (m *flowMoves) note(mv FlowMove, stall time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.counts == nil {
 		m.counts = map[string]int64{}
 	}
-	m.counts[old.String()+"→"+new.String()]++
+	m.counts[mv.Old+"→"+mv.New]++
 	m.maxStall = max(m.maxStall, stall)
-	m.last = &FlowMove{Old: old.String(), New: new.String(), StallMS: stall.Milliseconds(), At: time.Now().UTC().Format(time.RFC3339Nano)}
+	m.seq++
+	mv.Seq, mv.StallMS, mv.At = m.seq, stall.Milliseconds(), time.Now().UTC().Format(time.RFC3339Nano)
+	if len(m.recent) == recentMoves {
+		m.recent = append(m.recent[:0], m.recent[1:]...)
+	}
+	m.recent = append(m.recent, mv)
 }
 
 // FlowMovesStatus is what status shows of flow moves.
 type FlowMovesStatus struct {
 	Counts     map[string]int64 `json:"counts,omitempty"`
 	MaxStallMS int64            `json:"max_stall_ms"`
-	Last       *FlowMove        `json:"last,omitempty"`
+	Recent     []FlowMove       `json:"recent,omitempty"`
 }
 
 func (m *flowMoves) status() FlowMovesStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := FlowMovesStatus{Counts: map[string]int64{}, MaxStallMS: m.maxStall.Milliseconds(), Last: m.last}
+	s := FlowMovesStatus{Counts: map[string]int64{}, MaxStallMS: m.maxStall.Milliseconds(), Recent: slices.Clone(m.recent)}
 	for k, v := range m.counts {
 		s.Counts[k] = v
 	}

@@ -465,7 +465,11 @@ func (f *rflow) attachResumed(st *quic.Stream, conn *quic.Conn, pa path, peerRec
 	}
 	old, stall := f.lostPath, time.Since(f.lostAt)
 	f.attachLocked(st, conn, pa, peerReceived)
-	f.p.c.flowMoves.note(old, pa, stall)
+	kind := "destination"
+	if f.opener {
+		kind = "source"
+	}
+	f.p.c.flowMoves.note(FlowMove{Kind: kind, Endpoint: f.name, Peer: f.p.id.String(), Old: old.String(), New: pa.String()}, stall)
 	f.log.Info("flow moved", "old_path", old.String(), "new_path", pa.String(), "stall", stall.Round(time.Millisecond).String())
 	return nil
 }

@@ -36,6 +36,10 @@ var (
 		"Finished hole-punching attempts by outcome (direct or failed) and the NAT kinds of this client and the peer.", counterKind, "outcome", "local_nat", "peer_nat")
 	clientPathChanges = newDesc("connetd_client_path_changes_total",
 		"Paths this client dialed to peers coming up or going down, by reason: direct_up, direct_lost, network_change, relay_up, relay_lost.", counterKind, "reason")
+	clientFlowMoves = newDesc("connetd_client_flow_moves_total",
+		"Resumable TCP flows that went on over another path, by the path they left and the one they took (direct, relay).", counterKind, "old_path", "new_path")
+	clientFlowStall = newDesc("connetd_client_flow_move_stall_max_seconds",
+		"The longest stall a flow move caused since start: from leaving the old stream to sending on the new one.", gaugeKind)
 	clientTimeToDirect = newDesc("connetd_client_time_to_direct_seconds",
 		"Time from wanting a direct path to a peer to having the first one, per peer.", histogramKind)
 	clientPortMapping = newDesc("connetd_client_port_mapping",
@@ -55,7 +59,7 @@ var (
 )
 
 var clientDescs = []*desc{clientControlConnected, clientRelaysConnected, clientEndpointBytes, clientBytes,
-	clientActive, clientRefused, clientPeerPath, clientPeers, clientPunches, clientPunchPairs, clientPunchOutcomes, clientPathChanges, clientPeerRTT, clientTimeToDirect, clientPortMapping,
+	clientActive, clientRefused, clientPeerPath, clientPeers, clientPunches, clientPunchPairs, clientPunchOutcomes, clientPathChanges, clientFlowMoves, clientFlowStall, clientPeerRTT, clientTimeToDirect, clientPortMapping,
 	clientUDPFlows, clientUDPFlowsRefused, clientUDPDropped, clientUDPMaxPayload}
 
 func collectClient(s *sink, st *client.Status) {
@@ -83,6 +87,12 @@ func collectClient(s *sink, st *client.Status) {
 	for reason, n := range st.PathChanges {
 		counter(s, clientPathChanges, n, reason)
 	}
+	for move, n := range st.FlowMoves.Counts {
+		if old, new, ok := strings.Cut(move, "→"); ok {
+			counter(s, clientFlowMoves, n, old, new)
+		}
+	}
+	gauge(s, clientFlowStall, float64(st.FlowMoves.MaxStallMS)/1000)
 	if h := st.TimeToDirect; h != nil && len(h.Buckets) == len(h.Bounds) {
 		histogram(s, clientTimeToDirect, h.Count, h.Sum, h.Bounds, h.Buckets)
 	}

@@ -33,6 +33,7 @@ func fullState() State {
 			PunchOutcomes: []traversal.PunchOutcome{{Outcome: "direct", LocalNAT: "easy", PeerNAT: "hard", Count: 2},
 				{Outcome: "failed", LocalNAT: "hard", PeerNAT: "hard", Count: 5}},
 			PathChanges:  map[string]int64{"direct_up": 4, "network_change": 1, "relay_lost": 0},
+			FlowMoves:    client.FlowMovesStatus{Counts: map[string]int64{"relay→direct": 3, "direct→relay": 1}, MaxStallMS: 870},
 			TimeToDirect: &client.Histogram{Bounds: []float64{0.5, 2}, Buckets: []uint64{1, 3}, Count: 4, Sum: 9.25},
 		},
 		Control: &control.Status{ClientTokens: 3, Refusals: map[string]int64{control.RefusedInvalidToken: 4}, Clients: []control.ClientStatus{
@@ -120,6 +121,13 @@ connetd_client_punch_outcomes_total{local_nat="hard",outcome="failed",peer_nat="
 connetd_client_path_changes_total{reason="direct_up"} 4
 connetd_client_path_changes_total{reason="network_change"} 1
 connetd_client_path_changes_total{reason="relay_lost"} 0
+# HELP connetd_client_flow_moves_total Resumable TCP flows that went on over another path, by the path they left and the one they took (direct, relay).
+# TYPE connetd_client_flow_moves_total counter
+connetd_client_flow_moves_total{new_path="direct",old_path="relay"} 3
+connetd_client_flow_moves_total{new_path="relay",old_path="direct"} 1
+# HELP connetd_client_flow_move_stall_max_seconds The longest stall a flow move caused since start: from leaving the old stream to sending on the new one.
+# TYPE connetd_client_flow_move_stall_max_seconds gauge
+connetd_client_flow_move_stall_max_seconds 0.87
 # HELP connetd_client_peer_rtt_seconds Smoothed round-trip time of the path an endpoint uses to a peer now.
 # TYPE connetd_client_peer_rtt_seconds gauge
 connetd_client_peer_rtt_seconds{endpoint="web",kind="source",path="relay",peer="01234567"} 0.025
@@ -217,7 +225,7 @@ connetd_relay_bytes_total{endpoint="web"} 7
 		t.Fatal(err)
 	}
 	got, wanted := families(b.String()), families(want)
-	for _, name := range []string{"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_punch_pairs_total", "connetd_client_punch_outcomes_total", "connetd_client_path_changes_total", "connetd_client_peer_rtt_seconds", "connetd_client_time_to_direct_seconds", "connetd_client_port_mapping", "connetd_udp_buffer_bytes", "connetd_client_control_connected",
+	for _, name := range []string{"connetd_client_bytes_total", "connetd_client_punch_attempts_total", "connetd_client_punch_pairs_total", "connetd_client_punch_outcomes_total", "connetd_client_path_changes_total", "connetd_client_flow_moves_total", "connetd_client_flow_move_stall_max_seconds", "connetd_client_peer_rtt_seconds", "connetd_client_time_to_direct_seconds", "connetd_client_port_mapping", "connetd_udp_buffer_bytes", "connetd_client_control_connected",
 		"connetd_client_endpoint_refused", "connetd_client_udp_flows", "connetd_client_udp_flows_refused_total",
 		"connetd_client_udp_datagrams_dropped_total", "connetd_client_udp_max_payload_bytes", "connetd_client_peers", "connetd_control_refusals_total", "connetd_control_token_clients", "connetd_control_token_endpoints", "connetd_control_clients",
 		"connetd_relay_packets_dropped_total", "connetd_relay_read_batch_datagrams", "connetd_relay_bytes_total"} {

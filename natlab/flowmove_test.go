@@ -1,14 +1,16 @@
 package natlab
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net/http"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -47,11 +49,12 @@ type flowResult struct {
 
 func TestFlowMoves(t *testing.T) {
 	l, dir := labWithServer(t, `log-level = "debug"`)
-	l.bigSum = payload(t, dir, "move.bin", moveSize)
+	data := make([]byte, moveSize)
+	_, _ = rand.Read(data)
 	p := pairing{src: l.sites["easy1"], dst: l.sites["easy2"]}
 	rows := []flowRow{
 		{name: "relay→direct (direct blocked, then unblocked)", blocked: true, at: 3 * time.Second,
-			act: func(t *testing.T, l *lab, p pairing, _ string) { l.blockDirect(t, p, false) },
+			act:  func(t *testing.T, l *lab, p pairing, _ string) { l.blockDirect(t, p, false) },
 			move: "relay→direct", lateRoute: "direct", maxStall: 1500 * time.Millisecond},
 		{name: "direct→relay (direct blocked mid-transfer)", at: 2 * time.Second,
 			act:  func(t *testing.T, l *lab, p pairing, _ string) { l.blockDirect(t, p, true) },
@@ -62,17 +65,17 @@ func TestFlowMoves(t *testing.T) {
 			// bytes after the move go by relay, then direct.
 			move: "direct→relay", maxStall: 2 * time.Second},
 		{name: "server restart, relayed flow", route: "relay", at: 2 * time.Second,
-			act: func(t *testing.T, l *lab, _ pairing, _ string) { l.restartServer(t) },
+			act:       func(t *testing.T, l *lab, _ pairing, _ string) { l.restartServer(t) },
 			lateRoute: "relay", maxStall: 2 * time.Second},
 		{name: "server restart, direct flow", route: "direct", at: 2 * time.Second,
-			act: func(t *testing.T, l *lab, _ pairing, _ string) { l.restartServer(t) },
+			act:       func(t *testing.T, l *lab, _ pairing, _ string) { l.restartServer(t) },
 			lateRoute: "direct", maxStall: 500 * time.Millisecond},
 	}
 	var table logBuf
 	table.add("%-46s %-7s %9s %9s %12s %12s %s", "row (easy→easy)", "sha256", "stall", "max", "direct B", "server B", "moves")
 	for _, r := range rows {
 		t.Run(strings.NewReplacer("→", "_to_", " ", "_", ",", "", "(", "", ")", "").Replace(r.name), func(t *testing.T) {
-			res := l.runFlowRow(t, dir, p, r)
+			res := l.runFlowRow(t, dir, p, r, data)
 			sha := "ok"
 			if !res.intact {
 				sha = "BROKEN"
@@ -95,7 +98,7 @@ func TestFlowMoves(t *testing.T) {
 	fmt.Fprintf(os.Stdout, "NAT lab flow moves:\n%s", table.String())
 }
 
-func (l *lab) runFlowRow(t *testing.T, dir string, p pairing, r flowRow) flowResult {
+func (l *lab) runFlowRow(t *testing.T, dir string, p pairing, r flowRow, data []byte) flowResult {
 	var res flowResult
 	pdir := filepath.Join(dir, "move-"+strings.NewReplacer("→", "-", " ", "-", ",", "", "(", "", ")", "").Replace(r.name))
 	if err := os.MkdirAll(pdir, 0o755); err != nil {
@@ -105,7 +108,7 @@ func (l *lab) runFlowRow(t *testing.T, dir string, p pairing, r flowRow) flowRes
 	if r.route != "" {
 		route = fmt.Sprintf("route = %q\n", r.route)
 	}
-	write(t, pdir, "dst.toml", clientConf(dir, fmt.Sprintf("[client.destinations.lab]\naddr = \"127.0.0.1:3000\"\nfile-server-root = %q\n", filepath.Join(dir, "www"))))
+	write(t, pdir, "dst.toml", clientConf(dir, "[client.destinations.lab]\naddr = \"127.0.0.1:3000\"\n"))
 	write(t, pdir, "src.toml", clientConf(dir, "[client.sources.lab]\naddr = \"127.0.0.1:8000\"\n"+route))
 	countNS := l.accounting(t, p)
 	l.flushConntrack(t, p)
@@ -114,6 +117,7 @@ func (l *lab) runFlowRow(t *testing.T, dir string, p pairing, r flowRow) flowRes
 	}
 	defer l.blockDirect(t, p, false)
 	srcNS, dstNS := p.src.clients[p.srcI], p.dst.clients[p.dstI]
+	sender := pacedSender(t, dstNS, "127.0.0.1:3000", data, moveRate)
 	bin := filepath.Join(binDir, "connetd")
 	dst := l.start(t, dstNS, "connetd-dst", pdir, bin, "--config", filepath.Join(pdir, "dst.toml"))
 	defer dst.stop(t)
@@ -132,26 +136,25 @@ func (l *lab) runFlowRow(t *testing.T, dir string, p pairing, r flowRow) flowRes
 		err   error
 	}
 	done := make(chan outcome, 1)
-	go func() { // ends with the transfer, bounded by its timeout
-		sum, n, stall, err := steadyFetch(srcNS, "move.bin", moveRate, 2*time.Minute)
+	go func() { // ends with the transfer, bounded by its deadline
+		sum, n, stall, err := readAll(srcNS, "127.0.0.1:8000", 2*time.Minute)
 		done <- outcome{sum, n, stall, err}
 	}()
 	time.Sleep(r.at)
 	r.act(t, l, p, srcNS)
-	if r.move != "" {
-		if !waitMove(srcNS, r.move, 20*time.Second) {
-			t.Errorf("the source reported no %s move within 20s", r.move)
-		}
+	if r.move != "" && !waitMove(srcNS, r.move, 20*time.Second) {
+		t.Errorf("the source reported no %s move within 20s", r.move)
 	}
 	// The bytes from here on are "late": where did they go?
-	before := fetchedSoFar(srcNS)
+	before := sender.sent.Load()
 	l.w.in(countNS, "iptables", "-w", "-Z", "ACCT")
 	o := <-done
 	c := l.counters(countNS, "filter", "ACCT")
 	res.direct, res.srv = c["direct"], c["server"]
 	res.late = o.n - before
-	res.lateRoute = judgeRoute(res.direct, res.srv, res.late)
-	res.intact = o.err == nil && o.sum == l.bigSum
+	res.lateRoute = judgeRoute(res.direct, res.srv, res.late*9/10)
+	sum := sha256.Sum256(data)
+	res.intact = o.err == nil && o.sum == hex.EncodeToString(sum[:])
 	res.stall = o.stall
 	if o.err != nil {
 		res.note = fmt.Sprintf("; failed after %d B: %v", o.n, o.err)
@@ -160,6 +163,79 @@ func (l *lab) runFlowRow(t *testing.T, dir string, p pairing, r flowRow) flowRes
 		res.moves = st.FlowMoves.Counts
 	}
 	return res
+}
+
+// sender serves one connection with data at a steady rate.
+type sender struct{ sent atomic.Int64 }
+
+// pacedSender listens on addr in ns and writes data to the first
+// connection at rate bytes per second, then closes it.
+func pacedSender(t *testing.T, ns, addr string, data []byte, rate int) *sender {
+	t.Helper()
+	var ln net.Listener
+	if err := inNS(ns, func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
+		t.Fatal(err)
+	}
+	s := &sender{}
+	done := make(chan struct{})
+	t.Cleanup(func() { ln.Close(); <-done })
+	go func() { // ends when the connection is served or the listener closes
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		const piece = 16 << 10
+		start := time.Now()
+		for off := 0; off < len(data); off += piece {
+			n, err := c.Write(data[off:min(off+piece, len(data))])
+			s.sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+			if ahead := time.Duration(s.sent.Load())*time.Second/time.Duration(rate) - time.Since(start); ahead > 0 {
+				time.Sleep(ahead)
+			}
+		}
+	}()
+	return s
+}
+
+// readAll reads one connection to addr from inside ns to its end, as fast
+// as bytes come, and returns their sha256, their count, and the longest
+// time between two reads once bytes flowed: the sender is paced, so that
+// is the longest stall.
+func readAll(ns, addr string, timeout time.Duration) (string, int64, time.Duration, error) {
+	c, err := dialIn(ns, addr, 5*time.Second)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	h := sha256.New()
+	var n int64
+	var longest time.Duration
+	var last time.Time
+	buf := make([]byte, 64<<10)
+	for {
+		m, err := c.Read(buf)
+		if m > 0 {
+			now := time.Now()
+			if n > 0 {
+				longest = max(longest, now.Sub(last))
+			}
+			last = now
+			h.Write(buf[:m])
+			n += int64(m)
+		}
+		if err == io.EOF {
+			return hex.EncodeToString(h.Sum(nil)), n, longest, nil
+		}
+		if err != nil {
+			return hex.EncodeToString(h.Sum(nil)), n, longest, err
+		}
+	}
 }
 
 // blockDirect drops (on) or lets through (off) the UDP packets between
@@ -195,7 +271,8 @@ func (l *lab) restartServer(t *testing.T) {
 	args := l.srv.cmd.Args
 	l.srv.stop(t)
 	dir := filepath.Dir(args[len(args)-1])
-	l.srv = l.start(t, l.server, "connetd-server-restarted", dir, filepath.Join(binDir, "connetd"), "--config", args[len(args)-1])
+	// The top test's: the server outlives this row.
+	l.srv = l.start(l.w.t, l.server, "connetd-server-restarted", dir, filepath.Join(binDir, "connetd"), "--config", args[len(args)-1])
 	waitLog(t, l.srv, "control listening for clients", 10*time.Second)
 }
 
@@ -223,56 +300,4 @@ func waitMove(ns, move string, bound time.Duration) bool {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return false
-}
-
-// fetchedSoFar is how many bytes the source in ns passed to its TCP
-// client so far (its endpoint's counter).
-func fetchedSoFar(ns string) int64 {
-	st, err := status(ns)
-	if err != nil || len(st.Sources) == 0 {
-		return 0
-	}
-	return st.Sources[0].BytesIn
-}
-
-// steadyFetch downloads file through the source in ns at rate bytes per
-// second over one connection, and returns the sha256 of what arrived and
-// the longest time between two reads once bytes flowed.
-func steadyFetch(ns, file string, rate int, timeout time.Duration) (string, int64, time.Duration, error) {
-	resp, err := httpIn(ns, timeout).Get("http://127.0.0.1:8000/" + file)
-	if err != nil {
-		return "", 0, 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", 0, 0, fmt.Errorf("status %s", resp.Status)
-	}
-	h := sha256.New()
-	var n int64
-	var longest time.Duration
-	buf := make([]byte, 32<<10)
-	start := time.Now()
-	last := start
-	for {
-		m, err := resp.Body.Read(buf)
-		if m > 0 {
-			now := time.Now()
-			if n > 0 {
-				longest = max(longest, now.Sub(last))
-			}
-			last = now
-			h.Write(buf[:m])
-			n += int64(m)
-			if ahead := time.Duration(n)*time.Second/time.Duration(rate) - time.Since(start); ahead > 0 {
-				time.Sleep(ahead)
-				last = time.Now()
-			}
-		}
-		if err == io.EOF {
-			return hex.EncodeToString(h.Sum(nil)), n, longest, nil
-		}
-		if err != nil {
-			return hex.EncodeToString(h.Sum(nil)), n, longest, err
-		}
-	}
 }

@@ -112,7 +112,7 @@ type clientStatus struct {
 type endpointStatus struct {
 	Proto   string `json:"proto"`
 	BytesIn int64  `json:"bytes_in"`
-	UDP   *struct {
+	UDP     *struct {
 		Flows           int64 `json:"flows"`
 		FlowsRefused    int64 `json:"flows_refused"`
 		DroppedOversize int64 `json:"dropped_oversize"`

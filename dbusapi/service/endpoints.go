@@ -102,6 +102,30 @@ func (s *Server) syncEndpoints(snap daemon.Snapshot, eps []daemon.Endpoint) {
 		_ = s.conn.Emit(dbusapi.ManagerPath, dbusapi.ObjectManagerIface+".InterfacesRemoved", path, []string{dbusapi.EndpointIface})
 		_ = s.conn.Emit(dbusapi.ManagerPath, dbusapi.ManagerIface+".EndpointRemoved", path, obj.kind, obj.name)
 	}
+	s.signalMoves(snap.Client)
+}
+
+// signalMoves emits FlowMoved on the endpoint object of every flow move
+// the client made since the last one signalled. Status keeps the last few
+// moves; a burst of more between two syncs signals those.
+func (s *Server) signalMoves(st *client.Status) {
+	if st == nil {
+		return
+	}
+	for _, mv := range st.FlowMoves.Recent {
+		if mv.Seq <= s.moveSeq {
+			continue
+		}
+		s.moveSeq = mv.Seq
+		if !s.movesSeen {
+			continue
+		}
+		path := dbusapi.EndpointPath(mv.Kind, mv.Endpoint)
+		if s.endpoints[path] != nil {
+			_ = s.conn.Emit(path, dbusapi.EndpointIface+".FlowMoved", mv.Peer, mv.Old, mv.New, uint64(max(mv.StallMS, 0)))
+		}
+	}
+	s.movesSeen = true
 }
 
 // signalPaths emits PeerPathChanged for every peer whose path differs from
@@ -144,6 +168,8 @@ func (s *Server) exportEndpoint(path dbus.ObjectPath, ep daemon.Endpoint, values
 		introspect.IntrospectData, prop.IntrospectData,
 		{Name: dbusapi.EndpointIface, Properties: props.Introspection(dbusapi.EndpointIface), Signals: []introspect.Signal{
 			{Name: "PeerPathChanged", Args: []introspect.Arg{{Name: "peer", Type: "s"}, {Name: "old", Type: "s"}, {Name: "new", Type: "s"}}},
+			{Name: "FlowMoved", Args: []introspect.Arg{{Name: "peer", Type: "s"}, {Name: "old", Type: "s"}, {Name: "new", Type: "s"},
+				{Name: "stall_ms", Type: "t"}}},
 		}},
 	}}
 	if err := s.conn.Export(introspect.NewIntrospectable(node), path, "org.freedesktop.DBus.Introspectable"); err != nil {

@@ -36,6 +36,11 @@ type Server struct {
 	// mu guards endpoints, which GetManagedObjects reads.
 	mu        sync.Mutex
 	endpoints map[dbus.ObjectPath]*endpointObject
+	// moveSeq is the last flow move signalled (FlowMoved); movesSeen
+	// says a first snapshot set it, so moves from before the service
+	// started are not signalled.
+	moveSeq   int64
+	movesSeen bool
 }
 
 // Serve owns the instance's bus name on conn and answers calls until ctx
