@@ -96,7 +96,10 @@ type Client struct {
 	changed   changes.Signal // what Status shows changed
 	traffic   trafficNote    // byte counters moved
 	flowMoves flowMoves      // resumable flows that changed path
-	paths     pathChanges    // dialed paths up and down, by reason
+	// peerProtos is what the client offers on peer connections
+	// (peerALPNs; tests take /2 away to act as an older client).
+	peerProtos []string
+	paths      pathChanges // dialed paths up and down, by reason
 	// timeToDirect has each peer's time to its first direct path.
 	timeToDirect *histogram
 	// udpFlows is the destination side of UDP flows; muxDrops counts
@@ -131,6 +134,7 @@ func New(cfg Config) (*Client, error) {
 		}
 	}
 	c := &Client{
+		peerProtos:   peerALPNs,
 		cfg:          cfg,
 		log:          log,
 		id:           id,

@@ -3,6 +3,7 @@ package client
 import (
 	"time"
 
+	"github.com/connetd/connetd/wire"
 	"github.com/quic-go/quic-go"
 )
 
@@ -30,5 +31,32 @@ func (c *Client) DropDirectPaths(hold time.Duration) {
 	c.mu.Unlock()
 	for _, conn := range conns {
 		_ = conn.CloseWithError(0, "test: path dropped")
+	}
+}
+
+// OfferPeerV1Only makes the client offer only connetd-peer/1 on peer
+// connections, as a client from before resumable flows; before Run.
+func (c *Client) OfferPeerV1Only() { c.peerProtos = []string{wire.ALPNPeer} }
+
+// ForgetFlows drops every resumable flow the client holds from its
+// peers' tables, as a restarted client would have none: a resume of one
+// of them is refused. The flows go on until end is called, which aborts
+// them (a restarted client's are gone).
+func (c *Client) ForgetFlows() (end func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var forgotten []*rflow
+	for _, p := range c.peers {
+		p.mu.Lock()
+		for _, f := range p.flows {
+			forgotten = append(forgotten, f)
+		}
+		p.flows = nil
+		p.mu.Unlock()
+	}
+	return func() {
+		for _, f := range forgotten {
+			f.abort("test: forgotten")
+		}
 	}
 }

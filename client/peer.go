@@ -235,7 +235,8 @@ func (p *peer) pathFor(name string) (*quic.Conn, path, time.Duration) {
 		conn *quic.Conn
 		pa   path
 	}{{p.directConn, pathDirect}, {p.relayConn, pathRelay}} {
-		if cand.conn == nil || !r.allow(cand.pa) || (cand.pa == pathDirect && p.migrating) || p.stalled[cand.conn] {
+		if cand.conn == nil || cand.conn.Context().Err() != nil || !r.allow(cand.pa) ||
+			(cand.pa == pathDirect && p.migrating) || p.stalled[cand.conn] {
 			continue
 		}
 		return cand.conn, cand.pa, cand.conn.ConnectionStats().SmoothedRTT

@@ -87,7 +87,7 @@ const (
 	// replayLimit bounds the bytes a flow keeps unacknowledged in each
 	// direction: a reader of TCP waits beyond it. It also bounds a flow's
 	// throughput to replayLimit per round trip plus acknowledgement delay.
-	replayLimit = 8 << 20
+	replayLimit = 4 << 20
 	// resumeWait is how long a flow whose stream died waits for a new
 	// one before its TCP connection is reset.
 	resumeWait = 30 * time.Second

@@ -136,3 +136,88 @@ func waitRelayUp(t *testing.T, c *client.Client, source string) {
 	}
 	t.Fatalf("source %s has no relayed path: %+v", source, c.Status().Sources)
 }
+
+// holdConn opens a connection through addr, checks one echo, and returns
+// it for the test to use after a path change.
+func holdConn(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	echoOn(t, c, "before")
+	return c
+}
+
+func echoOn(t *testing.T, c net.Conn, msg string) {
+	t.Helper()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatalf("write %q: %v", msg, err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+		t.Fatalf("echo of %q: %q, %v", msg, got, err)
+	}
+}
+
+// A destination from before resumable flows (connetd-peer/1 only): the
+// connection falls back to /1, TCP flows work as before, and one whose
+// direct path is dropped ends (reset), as it did, while a new one goes
+// through the relay.
+func TestFlowsToAnOlderPeerFallBackToV1(t *testing.T) {
+	l := newLab(t)
+	svc := echoServer(t)
+	l.client("dst", client.Config{}, func(c *client.Client) {
+		c.OfferPeerV1Only()
+		must(t, c.AddDestination("svc", client.DestinationConfig{Addr: svc}))
+	})
+	addr := freeTCP(t)
+	src := l.client("src", client.Config{}, func(c *client.Client) {
+		must(t, c.AddSource("svc", client.SourceConfig{Addr: addr}))
+	})
+	waitPath(t, src, "svc", "direct")
+	waitRelayUp(t, src, "svc")
+	c := holdConn(t, addr)
+	src.DropDirectPaths(time.Minute)
+	buf := make([]byte, 1)
+	if n, err := c.Read(buf); err == nil {
+		t.Fatalf("a /1 flow survived its path: read %d bytes", n)
+	}
+	echo(t, addr, "a new connection goes through the relay")
+	if moves := flowMoves(src); len(moves) != 0 {
+		t.Errorf("moves counted without resumable flows: %v", moves)
+	}
+}
+
+// A resume the destination cannot take (it no longer holds the flow, as
+// after a restart) resets the source's TCP connection at once rather than
+// leaving it hanging.
+func TestResumeOfAnUnknownFlowResetsTheConnection(t *testing.T) {
+	l := newLab(t)
+	svc := echoServer(t)
+	dst := l.client("dst", client.Config{}, func(c *client.Client) {
+		must(t, c.AddDestination("svc", client.DestinationConfig{Addr: svc}))
+	})
+	addr := freeTCP(t)
+	src := l.client("src", client.Config{}, func(c *client.Client) {
+		must(t, c.AddSource("svc", client.SourceConfig{Addr: addr}))
+	})
+	waitPath(t, src, "svc", "direct")
+	waitRelayUp(t, src, "svc")
+	c := holdConn(t, addr)
+	end := dst.ForgetFlows()
+	defer end()
+	start := time.Now()
+	src.DropDirectPaths(time.Minute)
+	buf := make([]byte, 1)
+	_, err := c.Read(buf)
+	if err == nil {
+		t.Fatal("the connection went on after its flow was refused")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the connection ended %v after the refused resume, want at once", took)
+	}
+	echo(t, addr, "a new connection works")
+}

@@ -296,14 +296,14 @@ func (p *peer) setStalled(conn *quic.Conn, on bool) {
 // peerTLS is the TLS configuration for dialing the peer.
 func (p *peer) peerTLS() *tls.Config {
 	conf := p.c.id.ClientTLS(wire.ALPNPeer, func(id identity.ID) bool { return id == p.id })
-	conf.NextProtos = peerALPNs
+	conf.NextProtos = p.c.peerProtos
 	return conf
 }
 
 // peerServerTLS is the TLS configuration for accepting sources.
 func (c *Client) peerServerTLS() *tls.Config {
 	conf := c.id.ServerTLS(wire.ALPNPeer, c.isAllowedSource)
-	conf.NextProtos = peerALPNs
+	conf.NextProtos = c.peerProtos
 	return conf
 }
 
