@@ -224,7 +224,7 @@ func (p *peer) removeInbound(conn *quic.Conn) {
 
 // pathFor picks the connection a new TCP connection of our source name
 // goes over: the peer's best usable path, with its RTT.
-func (p *peer) pathFor(name string) (*quic.Conn, path, time.Duration) {
+func (p *peer) pathFor(name string, avoid *quic.Conn) (*quic.Conn, path, time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r, ok := p.asDestination[name]
@@ -235,7 +235,7 @@ func (p *peer) pathFor(name string) (*quic.Conn, path, time.Duration) {
 		conn *quic.Conn
 		pa   path
 	}{{p.directConn, pathDirect}, {p.relayConn, pathRelay}} {
-		if cand.conn == nil || cand.conn.Context().Err() != nil || !r.allow(cand.pa) ||
+		if cand.conn == nil || cand.conn == avoid || cand.conn.Context().Err() != nil || !r.allow(cand.pa) ||
 			(cand.pa == pathDirect && p.migrating) || p.stalled[cand.conn] {
 			continue
 		}

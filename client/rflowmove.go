@@ -39,12 +39,13 @@ func (f *rflow) relocate(prefer *quic.Conn, preferPa path) {
 	defer deadline.Stop()
 	retry := newSleeper()
 	defer retry.stop()
+	var failed *quic.Conn // where the last resume failed: another path first
 	for {
 		changed := f.p.c.changed.C()
 		conn, pa := prefer, preferPa
 		prefer = nil
 		if conn == nil || conn.Context().Err() != nil || f.p.isStalled(conn) {
-			conn, pa = f.p.bestPath(f.name)
+			conn, pa = f.p.bestPath(f.name, failed)
 		}
 		f.mu.Lock()
 		cur, curPa, attached, ended := f.conn, f.pa, f.st != nil, f.ended
@@ -61,6 +62,7 @@ func (f *rflow) relocate(prefer *quic.Conn, preferPa path) {
 				return
 			}
 			f.log.Debug("flow resume failed", "path", pa.String(), "err", err)
+			failed = conn
 			if !retry.sleep(f.ctx, 200*time.Millisecond) {
 				return
 			}
@@ -205,9 +207,14 @@ func (p *peer) evacuate(conn *quic.Conn) {
 }
 
 // bestPath is the peer's best live connection for a new stream of our
-// source name.
-func (p *peer) bestPath(name string) (*quic.Conn, path) {
-	conn, pa, _ := p.pathFor(name)
+// source name; avoid is taken only when there is no other (a path that
+// is up but does not carry a resume must not hold a flow until it times
+// out).
+func (p *peer) bestPath(name string, avoid *quic.Conn) (*quic.Conn, path) {
+	conn, pa, _ := p.pathFor(name, avoid)
+	if conn == nil && avoid != nil {
+		conn, pa, _ = p.pathFor(name, nil)
+	}
 	return conn, pa
 }
 

@@ -220,7 +220,7 @@ func (c *Client) pickLocked(name string) (*peer, path, *quic.Conn) {
 	bestPath := pathNone
 	var bestRTT time.Duration
 	for _, p := range c.peers {
-		conn, pa, rtt := p.pathFor(name)
+		conn, pa, rtt := p.pathFor(name, nil)
 		if conn == nil {
 			continue
 		}

@@ -250,7 +250,7 @@ func (f *srcFlow) run(ctx context.Context) {
 		case <-changed:
 			// A better path to the same destination: another one would
 			// give the service a new client address mid-flow.
-			if conn, pa, _ := cur.p.pathFor(u.s.name); conn != nil && conn != cur.conn && pa < cur.pa {
+			if conn, pa, _ := cur.p.pathFor(u.s.name, nil); conn != nil && conn != cur.conn && pa < cur.pa {
 				if next, err := f.open(cur.p, pa, conn, &streams); err == nil {
 					old := cur
 					cur = next
