@@ -23,6 +23,7 @@ type cluster struct {
 	udpDirect        string // UDP address of the direct-route udp source
 	udpRelay         string // UDP address of the relay-route udp source
 	srcStatus        string // HTTP status address of the source client
+	serverStatus     string // and of the server
 }
 
 func (c *cluster) procs() []*proc {
@@ -47,13 +48,14 @@ func (c *cluster) stop() {
 // startCluster writes the configs into dir and starts the three processes.
 // On error the caller still calls stop on the returned cluster.
 func startCluster(bin, dir, cert, key, target, udpTarget string) (*cluster, error) {
-	ports, err := freePorts(10)
+	ports, err := freePorts(11)
 	if err != nil {
 		return nil, err
 	}
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
 	serverAddr, relayAddr := addr(0), addr(1)
-	c := &cluster{srcDirect: addr(6), srcRelay: addr(7), udpDirect: addr(8), udpRelay: addr(9), srcStatus: addr(5)}
+	c := &cluster{srcDirect: addr(6), srcRelay: addr(7), udpDirect: addr(8), udpRelay: addr(9), srcStatus: addr(5),
+		serverStatus: addr(10)}
 
 	server := fmt.Sprintf(`[server]
 tokens = ["client-d-token", "client-s-token"]
@@ -63,7 +65,8 @@ addr = %q
 relay-addr = %q
 relay-hostname = "127.0.0.1"
 store-dir = %q
-`, cert, key, serverAddr, relayAddr, filepath.Join(dir, "server-store"))
+status-addr = %q
+`, cert, key, serverAddr, relayAddr, filepath.Join(dir, "server-store"), c.serverStatus)
 	client := func(token, direct, status string) string {
 		return fmt.Sprintf(`[client]
 token = %q
@@ -137,6 +140,26 @@ type statusJSON struct {
 		} `json:"peers"`
 		UDP *udpStatusJSON `json:"udp"`
 	} `json:"sources"`
+	Relay *relayStatusJSON `json:"relay"` // the server's
+}
+
+// relayStatusJSON is what the bench reads of the relay's status.
+type relayStatusJSON struct {
+	Packets       int64 `json:"packets_forwarded"`
+	Reads         int64 `json:"reads"`
+	ReadDatagrams int64 `json:"read_datagrams"`
+}
+
+// relayCounters reads the server's relay counters.
+func (c *cluster) relayCounters(ctx context.Context) (relayStatusJSON, error) {
+	st, err := fetchStatus(ctx, &http.Client{Timeout: time.Second}, "http://"+c.serverStatus+"/")
+	if err != nil {
+		return relayStatusJSON{}, err
+	}
+	if st.Relay == nil {
+		return relayStatusJSON{}, fmt.Errorf("server status has no relay")
+	}
+	return *st.Relay, nil
 }
 
 // udpStatusJSON is a udp source's flows and drops.

@@ -95,6 +95,10 @@ func printReport(out io.Writer, o opts, res *results) {
 	fmt.Fprintln(out, "(bench = this process: TCP sender and sink; for bare quic-go, the QUIC sender only;")
 	fmt.Fprintln(out, " forwarder = a TURN-like relay: a port per peer pair, packets unframed, GRO in and GSO out;")
 	fmt.Fprintln(out, " UDP rows: the reported ≤1%-loss trial, per GB delivered; bench = UDP sender and sink)")
+	if gb, io := float64(res.cpuBytes[rRelay])/1e9, res.relayIO; gb > 0 && io.Reads > 0 {
+		fmt.Fprintf(out, "relay route: the relay forwarded %.0f datagrams and read %.0f times per GB (%.1f datagrams per read)\n",
+			float64(io.Packets)/gb, float64(io.Reads)/gb, float64(io.ReadDatagrams)/float64(io.Reads))
+	}
 
 	direct, relay, bare := res.tput[rDirect].mbps(), res.tput[rRelay].mbps(), res.tput[rQUIC].mbps()
 	p50 := percentile(res.echo[rDirect], 50)

@@ -45,6 +45,9 @@ type results struct {
 	// 1-minute load averages around the measurements: other work on the
 	// machine skews the numbers, and the reader should see how much.
 	loadBefore, loadAfter string
+	// relayIO is the relay's forwarded datagrams and socket reads over
+	// the relay route's throughput runs: what its CPU per GB pays for.
+	relayIO relayStatusJSON
 }
 
 // CPU table columns besides the connetd process names.

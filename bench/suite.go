@@ -36,7 +36,22 @@ func measureAll(ctx context.Context, o opts, cl *cluster, target string, usrv *u
 			if res.cpu[r] == nil {
 				res.cpu[r] = map[string]float64{}
 			}
+			var before relayStatusJSON
+			if r == rRelay {
+				var err error
+				if before, err = cl.relayCounters(ctx); err != nil {
+					return nil, err
+				}
+			}
 			t, err := measureThroughput(ctx, o, r, addrs[r], certFile, keyFile, procs, res.rss, res.cpu[r])
+			if err == nil && r == rRelay {
+				var after relayStatusJSON
+				if after, err = cl.relayCounters(ctx); err == nil {
+					res.relayIO.Packets += after.Packets - before.Packets
+					res.relayIO.Reads += after.Reads - before.Reads
+					res.relayIO.ReadDatagrams += after.ReadDatagrams - before.ReadDatagrams
+				}
+			}
 			if err != nil {
 				return nil, fmt.Errorf("throughput via %s (run %d): %w", r, rep, err)
 			}

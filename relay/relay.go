@@ -264,7 +264,10 @@ type Status struct {
 	// the buckets of relayconn.BatchBuckets (the last: above them);
 	// ReadDatagrams is the datagrams of all reads. For metrics.
 	ReadBatches   []int64 `json:"-"`
-	ReadDatagrams int64   `json:"-"`
+	ReadDatagrams int64   `json:"read_datagrams"`
+	// Reads is how many reads of the socket returned datagrams (the sum
+	// of ReadBatches): datagrams per read says how well reads batch.
+	Reads int64 `json:"reads"`
 	// Pairs is the bytes forwarded per authorized (from, to) pair, for
 	// metrics; the JSON status keeps to the per-endpoint sums.
 	Pairs []PairStatus `json:"-"`
@@ -315,6 +318,9 @@ func (s *Server) Status() Status {
 	st := Status{ID: s.cfg.Identity.ID.String(), Clients: []ClientStatus{}, Endpoints: []EndpointStatus{},
 		Packets: s.forwarded.Load() - failed, DroppedBy: map[string]int64{DropSendFailed: failed},
 		ReadBatches: reads, ReadDatagrams: datagrams}
+	for _, n := range reads {
+		st.Reads += n
+	}
 	st.ControlAddr, st.ControlNode = s.control()
 	for r := range s.dropped {
 		st.DroppedBy[dropNames[r]] = s.dropped[r].Load()
