@@ -10,6 +10,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/connetd/connetd/internal/msgid"
 	"github.com/connetd/connetd/replay"
 	"github.com/connetd/connetd/wire"
 )
@@ -470,7 +471,8 @@ func (f *rflow) attachResumed(st *quic.Stream, conn *quic.Conn, pa path, peerRec
 		kind = "source"
 	}
 	f.p.c.flowMoves.note(FlowMove{Kind: kind, Endpoint: f.name, Peer: f.p.id.String(), Old: old.String(), New: pa.String()}, stall)
-	f.log.Info("flow moved", "old_path", old.String(), "new_path", pa.String(), "stall", stall.Round(time.Millisecond).String())
+	f.log.Info("flow moved", msgid.FlowMoved.Attr(), "old_path", old.String(), "new_path", pa.String(),
+		"stall", stall.Round(time.Millisecond).String())
 	return nil
 }
 

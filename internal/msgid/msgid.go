@@ -41,6 +41,9 @@ const (
 	PeerPathChanged ID = "919902a7fca94e21ac4ca8d787e05749"
 	// PeerPathLost: a direct or relayed connection to a peer ended.
 	PeerPathLost ID = "f09cb54383ff42488bd0a6bc242195ed"
+	// FlowMoved: an open TCP connection went on over another path
+	// (a resumable flow), with the stall that caused.
+	FlowMoved ID = "bc5b7bf230114bbaad4e23371a0a44be"
 	// PunchFailed: a hole-punching attempt found no direct path.
 	PunchFailed ID = "7f082e1413be4f29be12ececaf26a36d"
 	// RelayLost: a client's connection to a relay ended.
@@ -76,6 +79,7 @@ var All = map[string]ID{
 	"PeerPathUp":       PeerPathUp,
 	"PeerPathChanged":  PeerPathChanged,
 	"PeerPathLost":     PeerPathLost,
+	"FlowMoved":        FlowMoved,
 	"PunchFailed":      PunchFailed,
 	"RelayLost":        RelayLost,
 	"ReloadApplied":    ReloadApplied,
