@@ -299,13 +299,7 @@ func (p *peer) serveStream(conn *quic.Conn, st *quic.Stream, pa path) {
 		return
 	}
 	log.Debug("connection routed", "from", m.From)
-	if m.Flow != 0 && resumable(conn) {
-		f := newRFlow(p, m.Flow, false, name, tc.(*net.TCPConn), &c.traffic, []*traffic{&d.traffic, &p.traffic},
-			func(pa path) *traffic { return p.byPath.get(pathKey{name, false, pa}) })
-		f.run(st, conn, pa)
-		return
-	}
-	proxy(tc.(*net.TCPConn), st, &c.traffic, &d.traffic, &p.traffic, p.byPath.get(pathKey{name, false, pa}))
+	p.carry(tc.(*net.TCPConn), st, conn, pa, name, m.Flow, false, &d.traffic, &p.traffic)
 }
 
 // confirm tells a source that asked (Connect.Ack, a source that may try

@@ -156,7 +156,7 @@ func (p *peer) serveKind(conn *quic.Conn, st *quic.Stream, pa path, m *wire.Conn
 			return true
 		}
 		log.Debug("connection routed", "from", m.From)
-		proxy(tlc, st, &c.traffic, counters...)
+		p.carry(tlc, st, conn, pa, d.name, m.Flow, false, &d.traffic, &p.traffic)
 	default: // http, https, file: an HTTP server on the stream
 		// Nothing is dialed before the first request (a proxy's backend
 		// connection comes from its pool): the server is ready now.

@@ -167,13 +167,13 @@ func (s *source) acceptTLS(ctx context.Context, c *Client, ln net.Listener) {
 				_ = tc.Close()
 				return
 			}
-			t, err := s.openTunnel(ctx, c, tc.RemoteAddr().String(), 0)
+			t, err := s.openTunnel(ctx, c, tc.RemoteAddr().String(), newFlowID())
 			if err != nil {
 				log.Warn("refusing connection", "err", err)
 				_ = tc.Close()
 				return
 			}
-			proxy(tc, t.st, &c.traffic, t.counters...)
+			t.p.carry(tc, t.st, t.conn, t.pa, s.name, t.flow, true, &s.traffic, &t.p.traffic)
 		})
 	}
 }
@@ -277,13 +277,14 @@ func (h *wsSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Debug("websocket upgrade failed", "from", r.RemoteAddr, "err", err)
 		return
 	}
-	t, err := h.s.openTunnel(r.Context(), h.c, r.RemoteAddr, 0)
+	t, err := h.s.openTunnel(r.Context(), h.c, r.RemoteAddr, newFlowID())
 	if err != nil {
 		h.log.Warn("refusing connection", "from", r.RemoteAddr, "err", err)
 		_ = wc.Close(websocket.StatusTryAgainLater, "no path to a destination")
 		return
 	}
-	proxy(wsConn{websocket.NetConn(h.ctx, wc, websocket.MessageBinary)}, t.st, &h.c.traffic, t.counters...)
+	t.p.carry(wsConn{websocket.NetConn(h.ctx, wc, websocket.MessageBinary)}, t.st, t.conn, t.pa, h.s.name, t.flow, true,
+		&h.s.traffic, &t.p.traffic)
 }
 
 // wsConn ends its writing by closing: a WebSocket has no half-close.

@@ -248,7 +248,8 @@ func (s *source) try(c *Client, tc *net.TCPConn, cs []candidate, log *slog.Logge
 			}
 			l.hold(cd.p.id)
 		}
-		st, err := s.open(cd, tc, ack)
+		flow := newFlowID()
+		st, err := s.open(cd, tc, ack, flow)
 		if err != nil {
 			l.release(cd.p.id)
 			dead = dead && cd.conn.Context().Err() != nil
@@ -257,7 +258,7 @@ func (s *source) try(c *Client, tc *net.TCPConn, cs []candidate, log *slog.Logge
 		}
 		log.Debug("connection routed", "peer", cd.p.id.Short(), "route", cd.pa.String(), "try", i+1)
 		p := cd.p
-		proxy(tc, st, &c.traffic, &s.traffic, &p.traffic, p.byPath.get(pathKey{s.name, true, cd.pa}))
+		p.carry(tc, st, cd.conn, cd.pa, s.name, flow, true, &s.traffic, &p.traffic)
 		l.release(p.id)
 		return true, false
 	}
@@ -270,12 +271,15 @@ var errRefused = errors.New("destination refused")
 // open opens a stream to the candidate and sends Connect; with ack it
 // waits for the destination's answer (FlowReady), which comes only once
 // its service is dialed.
-func (s *source) open(cd candidate, tc *net.TCPConn, ack bool) (*quic.Stream, error) {
+func (s *source) open(cd candidate, tc *net.TCPConn, ack bool, flow uint64) (*quic.Stream, error) {
 	st, err := cd.conn.OpenStream()
 	if err != nil {
 		return nil, err
 	}
-	if err := wire.Write(st, &wire.Connect{Endpoint: s.name, From: tc.RemoteAddr().String(), Ack: ack}); err != nil {
+	if !resumable(cd.conn) {
+		flow = 0
+	}
+	if err := wire.Write(st, &wire.Connect{Endpoint: s.name, From: tc.RemoteAddr().String(), Ack: ack, Flow: flow}); err != nil {
 		abort(st, wire.StreamAborted)
 		return nil, err
 	}

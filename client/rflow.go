@@ -31,7 +31,7 @@ type rflow struct {
 	opener bool // we are the source: we picked id and we resume
 	p      *peer
 	name   string
-	tcp    *net.TCPConn
+	tcp    halfConn // the TCP connection, or a TLS or WebSocket one over it
 	note   *trafficNote
 	base   []*traffic          // path-independent counters
 	byPath func(path) *traffic // this endpoint's counter of a path
@@ -102,7 +102,7 @@ const (
 	maxWrite = 256 << 10
 )
 
-func newRFlow(p *peer, id uint64, opener bool, name string, tcp *net.TCPConn, note *trafficNote,
+func newRFlow(p *peer, id uint64, opener bool, name string, tcp halfConn, note *trafficNote,
 	base []*traffic, byPath func(path) *traffic) *rflow {
 	f := &rflow{id: id, opener: opener, p: p, name: name, tcp: tcp, note: note, base: base, byPath: byPath,
 		buf: replay.New(replayLimit)}
@@ -113,6 +113,19 @@ func newRFlow(p *peer, id uint64, opener bool, name string, tcp *net.TCPConn, no
 }
 
 func (f *rflow) key() rflowKey { return rflowKey{f.id, f.opener} }
+
+// carry proxies conn over st, a stream of qc for our endpoint name: as a
+// resumable flow when flow is nonzero and qc negotiated them, else tied
+// to st. base are the counters besides the endpoint's per-path one;
+// opener says we are the source.
+func (p *peer) carry(conn halfConn, st *quic.Stream, qc *quic.Conn, pa path, name string, flow uint64, opener bool, base ...*traffic) {
+	byPath := func(pa path) *traffic { return p.byPath.get(pathKey{name, opener, pa}) }
+	if flow != 0 && resumable(qc) {
+		newRFlow(p, flow, opener, name, conn, &p.c.traffic, base, byPath).run(st, qc, pa)
+		return
+	}
+	proxy(conn, st, &p.c.traffic, append(base, byPath(pa))...)
+}
 
 // run carries the flow over st and its successors until it ends, and
 // waits for every goroutine of the flow.
@@ -226,7 +239,9 @@ func (f *rflow) abortLocked(why string) {
 		f.st.CancelRead(wire.StreamAborted)
 		f.st.CancelWrite(wire.StreamAborted)
 	}
-	_ = f.tcp.SetLinger(0)
+	if t, ok := f.tcp.(*net.TCPConn); ok {
+		_ = t.SetLinger(0)
+	}
 	_ = f.tcp.Close()
 	f.cancel()
 	f.cond.Broadcast()

@@ -3,6 +3,7 @@ package client_test
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/tls"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/connetd/connetd/client"
+	"github.com/connetd/connetd/wire"
 )
 
 // steadyEcho sends total bytes of a seeded random pattern through addr
@@ -220,4 +222,33 @@ func TestResumeOfAnUnknownFlowResetsTheConnection(t *testing.T) {
 		t.Errorf("the connection ended %v after the refused resume, want at once", took)
 	}
 	echo(t, addr, "a new connection works")
+}
+
+// The other byte-pipe kinds resume too: a tls destination (the flow's
+// local side is a TLS connection) and a balancing source (its streams are
+// opened by the balancer).
+func TestFlowsOfOtherKindsMove(t *testing.T) {
+	cases := []struct {
+		name string
+		dst  func(t *testing.T) client.DestinationConfig
+		src  client.SourceConfig
+	}{
+		{"tls destination", func(t *testing.T) client.DestinationConfig {
+			cert := newCert(t)
+			return client.DestinationConfig{Addr: tlsEcho(t, cert), Kind: client.Kind{Scheme: "tls", TLS: &tls.Config{RootCAs: cert.Pool}}}
+		}, client.SourceConfig{Addr: "127.0.0.1:0"}},
+		{"balancing source", func(t *testing.T) client.DestinationConfig {
+			return client.DestinationConfig{Addr: echoServer(t)}
+		}, client.SourceConfig{Addr: "127.0.0.1:0", LB: client.LBConfig{Policy: client.LBRoundRobin}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := pair(t, wire.RouteAny, tc.dst(t), tc.src)
+			waitRelayUp(t, src, "svc")
+			steadyEcho(t, sourceStatus(t, src, "svc").Addr, 4<<20, 4<<20, func() {
+				src.DropDirectPaths(time.Minute)
+				waitMoves(t, src, "direct→relay", 1)
+			})
+		})
+	}
 }

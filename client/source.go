@@ -244,12 +244,5 @@ func (s *source) forward(ctx context.Context, c *Client, tc *net.TCPConn) {
 		_ = tc.Close()
 		return
 	}
-	if t.flow != 0 {
-		p := t.p
-		f := newRFlow(p, t.flow, true, s.name, tc, &c.traffic, []*traffic{&s.traffic, &p.traffic},
-			func(pa path) *traffic { return p.byPath.get(pathKey{s.name, true, pa}) })
-		f.run(t.st, t.conn, t.pa)
-		return
-	}
-	proxy(tc, t.st, &c.traffic, t.counters...)
+	t.p.carry(tc, t.st, t.conn, t.pa, s.name, t.flow, true, &s.traffic, &t.p.traffic)
 }
