@@ -64,6 +64,7 @@ type rflow struct {
 	peerEOF    bool
 	ended      bool
 	recovering bool // relocate or awaitResume runs
+	recheck    bool // a path came up while relocate ran: it looks again
 	lostAt     time.Time
 	lostPath   path
 	pathT      *traffic
@@ -522,7 +523,11 @@ func (f *rflow) awaitResume() {
 func (f *rflow) moveTo(conn *quic.Conn, pa path) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !f.opener || f.ended || f.recovering || f.conn == conn {
+	if !f.opener || f.ended || f.conn == conn {
+		return
+	}
+	if f.recovering {
+		f.recheck = true
 		return
 	}
 	f.recovering = true

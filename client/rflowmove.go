@@ -30,13 +30,6 @@ var peerALPNs = []string{wire.ALPNPeerResumable, wire.ALPNPeer}
 // path came up), else over the peer's best live path, waiting for one up
 // to resumeWait. The source only.
 func (f *rflow) relocate(prefer *quic.Conn, preferPa path) {
-	defer func() {
-		f.mu.Lock()
-		f.recovering = false
-		f.mu.Unlock()
-	}()
-	deadline := time.NewTimer(resumeWait)
-	defer deadline.Stop()
 	retry := newSleeper()
 	defer retry.stop()
 	var failed *quic.Conn // where the last resume failed: another path first
@@ -47,39 +40,56 @@ func (f *rflow) relocate(prefer *quic.Conn, preferPa path) {
 		if conn == nil || conn.Context().Err() != nil || f.p.isStalled(conn) {
 			conn, pa = f.p.bestPath(f.name, failed)
 		}
+		// Whether to stop is decided under the lock that detachLocked
+		// takes: a detach right after must find recovering false and
+		// start a new relocate, or the flow would wait for nothing.
 		f.mu.Lock()
-		cur, curPa, attached, ended := f.conn, f.pa, f.st != nil, f.ended
-		f.mu.Unlock()
-		if ended {
+		if f.ended {
+			f.recovering = false
+			f.mu.Unlock()
 			return
 		}
-		if attached && (conn == nil || conn == cur || (pa >= curPa && !f.p.isStalled(cur))) {
-			return // nothing better than where the flow is
+		if f.st != nil && (conn == nil || conn == f.conn || (pa >= f.pa && !f.p.isStalled(f.conn))) {
+			if !f.recheck {
+				f.recovering = false
+				f.mu.Unlock()
+				return
+			}
+			// A better path came up since bestPath looked: look again.
+			f.recheck = false
+			f.mu.Unlock()
+			continue
 		}
+		lostAt := f.lostAt
+		f.mu.Unlock()
 		if conn != nil {
 			err := f.resumeOn(conn, pa)
 			if err == nil || errors.Is(err, errFlowEnded) {
-				return
+				continue // the check above ends the loop
 			}
 			f.log.Debug("flow resume failed", "path", pa.String(), "err", err)
 			failed = conn
 			if !retry.sleep(f.ctx, 200*time.Millisecond) {
-				return
+				return // the flow is ending
 			}
 			continue
 		}
+		// Detached, and no path: wait for one, up to resumeWait after the
+		// stream was lost.
+		wait := time.NewTimer(time.Until(lostAt.Add(resumeWait)))
 		select {
 		case <-changed:
 		case <-f.ctx.Done():
+			wait.Stop()
 			return
-		case <-deadline.C:
+		case <-wait.C:
 			f.mu.Lock()
-			if f.st == nil {
+			if f.st == nil && time.Since(f.lostAt) >= resumeWait {
 				f.abortLocked("no path to resume over within " + resumeWait.String())
 			}
 			f.mu.Unlock()
-			return
 		}
+		wait.Stop()
 	}
 }
 
