@@ -67,6 +67,12 @@ func TestFlowMoves(t *testing.T) {
 		{name: "server restart, relayed flow", route: "relay", at: 2 * time.Second,
 			act:       func(t *testing.T, l *lab, _ pairing, _ string) { l.restartServer(t) },
 			lateRoute: "relay", maxStall: 2 * time.Second},
+		// Down long enough for the relayed path to be found stalled: the
+		// flow waits for a new relayed connection through the server that
+		// comes back.
+		{name: "server down 1s, relayed flow", route: "relay", at: 2 * time.Second,
+			act:       func(t *testing.T, l *lab, _ pairing, _ string) { l.restartServerAfter(t, time.Second) },
+			lateRoute: "relay", maxStall: 2500 * time.Millisecond},
 		{name: "server restart, direct flow", route: "direct", at: 2 * time.Second,
 			act:       func(t *testing.T, l *lab, _ pairing, _ string) { l.restartServer(t) },
 			lateRoute: "direct", maxStall: 500 * time.Millisecond},
@@ -266,10 +272,14 @@ func (l *lab) changeAddress(t *testing.T, p pairing, srcNS string) {
 }
 
 // restartServer stops the server (SIGTERM) and starts it again.
-func (l *lab) restartServer(t *testing.T) {
+func (l *lab) restartServer(t *testing.T) { l.restartServerAfter(t, 0) }
+
+// restartServerAfter stops the server, waits down, and starts it again.
+func (l *lab) restartServerAfter(t *testing.T, down time.Duration) {
 	t.Helper()
 	args := l.srv.cmd.Args
 	l.srv.stop(t)
+	time.Sleep(down)
 	dir := filepath.Dir(args[len(args)-1])
 	// The top test's: the server outlives this row.
 	l.srv = l.start(l.w.t, l.server, "connetd-server-restarted", dir, filepath.Join(binDir, "connetd"), "--config", args[len(args)-1])
