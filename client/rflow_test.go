@@ -101,17 +101,7 @@ func waitMoves(t *testing.T, c *client.Client, move string, n int64) {
 // back: it moves to the relay, then back to the new direct path, and ends
 // intact. Both clients report the moves.
 func TestFlowMovesBetweenDirectAndRelay(t *testing.T) {
-	l := newLab(t)
-	svc := echoServer(t)
-	dst := l.client("dst", client.Config{}, func(c *client.Client) {
-		must(t, c.AddDestination("svc", client.DestinationConfig{Addr: svc}))
-	})
-	addr := freeTCP(t)
-	src := l.client("src", client.Config{}, func(c *client.Client) {
-		must(t, c.AddSource("svc", client.SourceConfig{Addr: addr}))
-	})
-	waitPath(t, src, "svc", "direct")
-	waitRelayUp(t, src, "svc")
+	dst, src, addr := echoPair(t, nil)
 	stall := steadyEcho(t, addr, 24<<20, 6<<20, func() {
 		src.DropDirectPaths(time.Second)
 		waitMoves(t, src, "direct→relay", 1)
@@ -121,6 +111,29 @@ func TestFlowMovesBetweenDirectAndRelay(t *testing.T) {
 	if flowMoves(dst)["direct→relay"] < 1 || flowMoves(dst)["relay→direct"] < 1 {
 		t.Errorf("the destination did not see both moves: %+v", dst.Status().FlowMoves)
 	}
+}
+
+// echoPair runs a destination of "svc" in front of an echo service
+// (prepared by dstSetup, when given, before it runs) and a source of it,
+// and waits until the source has a direct and a relayed path; it returns
+// both clients and the source's address.
+func echoPair(t *testing.T, dstSetup func(*client.Client)) (dst, src *client.Client, addr string) {
+	t.Helper()
+	l := newLab(t)
+	svc := echoServer(t)
+	dst = l.client("dst", client.Config{}, func(c *client.Client) {
+		if dstSetup != nil {
+			dstSetup(c)
+		}
+		must(t, c.AddDestination("svc", client.DestinationConfig{Addr: svc}))
+	})
+	addr = freeTCP(t)
+	src = l.client("src", client.Config{}, func(c *client.Client) {
+		must(t, c.AddSource("svc", client.SourceConfig{Addr: addr}))
+	})
+	waitPath(t, src, "svc", "direct")
+	waitRelayUp(t, src, "svc")
+	return dst, src, addr
 }
 
 // waitRelayUp waits until the source has a relayed connection to its
@@ -169,18 +182,7 @@ func echoOn(t *testing.T, c net.Conn, msg string) {
 // direct path is dropped ends (reset), as it did, while a new one goes
 // through the relay.
 func TestFlowsToAnOlderPeerFallBackToV1(t *testing.T) {
-	l := newLab(t)
-	svc := echoServer(t)
-	l.client("dst", client.Config{}, func(c *client.Client) {
-		c.OfferPeerV1Only()
-		must(t, c.AddDestination("svc", client.DestinationConfig{Addr: svc}))
-	})
-	addr := freeTCP(t)
-	src := l.client("src", client.Config{}, func(c *client.Client) {
-		must(t, c.AddSource("svc", client.SourceConfig{Addr: addr}))
-	})
-	waitPath(t, src, "svc", "direct")
-	waitRelayUp(t, src, "svc")
+	_, src, addr := echoPair(t, (*client.Client).OfferPeerV1Only)
 	c := holdConn(t, addr)
 	src.DropDirectPaths(time.Minute)
 	buf := make([]byte, 1)
@@ -197,17 +199,7 @@ func TestFlowsToAnOlderPeerFallBackToV1(t *testing.T) {
 // after a restart) resets the source's TCP connection at once rather than
 // leaving it hanging.
 func TestResumeOfAnUnknownFlowResetsTheConnection(t *testing.T) {
-	l := newLab(t)
-	svc := echoServer(t)
-	dst := l.client("dst", client.Config{}, func(c *client.Client) {
-		must(t, c.AddDestination("svc", client.DestinationConfig{Addr: svc}))
-	})
-	addr := freeTCP(t)
-	src := l.client("src", client.Config{}, func(c *client.Client) {
-		must(t, c.AddSource("svc", client.SourceConfig{Addr: addr}))
-	})
-	waitPath(t, src, "svc", "direct")
-	waitRelayUp(t, src, "svc")
+	dst, src, addr := echoPair(t, nil)
 	c := holdConn(t, addr)
 	end := dst.ForgetFlows()
 	defer end()
