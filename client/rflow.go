@@ -31,10 +31,8 @@ type rflow struct {
 	opener bool // we are the source: we picked id and we resume
 	p      *peer
 	name   string
-	tcp    halfConn // the TCP connection, or a TLS or WebSocket one over it
-	note   *trafficNote
-	base   []*traffic          // path-independent counters
-	byPath func(path) *traffic // this endpoint's counter of a path
+	tcp    halfConn   // the TCP connection, or a TLS or WebSocket one over it
+	base   []*traffic // path-independent counters
 	log    logger
 
 	ctx    context.Context
@@ -103,10 +101,8 @@ const (
 	maxWrite = 256 << 10
 )
 
-func newRFlow(p *peer, id uint64, opener bool, name string, tcp halfConn, note *trafficNote,
-	base []*traffic, byPath func(path) *traffic) *rflow {
-	f := &rflow{id: id, opener: opener, p: p, name: name, tcp: tcp, note: note, base: base, byPath: byPath,
-		buf: replay.New(replayLimit)}
+func newRFlow(p *peer, id uint64, opener bool, name string, tcp halfConn, base []*traffic) *rflow {
+	f := &rflow{id: id, opener: opener, p: p, name: name, tcp: tcp, base: base, buf: replay.New(replayLimit)}
 	f.cond = sync.NewCond(&f.mu)
 	f.log = p.c.log.With("endpoint", name, "peer", p.id.Short(), "flow", id)
 	f.ctx, f.cancel = context.WithCancel(p.ctx)
@@ -120,12 +116,11 @@ func (f *rflow) key() rflowKey { return rflowKey{f.id, f.opener} }
 // to st. base are the counters besides the endpoint's per-path one;
 // opener says we are the source.
 func (p *peer) carry(conn halfConn, st *quic.Stream, qc *quic.Conn, pa path, name string, flow uint64, opener bool, base ...*traffic) {
-	byPath := func(pa path) *traffic { return p.byPath.get(pathKey{name, opener, pa}) }
 	if flow != 0 && resumable(qc) {
-		newRFlow(p, flow, opener, name, conn, &p.c.traffic, base, byPath).run(st, qc, pa)
+		newRFlow(p, flow, opener, name, conn, base).run(st, qc, pa)
 		return
 	}
-	proxy(conn, st, &p.c.traffic, append(base, byPath(pa))...)
+	proxy(conn, st, &p.c.traffic, append(base, p.byPath.get(pathKey{name, opener, pa}))...)
 }
 
 // run carries the flow over st and its successors until it ends, and
@@ -165,7 +160,7 @@ func (f *rflow) attachLocked(st *quic.Stream, conn *quic.Conn, pa path, peerRece
 	f.gen++
 	f.wpos = peerReceived
 	f.finSent = false
-	t := f.byPath(pa)
+	t := f.p.byPath.get(pathKey{f.name, f.opener, pa}) // this endpoint's, on the new path
 	if f.pathT != t {
 		if f.pathT != nil {
 			f.pathT.active.Add(-1)
@@ -308,7 +303,7 @@ func (f *rflow) count(n int, out bool) {
 			t.in.Add(int64(n))
 		}
 	}
-	f.note.moved()
+	f.p.c.traffic.moved()
 }
 
 // streamOut writes the replay buffer to the current stream from wpos on,
