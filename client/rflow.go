@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -33,7 +34,7 @@ type rflow struct {
 	name   string
 	tcp    halfConn   // the TCP connection, or a TLS or WebSocket one over it
 	base   []*traffic // path-independent counters
-	log    logger
+	log    *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -66,13 +67,6 @@ type rflow struct {
 	lostAt     time.Time
 	lostPath   path
 	pathT      *traffic
-}
-
-// logger is the part of slog.Logger a flow uses.
-type logger interface {
-	Info(msg string, args ...any)
-	Debug(msg string, args ...any)
-	Warn(msg string, args ...any)
 }
 
 // rflowKey names a flow within a peer: IDs are picked by the side that
