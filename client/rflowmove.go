@@ -108,14 +108,17 @@ func (f *rflow) resumeOn(conn *quic.Conn, pa path) error {
 		abort(st, wire.StreamAborted)
 		return errFlowEnded
 	}
+	// A resume that fails leaves the flow: its stream is dropped with
+	// StreamMoved, which the destination takes as "not this stream", not
+	// as the end of the flow, should it have taken the resume already.
 	_ = st.SetDeadline(time.Now().Add(resumeAnswer))
 	if err := wire.Write(st, &wire.Resume{Flow: f.id, Received: received}); err != nil {
-		abort(st, wire.StreamAborted)
+		abort(st, wire.StreamMoved)
 		return err
 	}
 	m, err := wire.Read(st, wire.ResumeStream)
 	if err != nil {
-		abort(st, wire.StreamAborted)
+		abort(st, wire.StreamMoved)
 		var se *quic.StreamError
 		if errors.As(err, &se) && se.Remote && se.ErrorCode == wire.StreamUnknownFlow {
 			f.abort("the destination no longer holds the flow")
@@ -148,7 +151,7 @@ func (p *peer) serveResume(conn *quic.Conn, st *quic.Stream, pa path, m *wire.Re
 	}
 	_ = st.SetWriteDeadline(time.Now().Add(resumeAnswer))
 	if err := wire.Write(st, &wire.Resumed{Received: received}); err != nil {
-		abort(st, wire.StreamAborted)
+		abort(st, wire.StreamMoved) // the flow waits for another resume
 		return
 	}
 	_ = st.SetWriteDeadline(time.Time{})
