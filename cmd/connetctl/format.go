@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -62,6 +64,13 @@ func formatStatus(v statusView) string {
 	}
 	if v.ControlAddr != "" {
 		fmt.Fprintf(&b, "Control: %s (node %s)\n", v.ControlAddr, dash(v.ControlNode))
+	}
+	if len(v.FlowMoves) > 0 {
+		var moves []string
+		for _, k := range slices.Sorted(maps.Keys(v.FlowMoves)) {
+			moves = append(moves, fmt.Sprintf("%s %d", k, v.FlowMoves[k]))
+		}
+		fmt.Fprintf(&b, "Connections moved: %s (longest stall %d ms)\n", strings.Join(moves, ", "), v.FlowMoveStallMaxMS)
 	}
 	if v.Role == "client" {
 		b.WriteString("\n")

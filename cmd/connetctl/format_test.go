@@ -34,6 +34,7 @@ func golden(t *testing.T, name, got string) {
 var clientView = statusView{
 	Instance: "src", Role: "client", State: "running",
 	Summary: "2 sources, 1 destination; control connected; 1 peer direct, 1 relayed", NAT: "easy", ControlAddr: "192.0.2.10:19190", ControlNode: "ctl-1",
+	FlowMoves: map[string]uint64{"relay→direct": 3, "direct→relay": 1}, FlowMoveStallMaxMS: 870,
 	Endpoints: []endpointRow{
 		{Kind: "source", Name: "web", Address: "127.0.0.1:8000", Route: "any", Origin: "config", State: "active",
 			BytesIn: 1536, BytesOut: 300, Peers: []dbusapi.PeerInfo{

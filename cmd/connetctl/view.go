@@ -15,6 +15,10 @@ type statusView struct {
 	State    string `json:"state"`
 	Summary  string `json:"summary"`
 	NAT      string `json:"nat,omitempty"` // client: its own NAT behaviour
+	// FlowMoves counts open connections moved between paths, by
+	// "old→new"; FlowMoveStallMaxMS is the longest stall one caused.
+	FlowMoves          map[string]uint64 `json:"flow_moves,omitempty"`
+	FlowMoveStallMaxMS uint64            `json:"flow_move_stall_max_ms,omitempty"`
 	// ControlAddr and ControlNode: client and relay, the control in use.
 	ControlAddr string        `json:"control_addr,omitempty"`
 	ControlNode string        `json:"control_node,omitempty"`
@@ -62,6 +66,12 @@ func gather(e *env) (statusView, error) {
 	switch v.Role {
 	case "client":
 		if err := e.property(dbusapi.ManagerIface+".NAT", &v.NAT); err != nil {
+			return v, err
+		}
+		if err := e.property(dbusapi.ManagerIface+".FlowMoves", &v.FlowMoves); err != nil {
+			return v, err
+		}
+		if err := e.property(dbusapi.ManagerIface+".FlowMoveStallMaxMS", &v.FlowMoveStallMaxMS); err != nil {
 			return v, err
 		}
 		rows, err := endpointRows(e)

@@ -38,8 +38,13 @@ func managerValues(snap daemon.Snapshot) map[string]any {
 	var endpoints, direct, relayed, clients, relays uint32
 	var in, out uint64
 	nat, ctlAddr, ctlNode := "", "", ""
+	moves, stallMax := map[string]uint64{}, uint64(0)
 	if st := snap.Client; st != nil {
 		nat, ctlAddr, ctlNode = st.NAT, st.ControlAddr, st.ControlNode
+		for k, n := range st.FlowMoves.Counts {
+			moves[k] = uint64(n)
+		}
+		stallMax = uint64(max(st.FlowMoves.MaxStallMS, 0))
 		endpoints = uint32(len(st.Sources) + len(st.Destinations))
 		for _, list := range [][]clientEndpoint{st.Sources, st.Destinations} {
 			for _, e := range list {
@@ -68,6 +73,7 @@ func managerValues(snap daemon.Snapshot) map[string]any {
 		"State": snap.State, "StatusText": snap.Summary, "Endpoints": endpoints,
 		"PeersDirect": direct, "PeersRelayed": relayed, "Clients": clients, "Relays": relays,
 		"BytesIn": in, "BytesOut": out, "NAT": nat, "ControlAddr": ctlAddr, "ControlNode": ctlNode,
+		"FlowMoves": moves, "FlowMoveStallMaxMS": stallMax,
 	}
 }
 
