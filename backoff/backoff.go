@@ -34,8 +34,11 @@ func (b *Backoff) Next() time.Duration {
 func (b *Backoff) Reset() { b.next = b.min }
 
 // Sleep waits for Next or until ctx ends; it reports whether to go on.
-func (b *Backoff) Sleep(ctx context.Context) bool {
-	t := time.NewTimer(b.Next())
+func (b *Backoff) Sleep(ctx context.Context) bool { return Wait(ctx, b.Next()) }
+
+// Wait waits d; false if ctx ended first.
+func Wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

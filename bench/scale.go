@@ -17,6 +17,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/connetd/connetd/backoff"
 	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/restrict"
 	"github.com/connetd/connetd/wire"
@@ -133,7 +134,7 @@ func runScale(parent context.Context, o scaleOpts) (res *scaleResults, err error
 		res.nodes = append(res.nodes, n.name)
 	}
 	// Idle figures after the runtime has settled from start-up.
-	if !sleep(ctx, time.Second) {
+	if !backoff.Wait(ctx, time.Second) {
 		return nil, ctx.Err()
 	}
 	if res.nodeIdle, err = memOf(nodePIDs(nodes)); err != nil {
@@ -363,20 +364,9 @@ func waitClusterFormed(ctx context.Context, nodes []*controlNode) error {
 			log.Printf("control cluster formed: %d nodes", len(nodes))
 			return nil
 		}
-		if !sleep(ctx, 100*time.Millisecond) {
+		if !backoff.Wait(ctx, 100*time.Millisecond) {
 			return fmt.Errorf("control cluster not formed after 30s (last: %s)", last)
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
@@ -563,7 +553,7 @@ func announceAll(ctx context.Context, res *scaleResults, f *synthFleet, nodes []
 		// The status of thousands of clients is not free to build: poll
 		// gently so as not to slow what is being measured. The clients
 		// time their side exactly; this confirms that the nodes agree.
-		if !sleep(ctx, 500*time.Millisecond) {
+		if !backoff.Wait(ctx, 500*time.Millisecond) {
 			res.note("registration incomplete at the time limit: nodes list %v of %d names complete, %d of %d sources got their peer",
 				res.statusComplete, res.names, res.served, res.names)
 			return

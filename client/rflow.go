@@ -290,13 +290,18 @@ func (f *rflow) tcpIn() {
 // count adds n bytes to every counter of the flow; out is TCP → peer.
 // Called with f.mu held (pathT changes under it).
 func (f *rflow) count(n int, out bool) {
-	for _, t := range append(f.base, f.pathT) {
+	add := func(t *traffic) {
 		if out {
 			t.out.Add(int64(n))
 		} else {
 			t.in.Add(int64(n))
 		}
 	}
+	// Not append(f.base, f.pathT): that would allocate on every read.
+	for _, t := range f.base {
+		add(t)
+	}
+	add(f.pathT)
 	f.p.c.traffic.moved()
 }
 

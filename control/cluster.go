@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/connetd/connetd/backoff"
 	"github.com/connetd/connetd/etcdkv"
 	"github.com/connetd/connetd/identity"
 )
@@ -225,7 +226,7 @@ func (c *cluster) keepLease(ctx context.Context) {
 		if c.lease.Load() == 0 {
 			if err := c.grant(ctx); err != nil {
 				c.setState(err)
-				if !sleep(ctx, retryWait) {
+				if !backoff.Wait(ctx, retryWait) {
 					return
 				}
 				continue
@@ -290,17 +291,6 @@ func (c *cluster) leave() {
 	defer cancel()
 	if err := c.kv.Revoke(ctx, etcdkv.LeaseID(id)); err != nil {
 		c.log.Debug("cluster lease not revoked on stop; it expires on its own", "err", err)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/connetd/connetd/backoff"
 	"github.com/connetd/connetd/etcdkv"
 	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/wire"
@@ -55,7 +56,7 @@ func (c *cluster) publish(ctx context.Context) {
 				}
 			}
 			c.mu.Unlock()
-			if !sleep(ctx, retryWait) {
+			if !backoff.Wait(ctx, retryWait) {
 				return
 			}
 			c.poke()

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/connetd/connetd/backoff"
 	"github.com/connetd/connetd/etcdkv"
 	"github.com/connetd/connetd/identity"
 	"github.com/connetd/connetd/wire"
@@ -28,7 +29,7 @@ func (c *cluster) watch(ctx context.Context) {
 		if err != nil {
 			if ctx.Err() == nil {
 				c.setState(fmt.Errorf("read cluster state: %w", err))
-				sleep(ctx, retryWait)
+				backoff.Wait(ctx, retryWait)
 			}
 			continue
 		}

@@ -138,14 +138,7 @@ func TestNATDualStack(t *testing.T) {
 	for _, p := range pairings {
 		t.Run(strings.NewReplacer("→", "_to_", " ", "_").Replace(p.name), func(t *testing.T) {
 			r := l.runDualPairing(t, dir, p, sum)
-			ttd := "never"
-			if r.timeToDirect >= 0 {
-				ttd = r.timeToDirect.Round(10 * time.Millisecond).String()
-			}
-			sha := "ok"
-			if !r.shaOK {
-				sha = "MISMATCH"
-			}
+			ttd, sha := ttdText(r.timeToDirect), shaText(r.shaOK)
 			matrix.add("%-16s %-7s %-7s %-6s %12d %12d %12d %10s %s %s", p.name, p.expect, r.route, r.family, r.direct4, r.direct6, r.serverBytes, ttd, sha, r.note)
 			if r.route != p.expect || r.family != p.family {
 				t.Errorf("%s: data went %s over %s (direct IPv4 %d B, IPv6 %d B, server %d B), want %s over %s",

@@ -206,6 +206,22 @@ func payload(t *testing.T, dir, name string, size int) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// ttdText is a row's time to direct as the tables print it (-1: never).
+func ttdText(d time.Duration) string {
+	if d < 0 {
+		return "never"
+	}
+	return d.Round(10 * time.Millisecond).String()
+}
+
+// shaText is a row's payload check as the tables print it.
+func shaText(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "MISMATCH"
+}
+
 // logBuf collects the matrix lines for the summary.
 type logBuf struct {
 	mu    sync.Mutex

@@ -93,14 +93,7 @@ func TestNATMatrix(t *testing.T) {
 		ok := t.Run(strings.NewReplacer("→", "_to_", " ", "_").Replace(p.name), func(t *testing.T) {
 			ran = true
 			r := l.runPairing(t, dir, p, sum)
-			ttd := "never"
-			if r.timeToDirect >= 0 {
-				ttd = r.timeToDirect.Round(10 * time.Millisecond).String()
-			}
-			sha := "ok"
-			if !r.shaOK {
-				sha = "MISMATCH"
-			}
+			ttd, sha := ttdText(r.timeToDirect), shaText(r.shaOK)
 			matrix.add("%-28s %-7s %-7s %12d %12d %10s %s %s", p.name, p.expect, r.route, r.directBytes, r.serverBytes, ttd, sha, r.note)
 			if r.route != p.expect {
 				t.Errorf("%s: data went %s (direct %d B, server %d B), want %s", p.name, r.route, r.directBytes, r.serverBytes, p.expect)

@@ -153,7 +153,8 @@ func (b *Buffer) Free() {
 	b.chunks = nil
 }
 
-// Held is how many bytes of chunks the buffer holds, for status.
+// Held is how many bytes of chunks the buffer holds (what it costs in
+// memory, as tests check).
 func (b *Buffer) Held() int {
 	n := 0
 	for _, c := range b.chunks {

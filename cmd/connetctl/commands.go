@@ -25,7 +25,7 @@ func (c *command) help() string {
 }
 
 var commands = []command{
-	{name: "status", args: "", summary: "show the instance: endpoints, peers and the path each uses (direct or relay)", run: cmdStatus},
+	{name: "status", args: "", summary: "show the instance: endpoints, peers, the path each uses (direct or relay) and connections moved between paths", run: cmdStatus},
 	{name: "list", args: "", summary: "list sources and destinations and where each comes from (config or runtime)", run: cmdList},
 	{name: "peers", args: "", summary: "list the peers of every endpoint with path, RTT and bytes", run: cmdPeers},
 	{name: "add-source", args: "NAME ADDR|URL [--route any|direct|relay] [--udp-idle-timeout D] [--udp-max-flows N]", summary: "add a source listening on ADDR, or a tcp:// or udp:// URL (kept across restarts)", run: cmdAddSource},
