@@ -277,6 +277,9 @@ func (p *peer) serveStream(conn *quic.Conn, st *quic.Stream, pa path) {
 		}
 	}
 	defer d.openStream()()
+	if m.Flow != 0 && resumable(conn) && d.kind.pipe() {
+		defer p.expectFlow(m.Flow)()
+	}
 	if p.serveKind(conn, st, pa, m, d, from) {
 		return
 	}

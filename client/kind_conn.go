@@ -36,6 +36,10 @@ type Kind struct {
 
 func (k Kind) plain() bool { return k.Scheme == "" || k.Scheme == "tcp" }
 
+// pipe reports whether a destination of kind k carries each stream as a
+// byte pipe to its service (a resumable flow), not as HTTP served on it.
+func (k Kind) pipe() bool { return k.plain() || k.Scheme == "tls" }
+
 // halfConn is a connection proxy carries: it can end its writing alone.
 type halfConn interface {
 	io.ReadWriteCloser

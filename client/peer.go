@@ -97,6 +97,9 @@ type peer struct {
 	muxes map[*quic.Conn]*flowMux
 	// flows are the resumable TCP flows with the peer, both ways.
 	flows map[rflowKey]*rflow
+	// expected are the flows whose Connect is being served (the service
+	// dialed) before they join flows: a Resume that overtakes one waits.
+	expected map[uint64]chan struct{}
 	// ackers send our acknowledgements of its flows, per connection.
 	ackers map[*quic.Conn]*acker
 	// stalled marks connections we dialed that went silent.

@@ -64,9 +64,14 @@ type rflow struct {
 	ended      bool
 	recovering bool // relocate or awaitResume runs
 	recheck    bool // a path came up while relocate ran: it looks again
-	lostAt     time.Time
-	lostPath   path
-	pathT      *traffic
+	// held: the destination has the flow (an acknowledgement came: a
+	// destination that serves HTTP on the stream sends none, and its
+	// stream cannot move); until then a move waits (moveWhenHeld).
+	held         bool
+	moveWhenHeld bool
+	lostAt       time.Time
+	lostPath     path
+	pathT        *traffic
 }
 
 // rflowKey names a flow within a peer: IDs are picked by the side that
@@ -134,6 +139,10 @@ func (f *rflow) run(st *quic.Stream, conn *quic.Conn, pa path) {
 	f.mu.Lock()
 	f.attachLocked(st, conn, pa, 0)
 	f.mu.Unlock()
+	if !f.opener {
+		// Tell the source we hold the flow: it may move it from now on.
+		f.p.postAck(conn, wire.FlowAck{Flow: f.id, Opener: true}, true)
+	}
 	stop := context.AfterFunc(f.ctx, func() { f.abort("client stopping") })
 	f.wg.Go(f.tcpIn)
 	f.wg.Go(f.streamOut)
@@ -425,6 +434,7 @@ func (f *rflow) acked(a wire.FlowAck) {
 	if f.ended {
 		return
 	}
+	f.heldLocked()
 	if err := f.buf.Ack(a.Received); err != nil {
 		f.abortLocked("peer acknowledged " + err.Error())
 		return
@@ -476,6 +486,7 @@ func (f *rflow) attachResumed(st *quic.Stream, conn *quic.Conn, pa path, peerRec
 	}
 	old, stall := f.lostPath, time.Since(f.lostAt)
 	f.attachLocked(st, conn, pa, peerReceived)
+	f.heldLocked() // it answered our Resume
 	kind := "destination"
 	if f.opener {
 		kind = "source"
@@ -520,12 +531,38 @@ func (f *rflow) moveTo(conn *quic.Conn, pa path) {
 	if !f.opener || f.ended || f.conn == conn {
 		return
 	}
+	if !f.held {
+		// The destination may not have read our Connect yet: a Resume
+		// overtaking it would find no flow, and dropping the stream would
+		// lose the Connect. The move waits until the flow is held.
+		f.moveWhenHeld = true
+		return
+	}
 	if f.recovering {
 		f.recheck = true
 		return
 	}
 	f.recovering = true
 	f.wg.Go(func() { f.relocate(conn, pa) })
+}
+
+// heldLocked notes that the destination holds the flow, and starts a
+// move that waited for it.
+func (f *rflow) heldLocked() {
+	if f.held || !f.opener {
+		return
+	}
+	f.held = true
+	if !f.moveWhenHeld || f.ended {
+		return
+	}
+	f.moveWhenHeld = false
+	if f.recovering {
+		f.recheck = true
+		return
+	}
+	f.recovering = true
+	f.wg.Go(func() { f.relocate(nil, pathNone) })
 }
 
 // flowOn reports whether the flow currently travels over conn.

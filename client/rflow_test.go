@@ -244,3 +244,53 @@ func TestFlowsOfOtherKindsMove(t *testing.T) {
 		})
 	}
 }
+
+// A flow opened over the relay while its destination still dials a slow
+// service (an on-demand unit starting) is not moved to the direct path
+// that comes up meanwhile until the destination holds it: a Resume then
+// would find no flow. The first bytes get through, and the move follows.
+func TestFlowMovesOnlyOnceTheDestinationHoldsIt(t *testing.T) {
+	u := newUnitEcho(t, 1500*time.Millisecond)
+	src := pair(t, wire.RouteAny, client.DestinationConfig{Addr: u.addr, StartUnit: "echo.service", Units: u},
+		client.SourceConfig{Addr: "127.0.0.1:0"})
+	waitRelayUp(t, src, "svc")
+	src.DropDirectPaths(300 * time.Millisecond)
+	waitPath(t, src, "svc", "relay")
+	c, err := net.DialTimeout("tcp", sourceStatus(t, src, "svc").Addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	echoOn(t, c, "first, while the unit starts")
+	waitMoves(t, src, "relay→direct", 1)
+	echoOn(t, c, "after the move")
+}
+
+// The first path of a flow dies while its destination still dials a slow
+// service: the source's Resume over the relay waits at the destination
+// for the flow to be registered rather than being refused, and the flow
+// goes on over the relay.
+func TestResumeWaitsForAFlowBeingDialed(t *testing.T) {
+	u := newUnitEcho(t, 1500*time.Millisecond)
+	src := pair(t, wire.RouteAny, client.DestinationConfig{Addr: u.addr, StartUnit: "echo.service", Units: u},
+		client.SourceConfig{Addr: "127.0.0.1:0"})
+	waitRelayUp(t, src, "svc")
+	c, err := net.DialTimeout("tcp", sourceStatus(t, src, "svc").Addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := c.Write([]byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the destination starting its unit", 5*time.Second, func() bool { return u.starts.Load() >= 1 })
+	src.DropDirectPaths(time.Minute)
+	got := make([]byte, len("first"))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "first" {
+		t.Fatalf("echo of the first bytes: %q, %v", got, err)
+	}
+	waitMoves(t, src, "direct→relay", 1)
+	echoOn(t, c, "over the relay")
+}

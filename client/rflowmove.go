@@ -133,6 +133,9 @@ func (f *rflow) resumeOn(conn *quic.Conn, pa path) error {
 // serveResume takes a source's Resume of one of our destination flows.
 func (p *peer) serveResume(conn *quic.Conn, st *quic.Stream, pa path, m *wire.Resume) {
 	f := p.flow(rflowKey{m.Flow, false})
+	if f == nil {
+		f = p.awaitExpected(m.Flow)
+	}
 	if f == nil || !resumable(conn) {
 		abort(st, wire.StreamUnknownFlow)
 		return
@@ -158,11 +161,62 @@ func (p *peer) serveResume(conn *quic.Conn, st *quic.Stream, pa path, m *wire.Re
 	_ = f.attachResumed(st, conn, pa, m.Received)
 }
 
+// expectFlow notes that a Connect of flow id is being served. The source
+// may resume the flow before it is registered: its first path died while
+// our service was being dialed (an on-demand unit starting takes
+// seconds). That Resume waits for the flow rather than being told it is
+// unknown. done forgets the expectation if addFlow has not.
+func (p *peer) expectFlow(id uint64) (done func()) {
+	ch := make(chan struct{})
+	p.mu.Lock()
+	if p.expected == nil {
+		p.expected = map[uint64]chan struct{}{}
+	}
+	if old := p.expected[id]; old != nil {
+		close(old)
+	}
+	p.expected[id] = ch
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		if p.expected[id] == ch {
+			delete(p.expected, id)
+			close(ch)
+		}
+		p.mu.Unlock()
+	}
+}
+
+// awaitExpected waits up to resumeAnswer for the expected flow id to be
+// registered; nil if it is not expected or did not come.
+func (p *peer) awaitExpected(id uint64) *rflow {
+	p.mu.Lock()
+	ch := p.expected[id]
+	p.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	t := time.NewTimer(resumeAnswer)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-p.ctx.Done():
+	}
+	return p.flow(rflowKey{id, false})
+}
+
 // addFlow registers f with its peer; false if the peer is closing or the
 // ID is taken.
 func (p *peer) addFlow(f *rflow) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if !f.opener {
+		if ch := p.expected[f.id]; ch != nil {
+			delete(p.expected, f.id)
+			defer close(ch) // once f is in flows
+		}
+	}
 	if p.closed || p.flows[f.key()] != nil {
 		return false
 	}

@@ -27,15 +27,19 @@ type unitEcho struct {
 	starts atomic.Int32
 	stops  atomic.Int32
 
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]bool
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[net.Conn]bool
+	closed bool // the test ended: a start still sleeping listens no more
+	wg     sync.WaitGroup
 }
 
 func newUnitEcho(t *testing.T, delay time.Duration) *unitEcho {
 	u := &unitEcho{t: t, addr: freeTCP(t), delay: delay, conns: map[net.Conn]bool{}}
 	t.Cleanup(func() {
+		u.mu.Lock()
+		u.closed = true
+		u.mu.Unlock()
 		u.down()
 		u.wg.Wait()
 	})
@@ -54,7 +58,7 @@ func (u *unitEcho) StartUnit(ctx context.Context, name string) error {
 		time.Sleep(u.delay)
 		u.mu.Lock()
 		defer u.mu.Unlock()
-		if u.ln != nil {
+		if u.ln != nil || u.closed {
 			return
 		}
 		ln, err := net.Listen("tcp", u.addr)
