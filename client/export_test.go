@@ -15,8 +15,9 @@ import (
 func (c *Client) AdmitPeer(conn *quic.Conn) { c.admitPeer(conn, pathDirect) }
 
 // DropDirectPaths closes the direct connections the client dialed, as a
-// dead path would end them, and dials none for hold, so tests can watch
-// flows move to the relay (on loopback a new path is punched at once).
+// dead path would end them, waits until they are closed, and dials none
+// for hold, so tests can watch flows move to the relay (on loopback a new
+// path is punched at once).
 func (c *Client) DropDirectPaths(hold time.Duration) {
 	c.mu.Lock()
 	var conns []*quic.Conn
@@ -31,6 +32,15 @@ func (c *Client) DropDirectPaths(hold time.Duration) {
 	c.mu.Unlock()
 	for _, conn := range conns {
 		_ = conn.CloseWithError(0, "test: path dropped")
+	}
+	// Closing completes in the connection's own goroutine: until it has,
+	// a datagram sent on it is queued and lost without an error, as on a
+	// path that died unnoticed. Tests want the dead path noticed.
+	for _, conn := range conns {
+		select {
+		case <-conn.Context().Done():
+		case <-time.After(time.Second):
+		}
 	}
 }
 

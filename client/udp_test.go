@@ -188,7 +188,9 @@ func TestUDPFlowMovesBetweenPathsKeepingItsSocket(t *testing.T) {
 	relayUp := regexp.MustCompile(`msg="peer path up" role=src .*path=relay`)
 	waitUntil(t, 10*time.Second, "the relay path", func() bool { return relayUp.MatchString(l.logs.String()) })
 	src.DropDirectPaths(time.Second)
-	must(t, udptest.Exchange(c, 20, 500, 1, "relayed"))
+	// All at once, right as the direct path died: the flow is still on it
+	// for some of them, which must wait for its next path, not be lost.
+	must(t, udptest.Exchange(c, 20, 500, 20, "relayed"))
 	if got := byPath(); got["relay"] == 0 {
 		t.Fatalf("after the direct path died no bytes went through the relay: %v", got)
 	}
@@ -202,4 +204,48 @@ func TestUDPFlowMovesBetweenPathsKeepingItsSocket(t *testing.T) {
 		t.Fatalf("the service saw %d client addresses across the moves, want 1", n)
 	}
 	l.logs.WaitFor(t, "udp flow moved", time.Second)
+}
+
+// A service's reply that comes while its flow has no path (the direct
+// path died, and the route allows no other) is held by the destination
+// and delivered once the source is back on a new path, as are the
+// client's datagrams sent meanwhile.
+func TestUDPDatagramsWaitForTheFlowsNextPath(t *testing.T) {
+	l := newLab(t)
+	echo := udptest.ListenSlowEcho(t, "127.0.0.1:0", 300*time.Millisecond)
+	l.client("dst", client.Config{}, func(c *client.Client) {
+		must(t, c.AddDestination("dns", client.DestinationConfig{Addr: echo.Addr(), Route: wire.RouteDirect, Proto: wire.ProtoUDP}))
+	})
+	src := l.client("src", client.Config{}, func(c *client.Client) {
+		must(t, c.AddSource("dns", client.SourceConfig{Addr: "127.0.0.1:0", Route: wire.RouteDirect, Proto: wire.ProtoUDP}))
+	})
+	waitPath(t, src, "dns", "direct")
+	c := udptest.Dial(t, sourceStatus(t, src, "dns").Addr)
+	must(t, udptest.Exchange(c, 3, 500, 1, "before"))
+	// One datagram on its way to the service, then the path goes for a
+	// second: the reply comes at the destination while the flow has none.
+	if _, err := c.Write([]byte("during the gap")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	src.DropDirectPaths(time.Second)
+	if _, err := c.Write([]byte("sent with no path")); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	buf := make([]byte, 1500)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for len(got) < 2 {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("replies so far %v: %v", got, err)
+		}
+		got[string(buf[:n])] = true
+	}
+	if !got["during the gap"] || !got["sent with no path"] {
+		t.Fatalf("replies %v", got)
+	}
+	if n := echo.Clients(); n != 1 {
+		t.Fatalf("the service saw %d client addresses, want 1", n)
+	}
 }

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -44,7 +45,16 @@ type dstFlow struct {
 	mu     sync.Mutex
 	att    *flowAttachment // nil while the source finds another path
 	closed bool
+	// held are the service's datagrams that came while the flow had no
+	// live path, sent when the source comes back within flowHoldMax.
+	held   [][]byte
+	heldAt time.Time
 }
+
+// flowHoldMax bounds how long a destination holds a flow's datagrams for
+// a source that is finding another path: later they are dropped, as the
+// path's loss would have.
+const flowHoldMax = 5 * time.Second
 
 // flowReadBuf holds any datagram a QUIC packet can carry (quic-go's
 // packets are at most 1452 bytes); a larger one from the service is
@@ -198,20 +208,67 @@ func (f *dstFlow) read(t *flowTable, p *peer) {
 		a := f.att
 		f.mu.Unlock()
 		if a == nil {
-			f.d.udp.dropped.Add(1)
+			if !f.hold(nil, buf[:n]) {
+				f.d.udp.dropped.Add(1)
+			}
 			continue
 		}
-		dg = wire.AppendFlowDatagram(dg[:0], uint64(a.id), buf[:n])
-		err = a.conn.SendDatagram(dg)
-		var tooLarge *quic.DatagramTooLargeError
-		switch {
-		case err == nil:
-			p.c.countOut(n, &f.d.traffic, &a.p.traffic, a.byPath)
-		case errors.As(err, &tooLarge):
-			f.d.udp.oversize.Add(1)
-		default:
-			f.d.udp.dropped.Add(1)
-		}
+		dg = f.send(p.c, a, dg, buf[:n])
+	}
+}
+
+// send sends one datagram of the service's on a, or holds it if a's
+// connection is gone; dg is the caller's buffer, returned for reuse.
+func (f *dstFlow) send(c *Client, a *flowAttachment, dg, payload []byte) []byte {
+	dg = wire.AppendFlowDatagram(dg[:0], uint64(a.id), payload)
+	err := a.conn.SendDatagram(dg)
+	var tooLarge *quic.DatagramTooLargeError
+	switch {
+	case err == nil:
+		c.countOut(len(payload), &f.d.traffic, &a.p.traffic, a.byPath)
+	case errors.As(err, &tooLarge):
+		f.d.udp.oversize.Add(1)
+	case a.conn.Context().Err() != nil && f.hold(a, payload):
+	default:
+		f.d.udp.dropped.Add(1)
+	}
+	return dg
+}
+
+// hold keeps a datagram for the flow's next attachment while it has none
+// (a, when given, is the attachment whose connection just died); false
+// if it is dropped: the queue is full or the flow closed.
+func (f *dstFlow) hold(a *flowAttachment, payload []byte) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if a != nil && f.att == a {
+		f.att = nil
+	}
+	if f.att != nil || f.closed || len(f.held) >= flowPending {
+		return false
+	}
+	if len(f.held) == 0 {
+		f.heldAt = time.Now()
+	}
+	f.held = append(f.held, bytes.Clone(payload))
+	return true
+}
+
+// flush sends what was held for a, the flow's new attachment, unless it
+// waited longer than flowHoldMax.
+func (f *dstFlow) flush(c *Client, a *flowAttachment) {
+	f.mu.Lock()
+	held := f.held
+	f.held = nil
+	stale := time.Since(f.heldAt) > flowHoldMax
+	f.mu.Unlock()
+	if stale {
+		f.d.udp.dropped.Add(int64(len(held)))
+		return
+	}
+	var dg []byte
+	for _, b := range held {
+		dg = f.send(c, a, dg, b)
 	}
 }
 
@@ -250,6 +307,7 @@ func (p *peer) serveFlow(conn *quic.Conn, st *quic.Stream, pa path, m *wire.Conn
 		return
 	}
 	log.Debug("udp flow routed")
+	f.flush(c, a)
 	_, _ = io.Copy(io.Discard, st)
 	if f.detach(a) && conn.Context().Err() == nil {
 		c.udpFlows.remove(f) // the source ended the flow

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -165,12 +166,37 @@ func (f *srcFlow) transmit(a *flowAttachment, dg []byte, n int) {
 	case errors.As(err, &tooLarge):
 		f.u.s.udp.oversize.Add(1)
 	default:
-		f.u.s.udp.dropped.Add(1)
+		if a.conn.Context().Err() == nil || !f.resend(a, dg[len(dg)-n:]) {
+			f.u.s.udp.dropped.Add(1)
+		}
 		select {
 		case f.lost <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// resend takes a datagram that a could not send because its connection
+// is gone: it waits for the flow's next attachment (or goes on the one
+// that already replaced a), so that a path change loses nothing sent in
+// the moment the old path died. false if it is dropped after all.
+func (f *srcFlow) resend(a *flowAttachment, payload []byte) bool {
+	f.mu.Lock()
+	if f.att == a {
+		f.att = nil
+	}
+	next := f.att
+	if next == nil {
+		held := !f.ended && len(f.pending) < flowPending
+		if held {
+			f.pending = append(f.pending, bytes.Clone(payload))
+		}
+		f.mu.Unlock()
+		return held
+	}
+	f.mu.Unlock()
+	f.transmit(next, wire.AppendFlowDatagram(nil, uint64(next.id), payload), len(payload))
+	return true
 }
 
 // deliver writes a datagram from the destination to the flow's client.

@@ -27,6 +27,13 @@ type Echo struct {
 // ends.
 func ListenEcho(t testing.TB, addr string) *Echo {
 	t.Helper()
+	return ListenSlowEcho(t, addr, 0)
+}
+
+// ListenSlowEcho is ListenEcho answering each datagram after delay, as a
+// service that takes its time does.
+func ListenSlowEcho(t testing.TB, addr string, delay time.Duration) *Echo {
+	t.Helper()
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +57,16 @@ func ListenEcho(t testing.TB, addr string) *Echo {
 			s.mu.Lock()
 			s.peers[from.String()]++
 			s.mu.Unlock()
-			_, _ = pc.WriteToUDPAddrPort(buf[:n], from)
+			if delay == 0 {
+				_, _ = pc.WriteToUDPAddrPort(buf[:n], from)
+				continue
+			}
+			b := bytes.Clone(buf[:n])
+			wg.Add(1)
+			time.AfterFunc(delay, func() {
+				defer wg.Done()
+				_, _ = pc.WriteToUDPAddrPort(b, from)
+			})
 		}
 	})
 	return s
