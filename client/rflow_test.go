@@ -156,13 +156,21 @@ func waitRelayUp(t *testing.T, c *client.Client, source string) {
 // it for the test to use after a path change.
 func holdConn(t *testing.T, addr string) net.Conn {
 	t.Helper()
+	c := dialHeld(t, addr)
+	echoOn(t, c, "before")
+	return c
+}
+
+// dialHeld opens a connection through addr for the test to hold, closed
+// when it ends; its reads and writes time out after 20 s.
+func dialHeld(t *testing.T, addr string) net.Conn {
+	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	echoOn(t, c, "before")
 	return c
 }
 
@@ -256,12 +264,7 @@ func TestFlowMovesOnlyOnceTheDestinationHoldsIt(t *testing.T) {
 	waitRelayUp(t, src, "svc")
 	src.DropDirectPaths(300 * time.Millisecond)
 	waitPath(t, src, "svc", "relay")
-	c, err := net.DialTimeout("tcp", sourceStatus(t, src, "svc").Addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	c := dialHeld(t, sourceStatus(t, src, "svc").Addr)
 	echoOn(t, c, "first, while the unit starts")
 	waitMoves(t, src, "relay→direct", 1)
 	echoOn(t, c, "after the move")
@@ -276,12 +279,7 @@ func TestResumeWaitsForAFlowBeingDialed(t *testing.T) {
 	src := pair(t, wire.RouteAny, client.DestinationConfig{Addr: u.addr, StartUnit: "echo.service", Units: u},
 		client.SourceConfig{Addr: "127.0.0.1:0"})
 	waitRelayUp(t, src, "svc")
-	c, err := net.DialTimeout("tcp", sourceStatus(t, src, "svc").Addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	c := dialHeld(t, sourceStatus(t, src, "svc").Addr)
 	if _, err := c.Write([]byte("first")); err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -47,8 +46,7 @@ type dstFlow struct {
 	closed bool
 	// held are the service's datagrams that came while the flow had no
 	// live path, sent when the source comes back within flowHoldMax.
-	held   [][]byte
-	heldAt time.Time
+	held heldDatagrams
 }
 
 // flowHoldMax bounds how long a destination holds a flow's datagrams for
@@ -244,23 +242,15 @@ func (f *dstFlow) hold(a *flowAttachment, payload []byte) bool {
 	if a != nil && f.att == a {
 		f.att = nil
 	}
-	if f.att != nil || f.closed || len(f.held) >= flowPending {
-		return false
-	}
-	if len(f.held) == 0 {
-		f.heldAt = time.Now()
-	}
-	f.held = append(f.held, bytes.Clone(payload))
-	return true
+	return f.att == nil && !f.closed && f.held.add(payload)
 }
 
 // flush sends what was held for a, the flow's new attachment, unless it
 // waited longer than flowHoldMax.
 func (f *dstFlow) flush(c *Client, a *flowAttachment) {
 	f.mu.Lock()
-	held := f.held
-	f.held = nil
-	stale := time.Since(f.heldAt) > flowHoldMax
+	stale := time.Since(f.held.since) > flowHoldMax
+	held := f.held.take()
 	f.mu.Unlock()
 	if stale {
 		f.d.udp.dropped.Add(int64(len(held)))

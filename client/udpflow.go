@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,32 @@ const (
 	// udpSourceBuffer is the socket buffer a udp source asks for.
 	udpSourceBuffer = 4 << 20
 )
+
+// heldDatagrams are a flow's datagrams waiting for a path: at most
+// flowPending of them.
+type heldDatagrams struct {
+	list  [][]byte
+	since time.Time // when the oldest came
+}
+
+// add keeps a copy of b; false if the queue is full.
+func (h *heldDatagrams) add(b []byte) bool {
+	if len(h.list) >= flowPending {
+		return false
+	}
+	if len(h.list) == 0 {
+		h.since = time.Now()
+	}
+	h.list = append(h.list, bytes.Clone(b))
+	return true
+}
+
+// take empties the queue, returning what it held.
+func (h *heldDatagrams) take() [][]byte {
+	l := h.list
+	h.list = nil
+	return l
+}
 
 // UDPConfig is how an endpoint carries UDP; the zero value takes the
 // defaults.

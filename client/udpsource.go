@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -39,7 +38,7 @@ type srcFlow struct {
 
 	mu      sync.Mutex
 	att     *flowAttachment // nil while (re)attaching
-	pending [][]byte        // datagrams that came while att was nil
+	pending heldDatagrams   // datagrams that came while att was nil
 	ended   bool
 }
 
@@ -142,9 +141,7 @@ func (f *srcFlow) send(scratch, payload []byte) []byte {
 	f.mu.Lock()
 	a := f.att
 	if a == nil {
-		if !f.ended && len(f.pending) < flowPending {
-			f.pending = append(f.pending, append([]byte(nil), payload...))
-		} else {
+		if f.ended || !f.pending.add(payload) {
 			f.u.s.udp.dropped.Add(1)
 		}
 		f.mu.Unlock()
@@ -187,10 +184,7 @@ func (f *srcFlow) resend(a *flowAttachment, payload []byte) bool {
 	}
 	next := f.att
 	if next == nil {
-		held := !f.ended && len(f.pending) < flowPending
-		if held {
-			f.pending = append(f.pending, bytes.Clone(payload))
-		}
+		held := !f.ended && f.pending.add(payload)
 		f.mu.Unlock()
 		return held
 	}
@@ -220,8 +214,8 @@ func (f *srcFlow) run(ctx context.Context) {
 		delete(u.flows, f.from)
 		u.mu.Unlock()
 		f.mu.Lock()
-		u.s.udp.dropped.Add(int64(len(f.pending))) // held for a flow that never got a path
-		f.ended, f.pending = true, nil
+		u.s.udp.dropped.Add(int64(len(f.pending.take()))) // held for a flow that never got a path
+		f.ended = true
 		a := f.att
 		f.att = nil
 		f.mu.Unlock()
@@ -293,8 +287,7 @@ func (f *srcFlow) run(ctx context.Context) {
 func (f *srcFlow) use(a *flowAttachment) {
 	f.mu.Lock()
 	f.att = a
-	pending := f.pending
-	f.pending = nil
+	pending := f.pending.take()
 	f.mu.Unlock()
 	for _, b := range pending {
 		f.transmit(a, wire.AppendFlowDatagram(nil, uint64(a.id), b), len(b))
