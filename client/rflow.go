@@ -11,7 +11,6 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/connetd/connetd/bufpool"
 	"github.com/connetd/connetd/internal/msgid"
 	"github.com/connetd/connetd/replay"
 	"github.com/connetd/connetd/wire"
@@ -355,8 +354,9 @@ func (f *rflow) streamOut() {
 // streamIn copies the current stream to the TCP side, counting what it
 // hands over: that count is what a resume reports.
 func (f *rflow) streamIn() {
-	rb := bufpool.NewReader()
-	defer rb.Release()
+	bp := smallPool.Get().(*[]byte)
+	pool := &smallPool
+	defer func() { pool.Put(bp) }()
 	for {
 		f.mu.Lock()
 		for !f.ended && (f.st == nil || f.eofGen == f.gen) {
@@ -370,7 +370,7 @@ func (f *rflow) streamIn() {
 		f.inRead = true
 		f.mu.Unlock()
 
-		buf := rb.Buf()
+		buf := *bp
 		n, err := st.Read(buf)
 
 		f.mu.Lock()
@@ -408,7 +408,10 @@ func (f *rflow) streamIn() {
 				f.abort("tcp write: " + werr.Error())
 				return
 			}
-			rb.Read(n)
+			if n == len(buf) && pool == &smallPool {
+				smallPool.Put(bp)
+				bp, pool = largePool.Get().(*[]byte), &largePool
+			}
 		}
 		if closeWrite {
 			_ = f.tcp.CloseWrite()

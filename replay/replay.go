@@ -13,14 +13,18 @@ package replay
 import (
 	"errors"
 	"fmt"
-
-	"github.com/connetd/connetd/bufpool"
+	"sync"
 )
 
 // Chunk sizes: see the package comment.
 const (
-	SmallChunk = bufpool.Small
-	LargeChunk = bufpool.Large
+	SmallChunk = 4 << 10
+	LargeChunk = 256 << 10
+)
+
+var (
+	smallPool = sync.Pool{New: func() any { b := make([]byte, SmallChunk); return &b }}
+	largePool = sync.Pool{New: func() any { b := make([]byte, LargeChunk); return &b }}
 )
 
 type chunk struct {
@@ -72,7 +76,11 @@ func (b *Buffer) Space() []byte {
 		b.large = true
 	}
 	c := &chunk{start: b.end}
-	c.buf = bufpool.Get(b.large)
+	if b.large {
+		c.buf = largePool.Get().(*[]byte)
+	} else {
+		c.buf = smallPool.Get().(*[]byte)
+	}
 	b.chunks = append(b.chunks, c)
 	return (*c.buf)[:min(len(*c.buf), room)]
 }
@@ -128,7 +136,7 @@ func (b *Buffer) Release(keep uint64) {
 	limit := min(b.acked, keep)
 	i := 0
 	for i < len(b.chunks)-1 && b.chunks[i].end() <= limit {
-		bufpool.Put(b.chunks[i].buf)
+		put(b.chunks[i].buf)
 		b.chunks[i] = nil
 		i++
 	}
@@ -140,7 +148,7 @@ func (b *Buffer) Release(keep uint64) {
 // Free gives back every chunk; the buffer is not used afterwards.
 func (b *Buffer) Free() {
 	for _, c := range b.chunks {
-		bufpool.Put(c.buf)
+		put(c.buf)
 	}
 	b.chunks = nil
 }
@@ -153,4 +161,12 @@ func (b *Buffer) Held() int {
 		n += len(*c.buf)
 	}
 	return n
+}
+
+func put(buf *[]byte) {
+	if len(*buf) == LargeChunk {
+		largePool.Put(buf)
+	} else {
+		smallPool.Put(buf)
+	}
 }
