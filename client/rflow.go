@@ -48,19 +48,23 @@ type rflow struct {
 	pa   path
 	// gen counts attachments and detachments: a stream operation that
 	// finishes under another gen than it started ignores its outcome.
-	gen        uint64
-	buf        *replay.Buffer
-	wpos       uint64 // next offset streamOut writes to st
-	writing    bool   // streamOut is in a Write that reads the buffer from writeFrom
-	writeFrom  uint64
-	tcpEOF     bool   // TCP side ended: FIN after the last byte
-	finSent    bool   // FIN written on the current stream
-	finAcked   bool   // the peer read our FIN
-	inRead     bool   // streamIn is in a Read on the current stream
-	eofGen     uint64 // gen on whose stream streamIn read the FIN
-	received   uint64 // bytes handed to the TCP side
-	ackPosted  uint64 // received as of the last acknowledgement sent
-	peerEOF    bool
+	gen       uint64
+	buf       *replay.Buffer
+	wpos      uint64 // next offset streamOut writes to st
+	writing   bool   // streamOut is in a Write that reads the buffer from writeFrom
+	writeFrom uint64
+	tcpEOF    bool   // TCP side ended: FIN after the last byte
+	finSent   bool   // FIN written on the current stream
+	finAcked  bool   // the peer read our FIN
+	inRead    bool   // streamIn is in a Read on the current stream
+	eofGen    uint64 // gen on whose stream streamIn read the FIN
+	received  uint64 // bytes handed to the TCP side
+	ackPosted uint64 // received as of the last acknowledgement sent
+	peerEOF   bool
+	// peerEOFOut: the peer's FIN, after its last bytes, was passed on to
+	// our TCP side. The flow may close its TCP connection only then:
+	// peerEOF is set before streamIn writes the bytes read with the FIN.
+	peerEOFOut bool
 	ended      bool
 	recovering bool // relocate or awaitResume runs
 	recheck    bool // a path came up while relocate ran: it looks again
@@ -250,7 +254,7 @@ func (f *rflow) abortLocked(why string) {
 // finishLocked ends the flow once both directions are done: our FIN was
 // read by the peer, and we read the peer's.
 func (f *rflow) finishLocked() {
-	if f.ended || !f.tcpEOF || !f.finAcked || !f.peerEOF {
+	if f.ended || !f.tcpEOF || !f.finAcked || !f.peerEOFOut {
 		return
 	}
 	f.ended = true
@@ -404,6 +408,9 @@ func (f *rflow) streamIn() {
 		f.mu.Unlock()
 
 		if n > 0 {
+			if testHookStreamIn != nil {
+				testHookStreamIn(f)
+			}
 			if _, werr := f.tcp.Write(buf[:n]); werr != nil {
 				f.abort("tcp write: " + werr.Error())
 				return
@@ -421,6 +428,7 @@ func (f *rflow) streamIn() {
 		}
 		if closeWrite {
 			f.mu.Lock()
+			f.peerEOFOut = true
 			f.finishLocked()
 			f.mu.Unlock()
 		}
@@ -496,6 +504,10 @@ func (f *rflow) attachResumed(st *quic.Stream, conn *quic.Conn, pa path, peerRec
 		"stall", stall.Round(time.Millisecond).String())
 	return nil
 }
+
+// testHookStreamIn, when set by a test, runs in streamIn between reading
+// bytes from the stream and writing them to TCP.
+var testHookStreamIn func(*rflow)
 
 var (
 	errFlowEnded = errors.New("flow ended")

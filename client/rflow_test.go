@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -291,4 +292,25 @@ func TestResumeWaitsForAFlowBeingDialed(t *testing.T) {
 	}
 	waitMoves(t, src, "direct→relay", 1)
 	echoOn(t, c, "over the relay")
+}
+
+// The peer's acknowledgement of our FIN may come while the last bytes it
+// sent with its own FIN are on their way to our TCP side: the flow closes
+// its TCP connection only after them (it used to close it first, and a
+// reply that came with its FIN was lost).
+func TestFlowClosesOnlyAfterItsLastBytes(t *testing.T) {
+	t.Cleanup(client.AckInLastWrite()) // after the clients' own cleanup
+	_, _, addr := echoPair(t, nil)
+	for i := range 20 {
+		msg := fmt.Sprintf("the last bytes, %d", i)
+		c := dialHeld(t, addr)
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.(*net.TCPConn).CloseWrite()
+		got, err := io.ReadAll(c)
+		if err != nil || string(got) != msg {
+			t.Fatalf("echo %d: %q, %v", i, got, err)
+		}
+	}
 }
