@@ -9,31 +9,17 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/connetd/connetd/bufpool"
 	"github.com/connetd/connetd/wire"
-)
-
-// Buffers start small so that thousands of idle connections cost little,
-// and grow for connections that move bulk data: 256 KiB, so that a bulk
-// flow costs a quarter of the syscalls and stream writes it did with
-// 64 KiB (bench: direct from ~0.8× to ~0.9× a bare quic-go stream).
-const (
-	smallBuf = 4 << 10
-	largeBuf = 256 << 10
-)
-
-var (
-	smallPool = sync.Pool{New: func() any { b := make([]byte, smallBuf); return &b }}
-	largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}
 )
 
 // copyAdaptive copies until EOF (nil error) or a failure; moved is told
 // of every write.
 func copyAdaptive(dst io.Writer, src io.Reader, counts []*atomic.Int64, moved func()) error {
-	bp := smallPool.Get().(*[]byte)
-	pool := &smallPool
-	defer func() { pool.Put(bp) }()
+	rb := bufpool.NewReader()
+	defer rb.Release()
 	for {
-		buf := *bp
+		buf := rb.Buf()
 		n, rerr := src.Read(buf)
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -43,10 +29,7 @@ func copyAdaptive(dst io.Writer, src io.Reader, counts []*atomic.Int64, moved fu
 				c.Add(int64(n))
 			}
 			moved()
-			if n == len(buf) && pool == &smallPool {
-				smallPool.Put(bp)
-				bp, pool = largePool.Get().(*[]byte), &largePool
-			}
+			rb.Read(n)
 		}
 		if rerr != nil {
 			if errors.Is(rerr, io.EOF) {

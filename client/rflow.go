@@ -11,6 +11,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/connetd/connetd/bufpool"
 	"github.com/connetd/connetd/internal/msgid"
 	"github.com/connetd/connetd/replay"
 	"github.com/connetd/connetd/wire"
@@ -358,9 +359,8 @@ func (f *rflow) streamOut() {
 // streamIn copies the current stream to the TCP side, counting what it
 // hands over: that count is what a resume reports.
 func (f *rflow) streamIn() {
-	bp := smallPool.Get().(*[]byte)
-	pool := &smallPool
-	defer func() { pool.Put(bp) }()
+	rb := bufpool.NewReader()
+	defer rb.Release()
 	for {
 		f.mu.Lock()
 		for !f.ended && (f.st == nil || f.eofGen == f.gen) {
@@ -374,7 +374,7 @@ func (f *rflow) streamIn() {
 		f.inRead = true
 		f.mu.Unlock()
 
-		buf := *bp
+		buf := rb.Buf()
 		n, err := st.Read(buf)
 
 		f.mu.Lock()
@@ -415,10 +415,7 @@ func (f *rflow) streamIn() {
 				f.abort("tcp write: " + werr.Error())
 				return
 			}
-			if n == len(buf) && pool == &smallPool {
-				smallPool.Put(bp)
-				bp, pool = largePool.Get().(*[]byte), &largePool
-			}
+			rb.Read(n)
 		}
 		if closeWrite {
 			_ = f.tcp.CloseWrite()

@@ -13,18 +13,14 @@ package replay
 import (
 	"errors"
 	"fmt"
-	"sync"
+
+	"github.com/connetd/connetd/bufpool"
 )
 
 // Chunk sizes: see the package comment.
 const (
-	SmallChunk = 4 << 10
-	LargeChunk = 256 << 10
-)
-
-var (
-	smallPool = sync.Pool{New: func() any { b := make([]byte, SmallChunk); return &b }}
-	largePool = sync.Pool{New: func() any { b := make([]byte, LargeChunk); return &b }}
+	SmallChunk = bufpool.Small
+	LargeChunk = bufpool.Large
 )
 
 type chunk struct {
@@ -76,11 +72,7 @@ func (b *Buffer) Space() []byte {
 		b.large = true
 	}
 	c := &chunk{start: b.end}
-	if b.large {
-		c.buf = largePool.Get().(*[]byte)
-	} else {
-		c.buf = smallPool.Get().(*[]byte)
-	}
+	c.buf = bufpool.Get(b.large)
 	b.chunks = append(b.chunks, c)
 	return (*c.buf)[:min(len(*c.buf), room)]
 }
@@ -136,7 +128,7 @@ func (b *Buffer) Release(keep uint64) {
 	limit := min(b.acked, keep)
 	i := 0
 	for i < len(b.chunks)-1 && b.chunks[i].end() <= limit {
-		put(b.chunks[i].buf)
+		bufpool.Put(b.chunks[i].buf)
 		b.chunks[i] = nil
 		i++
 	}
@@ -148,7 +140,7 @@ func (b *Buffer) Release(keep uint64) {
 // Free gives back every chunk; the buffer is not used afterwards.
 func (b *Buffer) Free() {
 	for _, c := range b.chunks {
-		put(c.buf)
+		bufpool.Put(c.buf)
 	}
 	b.chunks = nil
 }
@@ -161,12 +153,4 @@ func (b *Buffer) Held() int {
 		n += len(*c.buf)
 	}
 	return n
-}
-
-func put(buf *[]byte) {
-	if len(*buf) == LargeChunk {
-		largePool.Put(buf)
-	} else {
-		smallPool.Put(buf)
-	}
 }
